@@ -1,0 +1,355 @@
+//go:build unix
+
+package fdpass
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dup duplicates the descriptor behind c (a listener, a packet conn or an
+// [os.File]) into a new close-on-exec [os.File] named name. The result can
+// go into [os/exec.Cmd.ExtraFiles] without the trap of
+// [net.TCPListener.File]: its Fd method leaves the shared socket in
+// non-blocking mode, so the caller's own c keeps working. The caller closes
+// the returned file once the child has started.
+func Dup(c syscall.Conn, name string) (*os.File, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("fdpass: dup %q: %w", name, err)
+	}
+	nfd := -1
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, fmt.Errorf("fdpass: dup %q: %w", name, err)
+	}
+	if dupErr != nil {
+		return nil, fmt.Errorf("fdpass: dup %q: %w", name, os.NewSyscallError("fcntl", dupErr))
+	}
+	return os.NewFile(uintptr(nfd), name), nil
+}
+
+// Inherited is the set of files a process was started with. Its methods
+// are safe for concurrent use. Each file can be taken once; what nobody
+// takes is closed by [Inherited.CloseUnclaimed].
+type Inherited struct {
+	mu      sync.Mutex
+	files   []*entry            // in descriptor order
+	byName  map[string][]*entry // unclaimed entries per name
+	control map[string]*entry
+	meta    map[string]string
+	handoff bool
+}
+
+type entry struct {
+	name string
+	fd   int
+	file *os.File // nil once taken
+}
+
+// Inherit reads the variables described in the package documentation from
+// the environment, unsets them, and adopts the descriptors they describe:
+// each must be open, and each is marked close-on-exec so that programs this
+// process starts do not inherit it. Without variables the result is empty.
+func Inherit() (*Inherited, error) {
+	m, err := parseEnv(os.LookupEnv, os.Getpid())
+	for _, k := range []string{EnvListenFDs, EnvListenFDNames, EnvListenPID, EnvHandoff} {
+		os.Unsetenv(k)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return adopt(m)
+}
+
+func adopt(m *manifest) (*Inherited, error) {
+	in := &Inherited{
+		byName:  make(map[string][]*entry),
+		control: make(map[string]*entry),
+		meta:    m.meta,
+		handoff: m.handoff,
+	}
+	names := append(slices.Clip(m.names), m.control...)
+	// Check every descriptor before wrapping any in an *os.File: wrapping
+	// a non-blocking socket starts the runtime's poller, whose epoll and
+	// wake-up descriptors take the lowest free numbers — exactly the ones
+	// a manifest names but the parent did not pass, which would then be
+	// adopted (and later closed) as if they were ours.
+	var firstErr error
+	open := make([]bool, len(names))
+	for i, name := range names {
+		fd := FirstFD + i
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			if firstErr == nil {
+				firstErr = &FDError{FD: fd, Name: name, Want: "open descriptor", Err: os.NewSyscallError("fcntl", err)}
+			}
+			continue
+		}
+		open[i] = true
+		unix.CloseOnExec(fd)
+	}
+	if firstErr != nil {
+		for i, ok := range open {
+			if ok {
+				unix.Close(FirstFD + i)
+			}
+		}
+		return nil, firstErr
+	}
+	for i, name := range names {
+		e := &entry{name: name, fd: FirstFD + i}
+		e.file = os.NewFile(uintptr(e.fd), name)
+		if i < len(m.names) {
+			in.files = append(in.files, e)
+			in.byName[name] = append(in.byName[name], e)
+		} else {
+			in.control[name] = e
+		}
+	}
+	return in, nil
+}
+
+// FromHandoff reports whether the files came from a handoff parent (the
+// HANDOFF variable was present), as opposed to plain socket activation.
+func (in *Inherited) FromHandoff() bool { return in.handoff }
+
+// Meta returns a key=value pair carried in the HANDOFF variable.
+func (in *Inherited) Meta(key string) (string, bool) {
+	v, ok := in.meta[key]
+	return v, ok
+}
+
+// Names returns the names of the files not yet taken, in descriptor order.
+func (in *Inherited) Names() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var names []string
+	for _, e := range in.files {
+		if e.file != nil {
+			names = append(names, e.name)
+		}
+	}
+	return names
+}
+
+// take removes and returns the first unclaimed file named name after check
+// accepts it. A file check rejects stays unclaimed.
+func (in *Inherited) take(name string, check func(fd int) error) (*os.File, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	list := in.byName[name]
+	if len(list) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	e := list[0]
+	if check != nil {
+		if err := check(e.fd); err != nil {
+			return nil, err
+		}
+	}
+	in.byName[name] = list[1:]
+	f := e.file
+	e.file = nil
+	return f, nil
+}
+
+// File takes the inherited file named name, of any kind.
+func (in *Inherited) File(name string) (*os.File, error) {
+	return in.take(name, nil)
+}
+
+// Control takes the control file named name.
+func (in *Inherited) Control(name string) (*os.File, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	e := in.control[name]
+	if e == nil || e.file == nil {
+		return nil, fmt.Errorf("%w: control %q", ErrNotFound, name)
+	}
+	f := e.file
+	e.file = nil
+	return f, nil
+}
+
+// Listener takes the inherited listening socket named name. network is one
+// of tcp, tcp4, tcp6, unix or unixpacket; the socket must be a listening
+// socket of that family, or an [*FDError] says what it is instead and the
+// file stays unclaimed.
+func (in *Inherited) Listener(name, network string) (net.Listener, error) {
+	want, err := kindOf(network, true)
+	if err != nil {
+		return nil, err
+	}
+	f, err := in.take(name, func(fd int) error { return want.check(fd, name) })
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("fdpass: adopt %q: %w", name, err)
+	}
+	return ln, nil
+}
+
+// PacketConn takes the inherited datagram socket named name. network is
+// one of udp, udp4, udp6 or unixgram.
+func (in *Inherited) PacketConn(name, network string) (net.PacketConn, error) {
+	want, err := kindOf(network, false)
+	if err != nil {
+		return nil, err
+	}
+	f, err := in.take(name, func(fd int) error { return want.check(fd, name) })
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("fdpass: adopt %q: %w", name, err)
+	}
+	return pc, nil
+}
+
+// CloseUnclaimed closes every file and control file not yet taken and
+// returns their names. Unix socket paths are left in place.
+func (in *Inherited) CloseUnclaimed() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var names []string
+	closeEntry := func(e *entry) {
+		if e.file != nil {
+			e.file.Close()
+			e.file = nil
+			names = append(names, e.name)
+		}
+	}
+	for _, e := range in.files {
+		closeEntry(e)
+	}
+	for _, e := range in.control {
+		closeEntry(e)
+	}
+	clear(in.byName)
+	return names
+}
+
+// sockKind is what a caller expects an inherited descriptor to be.
+type sockKind struct {
+	desc     string
+	typ      int   // SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET
+	families []int // acceptable address families
+	listen   bool
+}
+
+func kindOf(network string, listen bool) (sockKind, error) {
+	inet := []int{unix.AF_INET, unix.AF_INET6}
+	var k sockKind
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		k = sockKind{typ: unix.SOCK_STREAM, families: inet}
+	case "unix":
+		k = sockKind{typ: unix.SOCK_STREAM, families: []int{unix.AF_UNIX}}
+	case "unixpacket":
+		k = sockKind{typ: unix.SOCK_SEQPACKET, families: []int{unix.AF_UNIX}}
+	case "udp", "udp4", "udp6":
+		k = sockKind{typ: unix.SOCK_DGRAM, families: inet}
+	case "unixgram":
+		k = sockKind{typ: unix.SOCK_DGRAM, families: []int{unix.AF_UNIX}}
+	default:
+		return k, fmt.Errorf("fdpass: unknown network %q", network)
+	}
+	if listen != (k.typ != unix.SOCK_DGRAM) {
+		if listen {
+			return k, fmt.Errorf("fdpass: %q is a datagram network: use PacketConn", network)
+		}
+		return k, fmt.Errorf("fdpass: %q is a stream network: use Listener", network)
+	}
+	k.listen = listen
+	k.desc = network + " socket"
+	if listen {
+		k.desc = "listening " + k.desc
+	}
+	return k, nil
+}
+
+func (k sockKind) check(fd int, name string) error {
+	fail := func(err error) error { return &FDError{FD: fd, Name: name, Want: k.desc, Err: err} }
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSOCK) {
+			return fail(errors.New("not a socket"))
+		}
+		return fail(os.NewSyscallError("getsockopt", err))
+	}
+	if typ != k.typ {
+		return fail(fmt.Errorf("socket of type %s", typeName(typ)))
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail(os.NewSyscallError("getsockname", err))
+	}
+	fam := familyOf(sa)
+	ok := false
+	for _, f := range k.families {
+		ok = ok || f == fam
+	}
+	if !ok {
+		return fail(fmt.Errorf("socket of family %s", familyName(fam)))
+	}
+	if k.listen {
+		acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		if err != nil {
+			return fail(os.NewSyscallError("getsockopt", err))
+		}
+		if acc == 0 {
+			return fail(errors.New("socket that is not listening"))
+		}
+	}
+	return nil
+}
+
+func familyOf(sa unix.Sockaddr) int {
+	switch sa.(type) {
+	case *unix.SockaddrInet4:
+		return unix.AF_INET
+	case *unix.SockaddrInet6:
+		return unix.AF_INET6
+	case *unix.SockaddrUnix:
+		return unix.AF_UNIX
+	}
+	return -1
+}
+
+func familyName(f int) string {
+	switch f {
+	case unix.AF_INET:
+		return "inet"
+	case unix.AF_INET6:
+		return "inet6"
+	case unix.AF_UNIX:
+		return "unix"
+	}
+	return "other"
+}
+
+func typeName(t int) string {
+	switch t {
+	case unix.SOCK_STREAM:
+		return "stream"
+	case unix.SOCK_DGRAM:
+		return "datagram"
+	case unix.SOCK_SEQPACKET:
+		return "seqpacket"
+	}
+	return fmt.Sprintf("%d", t)
+}

@@ -1,0 +1,28 @@
+// Package readiness carries a started program's verdict back to the
+// process that started it, and tells the started program when its starter
+// has gone.
+//
+// # The channel
+//
+// [Pair] makes a connected pair of unix stream sockets. The starter keeps
+// one end and hands the other to the program it starts. The started
+// program writes exactly one message:
+//
+//	ready\n
+//	failed: <reason>\n
+//
+// with [Ready] or [Fail]. The starter's [Wait] returns nil for "ready", a
+// [*FailedError] carrying the reason verbatim for "failed", or [ErrClosed]
+// when the other end closed without a message — the started program exited
+// or crashed; the starter learns its exit status from the process itself.
+//
+// The same channel works the other way for free: when the starter exits,
+// its end is closed by the kernel and [WaitClosed] in the started program
+// returns. Nothing polls.
+//
+// # Limits
+//
+// A reason is at most [MaxReason] bytes; longer ones are cut. Newlines and
+// other control characters in a reason are replaced by spaces so that a
+// message is always one line.
+package readiness

@@ -1,0 +1,23 @@
+//go:build !unix
+
+package readiness
+
+import (
+	"context"
+	"os"
+)
+
+// Pair is not supported on this platform.
+func Pair() (parent, child *os.File, err error) { return nil, nil, ErrNotSupported }
+
+// Ready is not supported on this platform.
+func Ready(f *os.File) error { return ErrNotSupported }
+
+// Fail is not supported on this platform.
+func Fail(f *os.File, reason string) error { return ErrNotSupported }
+
+// Wait is not supported on this platform.
+func Wait(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// WaitClosed is not supported on this platform.
+func WaitClosed(ctx context.Context, f *os.File) error { return ErrNotSupported }

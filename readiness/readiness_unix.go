@@ -1,0 +1,120 @@
+//go:build unix
+
+package readiness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pair returns a connected channel: parent stays with the caller, child is
+// handed to the program it starts (for example in
+// [os/exec.Cmd.ExtraFiles]). Both are close-on-exec and non-blocking; the
+// caller closes its copy of child once the program has started, or the
+// parent end never sees the channel close.
+func Pair() (parent, child *os.File, err error) {
+	// Hold ForkLock so that no concurrent fork inherits the fds between
+	// socketpair and CloseOnExec on systems without SOCK_CLOEXEC.
+	syscall.ForkLock.RLock()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err == nil {
+		unix.CloseOnExec(fds[0])
+		unix.CloseOnExec(fds[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	for _, fd := range fds {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+			return nil, nil, os.NewSyscallError("setnonblock", err)
+		}
+	}
+	return os.NewFile(uintptr(fds[0]), "readiness-parent"), os.NewFile(uintptr(fds[1]), "readiness-child"), nil
+}
+
+// Ready tells the starter that this program is ready.
+func Ready(f *os.File) error {
+	return send(f, encodeReady())
+}
+
+// Fail tells the starter that this program cannot start, and why. The
+// reason reaches the starter's [Wait] verbatim (see [Sanitize]).
+func Fail(f *os.File, reason string) error {
+	return send(f, encodeFailed(reason))
+}
+
+func send(f *os.File, msg []byte) error {
+	if _, err := f.Write(msg); err != nil {
+		return fmt.Errorf("readiness: tell the starting process: %w", err)
+	}
+	return nil
+}
+
+// Wait blocks until the program at the other end of f says ready (nil) or
+// failed ([*FailedError]), closes the channel without a message
+// ([ErrClosed]), sends garbage ([*MessageError]), or ctx ends (ctx.Err()).
+// f must come from [Pair]; Wait uses its read deadline.
+func Wait(ctx context.Context, f *os.File) error {
+	stop := interruptOnDone(ctx, f)
+	defer stop()
+	buf := make([]byte, 0, 64)
+	chunk := make([]byte, 512)
+	for {
+		n, err := f.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			return Parse(buf[:i])
+		}
+		if len(buf) > maxMessage {
+			return Parse(buf)
+		}
+		if err != nil {
+			return readErr(ctx, err)
+		}
+	}
+}
+
+// WaitClosed blocks until the other end of f is closed — the process that
+// started this one exited — or ctx ends (ctx.Err()). Bytes arriving on the
+// channel are ignored.
+func WaitClosed(ctx context.Context, f *os.File) error {
+	stop := interruptOnDone(ctx, f)
+	defer stop()
+	buf := make([]byte, 64)
+	for {
+		if _, err := f.Read(buf); err != nil {
+			if err := readErr(ctx, err); err != ErrClosed {
+				return err
+			}
+			return nil
+		}
+	}
+}
+
+// interruptOnDone makes a blocked read on f return when ctx ends.
+func interruptOnDone(ctx context.Context, f *os.File) (stop func()) {
+	f.SetReadDeadline(time.Time{})
+	cancel := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
+	return func() { cancel() }
+}
+
+func readErr(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		return ErrClosed
+	}
+	return fmt.Errorf("readiness: read: %w", err)
+}
