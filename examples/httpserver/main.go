@@ -1,0 +1,68 @@
+// Command httpserver is the reference handoff server: it answers
+// "version=<version> pid=<pid>" and is replaced by a new build of itself
+// on SIGHUP, SIGUSR1 or SIGUSR2 without failing a request.
+//
+//	go build -ldflags "-X main.version=v2" -o httpserver ./examples/httpserver
+//	./httpserver -addr 127.0.0.1:8080 -pidfile app.pid &
+//	kill -USR2 $(cat app.pid)
+//
+// SIGTERM and SIGINT stop it gracefully (exit status 0).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/handoff-go/handoff/upgrade"
+)
+
+// version is set at build time with -ldflags "-X main.version=v2".
+var version = "dev"
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	pidFile := flag.String("pidfile", "", "pidfile naming the live process (empty: none)")
+	upgradeTimeout := flag.Duration("upgrade-timeout", upgrade.DefaultUpgradeTimeout, "how long a new generation may take to become ready")
+	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
+	flag.Parse()
+	if err := run(*addr, *pidFile, *upgradeTimeout, *drainTimeout); err != nil {
+		fmt.Fprintln(os.Stderr, "httpserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, pidFile string, upgradeTimeout, drainTimeout time.Duration) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
+	u, err := upgrade.New(upgrade.Options{
+		PIDFile:        pidFile,
+		UpgradeTimeout: upgradeTimeout,
+		DrainTimeout:   drainTimeout,
+		Logger:         log,
+		UpgradeSignals: upgradeSignals,
+	})
+	if err != nil {
+		return err
+	}
+	defer u.Stop()
+	defer u.HandleSignals()()
+
+	ln, err := u.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return err
+	}
+	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, body)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := u.Ready(); err != nil {
+		return err
+	}
+	return u.ServeHTTP(srv, ln)
+}

@@ -1,0 +1,50 @@
+// Package upgrade replaces a running server with a new build of itself
+// without dropping a connection.
+//
+// # How an upgrade goes
+//
+// The running process (the parent) receives a signal or an
+// [Upgrader.Upgrade] call. It starts the program again — the path it was
+// started with, resolved now, so a replaced file or a flipped
+// current -> releases/N symlink starts the new build — and hands over its
+// listening sockets and named files as descriptors 3.. (see package
+// fdpass). The child takes them with [Upgrader.Listen],
+// [Upgrader.ListenPacket] and [Upgrader.File], which return the inherited
+// socket when there is one and create it otherwise, so the same code runs
+// in the first generation and every later one.
+//
+// When the child calls [Upgrader.Ready], it writes the pidfile and tells
+// the parent over a pipe. Only then does the parent's [Upgrader.Exit]
+// close: it stops accepting, drains its in-flight work under a deadline
+// and exits. The socket itself is never closed, so no queued connection is
+// lost. If the child crashes, hangs past Options.UpgradeTimeout or calls
+// [Upgrader.Fail], the parent stops and reaps it and keeps serving as if
+// nothing happened; Upgrade returns a [*ChildError] that says why.
+//
+// # Serving
+//
+//	u, err := upgrade.New(upgrade.Options{PIDFile: "/run/app.pid"})
+//	if err != nil { log.Fatal(err) }
+//	defer u.Stop()
+//	defer u.HandleSignals()() // SIGHUP/SIGUSR2 upgrade; SIGTERM/SIGINT stop
+//	ln, err := u.Listen(ctx, "tcp", ":8080")
+//	if err != nil { log.Fatal(err) }
+//	if err := u.Ready(); err != nil { log.Fatal(err) }
+//	err = u.ServeHTTP(&http.Server{Handler: h}, ln) // returns after the drain
+//
+// [Upgrader.ServeHTTP] is the way to serve net/http: http.Server.Shutdown
+// alone fails requests during a hand-over (it closes keep-alive
+// connections under clients' feet). [Upgrader.ServeConns] and [Tracker]
+// do the same for other protocols.
+//
+// # Rules
+//
+// One Upgrader per process. Its methods are safe for concurrent use. At
+// most one upgrade runs at a time; a second gets [ErrInProgress] at once.
+// After a successful upgrade or [Upgrader.Stop] the Upgrader is spent: the
+// process drains and exits.
+//
+// The child's standard error goes through a pipe to the parent until it
+// is ready (so a failure can quote it), and then straight to the parent's
+// own standard error.
+package upgrade

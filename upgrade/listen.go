@@ -1,0 +1,136 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/handoff-go/handoff/fdpass"
+)
+
+// key names a socket or file across generations. Sockets are named by the
+// network and the address asked for (not the address bound), so that a
+// listener on port 0 keeps its port: the next generation asks for ":0"
+// again and receives the same socket. ':' and '%' are escaped because
+// LISTEN_FDNAMES separates names with ':'.
+func key(kind, addr string) string {
+	r := strings.NewReplacer("%", "%25", ":", "%3A")
+	return kind + "/" + r.Replace(addr)
+}
+
+// Listen returns a listener for network (tcp, tcp4, tcp6, unix or
+// unixpacket) and addr: the one the previous generation handed over under
+// the same network and address, or a new one. Either way it is handed to
+// the next generation. Close it only when draining (after Exit).
+func (u *Upgrader) Listen(ctx context.Context, network, addr string) (net.Listener, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
+	default:
+		return nil, fmt.Errorf("upgrade: Listen: network %q is not a stream network (want tcp, tcp4, tcp6, unix or unixpacket)", network)
+	}
+	k := key(network, addr)
+	var ln net.Listener
+	err := u.register(k, func() (syscall.Conn, error) {
+		var err error
+		ln, err = u.inherited.Listener(k, network)
+		if errors.Is(err, fdpass.ErrNotFound) {
+			var lc net.ListenConfig
+			ln, err = lc.Listen(ctx, network, addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return ln.(syscall.Conn), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: listen on %s %s: %w", network, addr, err)
+	}
+	return ln, nil
+}
+
+// ListenPacket returns a packet conn for network (udp, udp4, udp6 or
+// unixgram) and addr, inherited or new, like Listen.
+func (u *Upgrader) ListenPacket(ctx context.Context, network, addr string) (net.PacketConn, error) {
+	switch network {
+	case "udp", "udp4", "udp6", "unixgram":
+	default:
+		return nil, fmt.Errorf("upgrade: ListenPacket: network %q is not a datagram network (want udp, udp4, udp6 or unixgram)", network)
+	}
+	k := key(network, addr)
+	var pc net.PacketConn
+	err := u.register(k, func() (syscall.Conn, error) {
+		var err error
+		pc, err = u.inherited.PacketConn(k, network)
+		if errors.Is(err, fdpass.ErrNotFound) {
+			var lc net.ListenConfig
+			pc, err = lc.ListenPacket(ctx, network, addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return pc.(syscall.Conn), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: listen on %s %s: %w", network, addr, err)
+	}
+	return pc, nil
+}
+
+// File returns the file the previous generation handed over under name,
+// or, in a first generation, the one open creates. Either way it is handed
+// to the next generation. Use it for anything that must outlive a
+// generation: a lock file, a shared memory segment, a socket made by other
+// means.
+func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, error) {
+	k := "file/" + name
+	var f *os.File
+	err := u.register(k, func() (syscall.Conn, error) {
+		var err error
+		f, err = u.inherited.File(k)
+		if errors.Is(err, fdpass.ErrNotFound) {
+			f, err = open()
+			if err == nil && f == nil {
+				err = errors.New("open returned a nil file")
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: file %q: %w", name, err)
+	}
+	return f, nil
+}
+
+// register runs get for a new key and remembers the result for hand-over.
+func (u *Upgrader) register(k string, get func() (syscall.Conn, error)) error {
+	if err := fdpass.CheckName(k); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.stopped || u.childPID != 0 {
+		return errors.New("the upgrader is stopped or has handed over")
+	}
+	if _, dup := u.keys[k]; dup {
+		return errors.New("this process already has it open: ask once and share the result")
+	}
+	c, err := get()
+	if err != nil {
+		return err
+	}
+	h := &handed{name: k, conn: c}
+	if ul, ok := c.(*net.UnixListener); ok {
+		h.unix = ul
+		ul.SetUnlinkOnClose(false) // until Stop decides this is the last generation
+	}
+	u.keys[k] = h
+	u.files = append(u.files, h)
+	return nil
+}

@@ -1,0 +1,114 @@
+package upgrade
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+)
+
+// Defaults for the zero values of [Options].
+const (
+	DefaultUpgradeTimeout = time.Minute
+	DefaultDrainTimeout   = 30 * time.Second
+	DefaultIdleGrace      = time.Second
+	DefaultStopGrace      = 5 * time.Second
+)
+
+// Options configures an [Upgrader]. The zero value works: no pidfile, the
+// default timeouts, the child started the way this process was started.
+type Options struct {
+	// PIDFile, if set, is rewritten atomically with the PID of each
+	// generation once it is ready, and removed on a final stop. Its
+	// directory is checked by New. Empty: no pidfile.
+	PIDFile string
+
+	// UpgradeTimeout bounds how long a new generation may take to become
+	// ready; past it the child is stopped and the upgrade fails.
+	// Zero: DefaultUpgradeTimeout (1 minute).
+	UpgradeTimeout time.Duration
+
+	// DrainTimeout bounds the drain of an old generation in ServeHTTP and
+	// ServeConns; what is still open then is closed.
+	// Zero: DefaultDrainTimeout (30 seconds).
+	DrainTimeout time.Duration
+
+	// IdleGrace is how long ServeHTTP lets keep-alive connections bring
+	// their next request (answered with "Connection: close") before idle
+	// ones are closed. It never extends past DrainTimeout.
+	// Zero: DefaultIdleGrace (1 second).
+	IdleGrace time.Duration
+
+	// StopGrace is the time a failed child gets between SIGTERM and
+	// SIGKILL. Zero: DefaultStopGrace (5 seconds).
+	StopGrace time.Duration
+
+	// Logger receives what cannot be returned as an error: signals and
+	// their outcomes, hand-overs, drains cut short. Nil: discard.
+	Logger *slog.Logger
+
+	// Path is the program started as the next generation. Empty: the path
+	// this program was started with (os.Args[0] made absolute at New),
+	// opened anew at each upgrade, so that replacing the file or flipping
+	// a symlink such as current -> releases/N starts the new build.
+	Path string
+	// Args are the next generation's arguments, including argv[0].
+	// Nil: os.Args as at New.
+	Args []string
+	// Env is the next generation's environment. Nil: os.Environ() as at
+	// New, less the variables handoff itself sets.
+	Env []string
+	// Dir is the next generation's working directory. Empty: the working
+	// directory at New.
+	Dir string
+	// Stderr receives the next generation's standard error until it is
+	// ready (afterwards the child writes to this process's own stderr
+	// directly). The last 4 KiB are also kept for the error of a failed
+	// upgrade. Nil: os.Stderr.
+	Stderr io.Writer
+
+	// UpgradeSignals are the signals HandleSignals upgrades on.
+	// Nil: SIGHUP and SIGUSR2.
+	UpgradeSignals []os.Signal
+	// StopSignals are the signals HandleSignals stops gracefully on.
+	// Nil: SIGTERM and SIGINT.
+	StopSignals []os.Signal
+}
+
+// withDefaults returns a copy of o with zero values replaced and checks it.
+func (o Options) withDefaults() (Options, error) {
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"UpgradeTimeout", &o.UpgradeTimeout, DefaultUpgradeTimeout},
+		{"DrainTimeout", &o.DrainTimeout, DefaultDrainTimeout},
+		{"IdleGrace", &o.IdleGrace, DefaultIdleGrace},
+		{"StopGrace", &o.StopGrace, DefaultStopGrace},
+	} {
+		if *d.v < 0 {
+			return o, fmt.Errorf("upgrade: Options.%s is negative (%v): use zero for the default", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Args != nil && len(o.Args) == 0 {
+		return o, errors.New("upgrade: Options.Args is empty: it must hold at least argv[0], or be nil for os.Args")
+	}
+	o.Args = slices.Clone(o.Args)
+	o.Env = slices.Clone(o.Env)
+	o.UpgradeSignals = slices.Clone(o.UpgradeSignals)
+	o.StopSignals = slices.Clone(o.StopSignals)
+	return o, nil
+}

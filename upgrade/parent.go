@@ -1,0 +1,300 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/pidfile"
+	"github.com/handoff-go/handoff/readiness"
+)
+
+// exitedGrace is how long the readiness channel gets to deliver a last
+// message after the child process has been reaped.
+const exitedGrace = 200 * time.Millisecond
+
+// errExited cancels the readiness wait when the child has been reaped but
+// something (a grandchild) still holds its end of the channel.
+var errExited = errors.New("upgrade: child exited")
+
+// child is a new generation that has been started but is not yet ready.
+type child struct {
+	cmd        *exec.Cmd
+	pid        int
+	ctl        *os.File      // our end of the readiness channel
+	exited     chan struct{} // closed once the process has been reaped
+	state      *os.ProcessState
+	stderr     *tail
+	stderrDone chan struct{} // closed when the child's stderr pipe is drained
+}
+
+// Upgrade starts a new generation of the program with this process's
+// sockets and blocks until it is ready (nil) or has failed. On success
+// [Upgrader.Exit] is closed: this process should drain and exit. On
+// failure the child has been stopped and reaped, the pidfile still names
+// this process, which keeps serving, and the error is a [*ChildError]
+// saying why, unless the upgrade could not begin at all ([ErrInProgress],
+// [ErrNotReady], [ErrStopped], [ErrHandedOver]).
+//
+// The upgrade is bounded by ctx and by Options.UpgradeTimeout.
+func (u *Upgrader) Upgrade(ctx context.Context) error {
+	files, err := u.begin()
+	if err != nil {
+		return err
+	}
+	defer u.end()
+	start := time.Now()
+	c, err := u.start(files)
+	if err != nil {
+		return err
+	}
+	u.log.Info("upgrade: new generation started", slog.Int("child_pid", c.pid), slog.Int("generation", u.generation+1))
+	if err := u.await(ctx, c); err != nil {
+		u.log.Error("upgrade failed; this generation keeps serving", slog.Any("error", err))
+		return err
+	}
+	u.handOver(c)
+	u.log.Info("upgrade: new generation is ready; this one drains",
+		slog.Int("child_pid", c.pid), slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+// begin refuses an upgrade that cannot start and snapshots the files.
+func (u *Upgrader) begin() ([]*handed, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.stopped:
+		return nil, ErrStopped
+	case u.childPID != 0:
+		return nil, fmt.Errorf("%w (PID %d)", ErrHandedOver, u.childPID)
+	case !u.ready:
+		return nil, ErrNotReady
+	case u.upgrading:
+		return nil, ErrInProgress
+	}
+	u.upgrading = true
+	return slices.Clone(u.files), nil
+}
+
+func (u *Upgrader) end() {
+	u.mu.Lock()
+	u.upgrading = false
+	u.mu.Unlock()
+}
+
+// start launches the child with the files handed over. Everything it
+// opened is closed again on failure.
+func (u *Upgrader) start(files []*handed) (c *child, err error) {
+	fail := func(err error) (*child, error) {
+		return nil, &ChildError{Stage: StageStart, ExitCode: -1, Err: err}
+	}
+	var toClose []*os.File
+	defer func() {
+		for _, f := range toClose {
+			f.Close()
+		}
+	}()
+	h := fdpass.Handover{Meta: map[string]string{metaGen: strconv.Itoa(u.generation + 1)}}
+	for _, f := range files {
+		d, err := fdpass.Dup(f.conn, f.name)
+		if err != nil {
+			return fail(fmt.Errorf("hand over %q (was it closed before Exit?): %w", f.name, err))
+		}
+		toClose = append(toClose, d)
+		h.Files = append(h.Files, fdpass.Named{Name: f.name, File: d})
+	}
+	ctl, childCtl, err := readiness.Pair()
+	if err != nil {
+		return fail(err)
+	}
+	toClose = append(toClose, childCtl)
+	defer func() {
+		if err != nil {
+			ctl.Close()
+		}
+	}()
+	h.Control = append(h.Control, fdpass.Named{Name: ctlReady, File: childCtl})
+
+	// The child's stderr goes through a pipe until it is ready, so that a
+	// failed child's last words can be reported; at Ready it switches to
+	// this process's own stderr, handed over as a control file.
+	origStderr, err := fdpass.Dup(os.Stderr, ctlStderr)
+	var pr, pw *os.File
+	if err == nil {
+		toClose = append(toClose, origStderr)
+		h.Control = append(h.Control, fdpass.Named{Name: ctlStderr, File: origStderr})
+		if pr, pw, err = os.Pipe(); err != nil {
+			return fail(fmt.Errorf("stderr pipe: %w", err))
+		}
+		toClose = append(toClose, pw)
+	}
+
+	cmd := &exec.Cmd{
+		Path:   u.path,
+		Args:   u.args,
+		Env:    slices.Clone(u.env),
+		Dir:    u.dir,
+		Stdin:  os.Stdin,
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+	}
+	if pw != nil {
+		cmd.Stderr = pw
+	}
+	if err := h.Apply(cmd); err != nil {
+		if pr != nil {
+			pr.Close()
+		}
+		return fail(err)
+	}
+	if err := cmd.Start(); err != nil {
+		if pr != nil {
+			pr.Close()
+		}
+		return fail(fmt.Errorf("start %s: %w", u.path, err))
+	}
+	c = &child{
+		cmd:        cmd,
+		pid:        cmd.Process.Pid,
+		ctl:        ctl,
+		exited:     make(chan struct{}),
+		stderr:     &tail{max: 4096},
+		stderrDone: make(chan struct{}),
+	}
+	go func() {
+		c.cmd.Wait()
+		c.state = c.cmd.ProcessState
+		close(c.exited)
+	}()
+	if pr != nil {
+		go func() {
+			defer close(c.stderrDone)
+			defer pr.Close()
+			io.Copy(io.MultiWriter(u.opts.Stderr, c.stderr), pr)
+		}()
+	} else {
+		close(c.stderrDone)
+	}
+	return c, nil
+}
+
+// await waits for the child's verdict and, on failure, stops and reaps it.
+func (u *Upgrader) await(ctx context.Context, c *child) error {
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	tctx, cancelT := context.WithTimeoutCause(wctx, u.opts.UpgradeTimeout, ErrTimeout)
+	defer cancelT()
+	go func() {
+		select {
+		case <-u.stopC:
+			cancel(ErrStopped)
+		case <-c.exited:
+			select {
+			case <-time.After(exitedGrace):
+				cancel(errExited)
+			case <-wctx.Done():
+			}
+		case <-wctx.Done():
+		}
+	}()
+	err := readiness.Wait(tctx, c.ctl)
+	if err == nil {
+		return nil
+	}
+	ce := &ChildError{PID: c.pid, ExitCode: -1, Err: err}
+	var failed *readiness.FailedError
+	switch {
+	case errors.As(err, &failed):
+		ce.Stage, ce.Reason = StageFailed, failed.Reason
+	case errors.Is(err, readiness.ErrClosed):
+		ce.Stage = StageExited
+	case tctx.Err() != nil:
+		switch cause := context.Cause(tctx); {
+		case errors.Is(cause, ErrTimeout):
+			ce.Stage, ce.Err = StageTimeout, fmt.Errorf("%w (%v)", ErrTimeout, u.opts.UpgradeTimeout)
+		case errors.Is(cause, errExited):
+			ce.Stage, ce.Err = StageExited, readiness.ErrClosed
+		case errors.Is(cause, ErrStopped):
+			ce.Stage, ce.Err = StageCanceled, ErrStopped
+		default:
+			ce.Stage, ce.Err = StageCanceled, ctx.Err()
+		}
+	default:
+		ce.Stage = StageFailed
+	}
+	u.stopChild(c, ce.Stage == StageExited)
+	if ws, ok := c.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		ce.Signal = ws.Signal().String()
+	} else {
+		ce.ExitCode = c.state.ExitCode()
+	}
+	select {
+	case <-c.stderrDone:
+	case <-time.After(exitedGrace): // a grandchild holds the pipe
+	}
+	ce.Stderr = c.stderr.String()
+	c.ctl.Close()
+	u.restorePIDFile(c.pid)
+	return ce
+}
+
+// stopChild makes sure a failed child is gone and reaped: SIGTERM, then
+// SIGKILL after StopGrace. A child that is already exiting gets StopGrace
+// to finish before it is signalled at all.
+func (u *Upgrader) stopChild(c *child, exiting bool) {
+	if exiting {
+		select {
+		case <-c.exited:
+			return
+		case <-time.After(u.opts.StopGrace):
+		}
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+		return
+	case <-time.After(u.opts.StopGrace):
+	}
+	u.log.Warn("child ignored SIGTERM; killing it", slog.Int("child_pid", c.pid))
+	c.cmd.Process.Kill()
+	<-c.exited
+}
+
+// restorePIDFile points the pidfile back at this process if a failed child
+// managed to write it before failing.
+func (u *Upgrader) restorePIDFile(childPID int) {
+	if u.opts.PIDFile == "" {
+		return
+	}
+	if pid, err := pidfile.Read(u.opts.PIDFile); err != nil || pid != childPID {
+		return
+	}
+	if err := u.writePID(u.opts.PIDFile, os.Getpid()); err != nil {
+		u.log.Error("could not point the pidfile back at this process", slog.Any("error", err))
+	}
+}
+
+// handOver records that c is the live generation now and releases servers
+// to drain.
+func (u *Upgrader) handOver(c *child) {
+	u.mu.Lock()
+	u.childPID = c.pid
+	u.childCtl = c.ctl // held open until this process exits: the child learns of it
+	for _, h := range u.files {
+		if h.unix != nil {
+			h.unix.SetUnlinkOnClose(false) // the path is the new generation's now
+		}
+	}
+	u.mu.Unlock()
+	u.exit()
+}

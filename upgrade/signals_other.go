@@ -1,0 +1,13 @@
+//go:build !unix
+
+package upgrade
+
+import (
+	"os"
+	"syscall"
+)
+
+var (
+	defaultUpgradeSignals []os.Signal
+	defaultStopSignals    = []os.Signal{syscall.SIGTERM, os.Interrupt}
+)

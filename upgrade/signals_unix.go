@@ -1,0 +1,13 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"os"
+	"syscall"
+)
+
+var (
+	defaultUpgradeSignals = []os.Signal{syscall.SIGHUP, syscall.SIGUSR2}
+	defaultStopSignals    = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+)

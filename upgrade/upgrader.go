@@ -1,0 +1,334 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/pidfile"
+	"github.com/handoff-go/handoff/readiness"
+)
+
+// Names of the control descriptors handed to a child.
+const (
+	ctlReady  = "ready"  // readiness channel, see package readiness
+	ctlStderr = "stderr" // the parent's own stderr, restored by the child at Ready
+	metaGen   = "gen"    // generation number of the child
+)
+
+// Upgrader hands this process's sockets to a new generation of the
+// program and retires this one once the new one is ready. Create one with
+// [New] early in main; its methods are safe for concurrent use. An
+// Upgrader may not be reused after [Upgrader.Stop] or a successful
+// [Upgrader.Upgrade]: the process is expected to drain and exit.
+type Upgrader struct {
+	opts Options
+	log  *slog.Logger
+
+	// How the next generation is started, fixed at New.
+	path string
+	args []string
+	env  []string
+	dir  string
+
+	inherited  *fdpass.Inherited
+	parentCtl  *os.File // readiness channel to the parent; nil in a first generation
+	origStderr *os.File // stderr to restore at Ready; nil in a first generation
+	generation int
+	parentGone chan struct{} // closed when the parent has exited
+	writePID   func(path string, pid int) error // pidfile.Write; a seam for tests
+
+	exitOnce sync.Once
+	exitC    chan struct{}
+	stopOnce sync.Once
+	stopC    chan struct{}
+
+	mu        sync.Mutex
+	files     []*handed // in creation order: the order of the child's fds
+	keys      map[string]*handed
+	ready     bool
+	upgrading bool
+	childCtl  *os.File // readiness channel of the generation we handed over to
+	childPID  int
+	stopped   bool
+}
+
+// handed is one socket or file that is handed to each new generation.
+type handed struct {
+	name string
+	conn syscall.Conn
+	unix *net.UnixListener // non-nil for unix listeners: their path is not unlinked on hand-over
+}
+
+// New creates an Upgrader. In a process started by a handoff parent it
+// adopts the inherited sockets, to be taken by [Upgrader.Listen] and
+// friends. It fails before touching anything if the pidfile's directory
+// is not usable or the inherited environment is malformed.
+func New(opts Options) (*Upgrader, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if o.PIDFile != "" {
+		if err := pidfile.Check(o.PIDFile); err != nil {
+			return nil, fmt.Errorf("upgrade: %w", err)
+		}
+	}
+	u := &Upgrader{
+		opts:       o,
+		log:        o.Logger,
+		generation: 1,
+		parentGone: make(chan struct{}),
+		exitC:      make(chan struct{}),
+		stopC:      make(chan struct{}),
+		keys:       make(map[string]*handed),
+		writePID:   pidfile.Write,
+	}
+	if err := u.resolveCommand(); err != nil {
+		return nil, err
+	}
+	in, err := fdpass.Inherit()
+	if err != nil {
+		if errors.Is(err, fdpass.ErrNotSupported) {
+			return nil, ErrNotSupported
+		}
+		return nil, fmt.Errorf("upgrade: adopt inherited files: %w", err)
+	}
+	u.inherited = in
+	if in.FromHandoff() {
+		if err := u.adoptParent(); err != nil {
+			in.CloseUnclaimed()
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+// resolveCommand fixes how the next generation is started.
+func (u *Upgrader) resolveCommand() error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("upgrade: working directory: %w", err)
+	}
+	u.dir = u.opts.Dir
+	if u.dir == "" {
+		u.dir = wd
+	}
+	u.args = u.opts.Args
+	if u.args == nil {
+		u.args = slices.Clone(os.Args)
+	}
+	u.env = u.opts.Env
+	if u.env == nil {
+		u.env = os.Environ()
+	}
+	u.env = fdpass.StripEnv(u.env)
+	u.path = u.opts.Path
+	if u.path == "" {
+		u.path, err = startPath(wd)
+		if err != nil {
+			return err
+		}
+	}
+	if !filepath.IsAbs(u.path) {
+		u.path = filepath.Join(wd, u.path)
+	}
+	return nil
+}
+
+// startPath returns the path this program was started with, unresolved,
+// so that a symlink flipped later is followed at upgrade time. It falls
+// back to os.Executable when os.Args[0] does not lead to this program
+// (the program changed directory before New, or argv[0] was made up).
+func startPath(wd string) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("upgrade: find this program's path: %w: set Options.Path", err)
+	}
+	if len(os.Args) == 0 || os.Args[0] == "" {
+		return exe, nil
+	}
+	cand := os.Args[0]
+	if filepath.Base(cand) == cand { // found through PATH
+		if p, err := exec.LookPath(cand); err == nil {
+			cand = p
+		} else {
+			return exe, nil
+		}
+	}
+	if !filepath.IsAbs(cand) {
+		cand = filepath.Join(wd, cand)
+	}
+	a, errA := os.Stat(cand)
+	b, errB := os.Stat(exe)
+	if errA != nil || errB != nil || !os.SameFile(a, b) {
+		return exe, nil
+	}
+	return cand, nil
+}
+
+// adoptParent takes the control files a handoff parent passed.
+func (u *Upgrader) adoptParent() error {
+	in := u.inherited
+	ctl, err := in.Control(ctlReady)
+	if err != nil {
+		return fmt.Errorf("upgrade: the parent passed no readiness channel: %w", err)
+	}
+	u.parentCtl = ctl
+	if f, err := in.Control(ctlStderr); err == nil {
+		u.origStderr = f
+	}
+	if g, ok := in.Meta(metaGen); ok {
+		n, err := strconv.Atoi(g)
+		if err != nil || n < 2 {
+			return fmt.Errorf("upgrade: the parent passed a malformed generation %q", g)
+		}
+		u.generation = n
+	}
+	go func() {
+		// Returns when the parent has exited and its end is closed, or
+		// when Stop cancels it.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-u.stopC:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if readiness.WaitClosed(ctx, ctl) == nil {
+			close(u.parentGone)
+			ctl.Close() // nothing more to say to a parent that is gone
+		}
+	}()
+	return nil
+}
+
+// Generation is 1 for a process started by hand and one more than its
+// parent's for each new generation.
+func (u *Upgrader) Generation() int { return u.generation }
+
+// HasParent reports whether this process was started by a handoff parent
+// as a new generation.
+func (u *Upgrader) HasParent() bool { return u.parentCtl != nil }
+
+// WaitForParent blocks until the parent that started this generation has
+// exited (it learns so from the kernel closing the parent's end of a
+// channel: nothing polls). It returns at once in a first generation, and
+// ctx.Err() if ctx ends first. Call it before work that must not overlap
+// with the old generation, such as opening an exclusive database.
+func (u *Upgrader) WaitForParent(ctx context.Context) error {
+	if !u.HasParent() {
+		return nil
+	}
+	select {
+	case <-u.parentGone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Exit is closed when this process should stop serving: a new
+// generation is ready, or Stop was called. Drain and exit then;
+// [Upgrader.ServeHTTP] and [Upgrader.ServeConns] do it for you.
+func (u *Upgrader) Exit() <-chan struct{} { return u.exitC }
+
+func (u *Upgrader) exit() { u.exitOnce.Do(func() { close(u.exitC) }) }
+
+// Ready says this generation is serving: it writes the pidfile, closes
+// inherited files nobody took, and tells the parent, which then stops
+// accepting and drains. Call it once all listeners are taken. Calling it
+// again does nothing.
+func (u *Upgrader) Ready() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.ready {
+		return nil
+	}
+	if u.stopped {
+		return ErrStopped
+	}
+	if names := u.inherited.CloseUnclaimed(); len(names) > 0 {
+		u.log.Info("closed inherited files nobody asked for", slog.Any("names", names))
+	}
+	if u.opts.PIDFile != "" {
+		if err := u.writePID(u.opts.PIDFile, os.Getpid()); err != nil {
+			err = fmt.Errorf("upgrade: write pidfile: %w", err)
+			if u.parentCtl != nil {
+				readiness.Fail(u.parentCtl, err.Error())
+			}
+			return err
+		}
+	}
+	if u.origStderr != nil {
+		if err := restoreStderr(u.origStderr); err != nil {
+			u.log.Warn("could not restore standard error; it still goes through the parent", slog.Any("error", err))
+		}
+		u.origStderr.Close()
+		u.origStderr = nil
+	}
+	if u.parentCtl != nil {
+		if err := readiness.Ready(u.parentCtl); err != nil {
+			// The parent is gone: this generation is the live one anyway.
+			u.log.Warn("could not tell the parent this generation is ready", slog.Any("error", err))
+		}
+	}
+	u.ready = true
+	u.log.Info("ready", slog.Int("pid", os.Getpid()), slog.Int("generation", u.generation))
+	return nil
+}
+
+// Fail tells the parent that this generation cannot start, and why; the
+// parent's Upgrade returns a [*ChildError] carrying reason verbatim and
+// the old generation keeps serving. The caller should exit afterwards. In
+// a first generation Fail does nothing but return nil.
+func (u *Upgrader) Fail(reason error) error {
+	if u.parentCtl == nil {
+		return nil
+	}
+	if reason == nil {
+		reason = errors.New("no reason given")
+	}
+	return readiness.Fail(u.parentCtl, reason.Error())
+}
+
+// Stop ends this generation's life as an upgrader: an upgrade in flight is
+// cancelled (its child stopped and reaped), Exit is closed so that servers
+// drain, and, unless a new generation has taken over, the pidfile is
+// removed and unix socket paths are unlinked when their listeners close.
+// Stop may be called more than once.
+func (u *Upgrader) Stop() {
+	u.stopOnce.Do(func() {
+		u.mu.Lock()
+		u.stopped = true
+		handedOver := u.childPID != 0
+		files := slices.Clone(u.files)
+		u.mu.Unlock()
+		close(u.stopC)
+		if !handedOver {
+			for _, h := range files {
+				if h.unix != nil {
+					h.unix.SetUnlinkOnClose(true)
+				}
+			}
+			if u.opts.PIDFile != "" {
+				if err := pidfile.Remove(u.opts.PIDFile, os.Getpid()); err != nil && !errors.Is(err, pidfile.ErrNotOwner) {
+					u.log.Warn("could not remove pidfile", slog.String("path", u.opts.PIDFile), slog.Any("error", err))
+				}
+			}
+		}
+		u.exit()
+	})
+}
