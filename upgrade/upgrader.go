@@ -45,7 +45,7 @@ type Upgrader struct {
 	parentCtl  *os.File // readiness channel to the parent; nil in a first generation
 	origStderr *os.File // stderr to restore at Ready; nil in a first generation
 	generation int
-	parentGone chan struct{} // closed when the parent has exited
+	parentGone chan struct{}                    // closed when the parent has exited
 	writePID   func(path string, pid int) error // pidfile.Write; a seam for tests
 
 	exitOnce sync.Once
