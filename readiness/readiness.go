@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
+	"unicode/utf8"
 )
 
 // MaxReason is the longest failure reason carried, in bytes.
@@ -37,24 +37,34 @@ func (e *MessageError) Error() string {
 	return fmt.Sprintf("readiness: malformed message %q: want \"ready\" or \"failed: <reason>\"", e.Msg)
 }
 
-// Sanitize makes reason fit on one message line: control characters become
-// spaces and the result is cut to MaxReason bytes without splitting a
-// UTF-8 sequence.
+// Sanitize makes reason fit on one message line: control characters
+// (C0, DEL and, in valid UTF-8, C1) become spaces, surrounding space is
+// trimmed, and the result is cut to MaxReason bytes without splitting a
+// UTF-8 sequence. Sanitize(Sanitize(s)) == Sanitize(s).
 func Sanitize(reason string) string {
-	b := []byte(reason)
-	for i, c := range b {
-		if c < 0x20 || c == 0x7f {
-			b[i] = ' '
+	b := make([]byte, 0, len(reason))
+	for i := 0; i < len(reason); {
+		r, size := utf8.DecodeRuneInString(reason[i:])
+		// An invalid byte decodes as RuneError, which is no control
+		// character: it is kept as it is.
+		if r < 0x20 || r >= 0x7f && r <= 0x9f {
+			b = append(b, ' ')
+		} else {
+			b = append(b, reason[i:i+size]...)
 		}
+		i += size
 	}
+	// Trim before cutting, so that leading space (such as the one after
+	// "failed:") does not use up the limit.
+	b = bytes.TrimSpace(b)
 	if len(b) > MaxReason {
 		n := MaxReason
 		for n > 0 && b[n]&0xC0 == 0x80 { // do not split a UTF-8 sequence
 			n--
 		}
-		b = b[:n]
+		b = bytes.TrimSpace(b[:n])
 	}
-	return strings.TrimSpace(string(b))
+	return string(b)
 }
 
 func encodeReady() []byte { return []byte("ready\n") }
@@ -76,9 +86,13 @@ func Parse(line []byte) error {
 	if r, ok := bytes.CutPrefix(line, []byte("failed:")); ok {
 		return &FailedError{Reason: Sanitize(string(r))}
 	}
-	m := line
-	if len(m) > 64 {
-		m = m[:64]
+	return malformed(line)
+}
+
+// malformed returns a *MessageError quoting the start of line.
+func malformed(line []byte) error {
+	if len(line) > 64 {
+		line = line[:64]
 	}
-	return &MessageError{Msg: string(m)}
+	return &MessageError{Msg: string(line)}
 }

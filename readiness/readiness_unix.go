@@ -73,11 +73,13 @@ func Wait(ctx context.Context, f *os.File) error {
 	for {
 		n, err := f.Read(chunk)
 		buf = append(buf, chunk[:n]...)
-		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		// A line longer than any valid message is malformed, whatever
+		// it starts with; a valid one ends within maxMessage bytes.
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 && i < maxMessage {
 			return Parse(buf[:i])
 		}
-		if len(buf) > maxMessage {
-			return Parse(buf)
+		if len(buf) >= maxMessage {
+			return malformed(buf)
 		}
 		if err != nil {
 			return readErr(ctx, err)
@@ -102,11 +104,21 @@ func WaitClosed(ctx context.Context, f *os.File) error {
 	}
 }
 
-// interruptOnDone makes a blocked read on f return when ctx ends.
+// interruptOnDone makes a blocked read on f return when ctx ends. stop
+// waits for a callback already running, so that it cannot set a deadline
+// in the past on f after Wait or WaitClosed has returned.
 func interruptOnDone(ctx context.Context, f *os.File) (stop func()) {
 	f.SetReadDeadline(time.Time{})
-	cancel := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
-	return func() { cancel() }
+	done := make(chan struct{})
+	cancel := context.AfterFunc(ctx, func() {
+		defer close(done)
+		f.SetReadDeadline(time.Unix(1, 0))
+	})
+	return func() {
+		if !cancel() {
+			<-done
+		}
+	}
 }
 
 func readErr(ctx context.Context, err error) error {

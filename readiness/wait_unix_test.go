@@ -1,0 +1,310 @@
+//go:build unix
+
+package readiness_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/handoff-go/handoff/readiness"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// maxLine is the longest valid message line, without its newline.
+const maxLine = len("failed: ") + readiness.MaxReason
+
+func pair(t *testing.T) (parent, child *os.File) {
+	t.Helper()
+	parent, child, err := readiness.Pair()
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		parent.Close()
+		child.Close()
+	})
+	return parent, child
+}
+
+// wait runs readiness.Wait with a generous bound, so that a broken
+// implementation fails the test instead of hanging it.
+func wait(t *testing.T, parent *os.File) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := readiness.Wait(ctx, parent)
+	require.NotErrorIs(t, err, context.DeadlineExceeded, "Wait did not return")
+	return err
+}
+
+func write(t *testing.T, f *os.File, s string) {
+	t.Helper()
+	_, err := io.WriteString(f, s)
+	require.NoError(t, err)
+}
+
+func TestPair(t *testing.T) {
+	parent, child := pair(t)
+	for _, f := range []*os.File{parent, child} {
+		fd := int(f.Fd())
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		require.NoError(t, err)
+		assert.NotZero(t, flags&unix.FD_CLOEXEC, "%s is not close-on-exec", f.Name())
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		require.NoError(t, err)
+		assert.NotZero(t, fl&unix.O_NONBLOCK, "%s is not non-blocking", f.Name())
+		typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+		require.NoError(t, err)
+		assert.Equal(t, unix.SOCK_STREAM, typ)
+	}
+}
+
+func TestWait(t *testing.T) {
+	tests := []struct {
+		name   string
+		send   func(t *testing.T, child *os.File)
+		ok     bool
+		reason string // want a *FailedError with this reason
+		msg    string // want a *MessageError with this Msg
+		closed bool   // want ErrClosed
+	}{
+		{name: "ready", send: func(t *testing.T, c *os.File) { require.NoError(t, readiness.Ready(c)) }, ok: true},
+		{
+			name:   "failed",
+			send:   func(t *testing.T, c *os.File) { require.NoError(t, readiness.Fail(c, "bad config\nline2")) },
+			reason: "bad config line2",
+		},
+		{
+			name:   "failed without reason",
+			send:   func(t *testing.T, c *os.File) { require.NoError(t, readiness.Fail(c, " \n ")) },
+			reason: "no reason given",
+		},
+		{
+			name: "failed with the longest reason",
+			send: func(t *testing.T, c *os.File) {
+				require.NoError(t, readiness.Fail(c, strings.Repeat("r", readiness.MaxReason)))
+			},
+			reason: strings.Repeat("r", readiness.MaxReason),
+		},
+		{
+			name: "failed with a reason cut to length",
+			send: func(t *testing.T, c *os.File) {
+				require.NoError(t, readiness.Fail(c, strings.Repeat("r", 3*readiness.MaxReason)))
+			},
+			reason: strings.Repeat("r", readiness.MaxReason),
+		},
+		{
+			name:   "closed without message",
+			send:   func(t *testing.T, c *os.File) { require.NoError(t, c.Close()) },
+			closed: true,
+		},
+		{
+			name:   "closed after a partial message",
+			send:   func(t *testing.T, c *os.File) { write(t, c, "rea"); require.NoError(t, c.Close()) },
+			closed: true,
+		},
+		{
+			name: "garbage",
+			send: func(t *testing.T, c *os.File) { write(t, c, "hello\n") },
+			msg:  "hello",
+		},
+		{
+			name:   "first message counts",
+			send:   func(t *testing.T, c *os.File) { write(t, c, "failed: x\nready\n") },
+			reason: "x",
+		},
+		{
+			name: "split across writes",
+			send: func(t *testing.T, c *os.File) {
+				write(t, c, "fail")
+				go func() {
+					time.Sleep(20 * time.Millisecond)
+					io.WriteString(c, "ed: split\n")
+				}()
+			},
+			reason: "split",
+		},
+		{
+			name: "one byte at a time",
+			send: func(t *testing.T, c *os.File) {
+				go func() {
+					for _, b := range []byte("ready\n") {
+						c.Write([]byte{b})
+						time.Sleep(2 * time.Millisecond)
+					}
+				}()
+			},
+			ok: true,
+		},
+		{
+			name: "longest valid line",
+			send: func(t *testing.T, c *os.File) {
+				write(t, c, "failed: "+strings.Repeat("q", readiness.MaxReason)+"\n")
+			},
+			reason: strings.Repeat("q", readiness.MaxReason),
+		},
+		{
+			name: "over-long line without newline",
+			send: func(t *testing.T, c *os.File) { write(t, c, strings.Repeat("z", 3*maxLine)) },
+			msg:  strings.Repeat("z", 64),
+		},
+		{
+			name: "over-long failed line without newline",
+			send: func(t *testing.T, c *os.File) {
+				write(t, c, "failed: "+strings.Repeat("q", 3*readiness.MaxReason))
+			},
+			msg: "failed: " + strings.Repeat("q", 64-len("failed: ")),
+		},
+		{
+			name: "over-long failed line with newline",
+			send: func(t *testing.T, c *os.File) {
+				write(t, c, "failed: "+strings.Repeat("q", readiness.MaxReason+1)+"\n")
+			},
+			msg: "failed: " + strings.Repeat("q", 64-len("failed: ")),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parent, child := pair(t)
+			tt.send(t, child)
+			err := wait(t, parent)
+			var failed *readiness.FailedError
+			var bad *readiness.MessageError
+			switch {
+			case tt.ok:
+				assert.NoError(t, err)
+			case tt.closed:
+				assert.ErrorIs(t, err, readiness.ErrClosed)
+			case tt.reason != "":
+				require.ErrorAs(t, err, &failed)
+				assert.Equal(t, tt.reason, failed.Reason)
+			default:
+				require.ErrorAs(t, err, &bad)
+				assert.Equal(t, tt.msg, bad.Msg)
+			}
+		})
+	}
+}
+
+func TestWaitContext(t *testing.T) {
+	t.Run("cancel", func(t *testing.T) {
+		parent, _ := pair(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- readiness.Wait(ctx, parent) }()
+		time.Sleep(10 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.Equal(t, context.Canceled, err, "Wait returns ctx.Err() itself")
+		case <-time.After(5 * time.Second):
+			t.Fatal("Wait did not return after cancel")
+		}
+	})
+	t.Run("already cancelled", func(t *testing.T) {
+		parent, _ := pair(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		assert.Equal(t, context.Canceled, readiness.Wait(ctx, parent))
+	})
+	t.Run("deadline", func(t *testing.T) {
+		parent, _ := pair(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		assert.Equal(t, context.DeadlineExceeded, readiness.Wait(ctx, parent))
+	})
+	t.Run("usable after cancel", func(t *testing.T) {
+		parent, child := pair(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.Equal(t, context.Canceled, readiness.Wait(ctx, parent))
+		require.NoError(t, readiness.Ready(child))
+		assert.NoError(t, wait(t, parent))
+	})
+	t.Run("cancel racing a message", func(t *testing.T) {
+		// A cancel that lands as Wait returns must not leave a stale
+		// deadline behind for the next Wait on the same file.
+		parent, child := pair(t)
+		for i := 0; i < 300; i++ {
+			require.NoError(t, readiness.Ready(child))
+			ctx, cancel := context.WithCancel(context.Background())
+			go cancel()
+			err := readiness.Wait(ctx, parent)
+			if err == nil {
+				require.NoError(t, readiness.Ready(child)) // consumed: send another
+			} else {
+				require.Equal(t, context.Canceled, err)
+			}
+			require.NoError(t, wait(t, parent), "iteration %d", i)
+		}
+	})
+}
+
+func TestWaitClosed(t *testing.T) {
+	run := func(ctx context.Context, f *os.File) chan error {
+		done := make(chan error, 1)
+		go func() { done <- readiness.WaitClosed(ctx, f) }()
+		return done
+	}
+	result := func(t *testing.T, done chan error) error {
+		t.Helper()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(5 * time.Second):
+			t.Fatal("WaitClosed did not return")
+			return nil
+		}
+	}
+	t.Run("other end closed", func(t *testing.T) {
+		parent, child := pair(t)
+		done := run(context.Background(), child)
+		time.Sleep(10 * time.Millisecond)
+		require.NoError(t, parent.Close())
+		assert.NoError(t, result(t, done))
+	})
+	t.Run("bytes are ignored", func(t *testing.T) {
+		parent, child := pair(t)
+		done := run(context.Background(), child)
+		write(t, parent, strings.Repeat("noise\n", 1000))
+		require.NoError(t, parent.Close())
+		assert.NoError(t, result(t, done))
+	})
+	t.Run("closed with unread bytes", func(t *testing.T) {
+		// The reader closes with unread data: on some systems the other
+		// end then sees ECONNRESET rather than EOF.
+		parent, child := pair(t)
+		write(t, child, "ready\n")
+		require.NoError(t, parent.Close())
+		assert.NoError(t, result(t, run(context.Background(), child)))
+	})
+	t.Run("cancel", func(t *testing.T) {
+		_, child := pair(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := run(ctx, child)
+		time.Sleep(10 * time.Millisecond)
+		cancel()
+		assert.Equal(t, context.Canceled, result(t, done))
+	})
+	t.Run("deadline", func(t *testing.T) {
+		_, child := pair(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		assert.Equal(t, context.DeadlineExceeded, result(t, run(ctx, child)))
+	})
+}
+
+func TestWriteToClosed(t *testing.T) {
+	parent, child := pair(t)
+	require.NoError(t, parent.Close())
+	err := readiness.Ready(child)
+	require.Error(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), "readiness: tell the starting process: "), err.Error())
+	assert.True(t, errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET), "%v", err)
+}
