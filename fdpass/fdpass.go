@@ -3,6 +3,7 @@ package fdpass
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -139,62 +140,72 @@ func checkMetaValue(k, v string) error {
 // Env returns the environment entries ("KEY=value") describing h, and the
 // files in descriptor order (the order of ExtraFiles).
 func (h *Handover) Env() (env []string, files []*os.File, err error) {
+	for _, f := range h.Files {
+		if f.File == nil {
+			return nil, nil, fmt.Errorf("fdpass: file %q is nil", f.Name)
+		}
+		files = append(files, f.File)
+	}
+	for _, f := range h.Control {
+		if f.File == nil {
+			return nil, nil, fmt.Errorf("fdpass: control file %q is nil", f.Name)
+		}
+		files = append(files, f.File)
+	}
+	env, err = h.Environ()
+	if err != nil {
+		return nil, nil, err
+	}
+	return env, files, nil
+}
+
+// Environ returns the environment entries ("KEY=value") describing h. It
+// looks only at names and Meta, not at the File fields, for a caller that
+// starts the process with raw descriptors from [DupFD] (through
+// [syscall.StartProcess]) in the same order.
+func (h *Handover) Environ() ([]string, error) {
 	seen := make(map[string]bool, len(h.Files))
 	names := make([]string, 0, len(h.Files))
 	for _, f := range h.Files {
 		if err := CheckName(f.Name); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if seen[f.Name] {
-			return nil, nil, fmt.Errorf("fdpass: two files named %q: names must be unique", f.Name)
-		}
-		if f.File == nil {
-			return nil, nil, fmt.Errorf("fdpass: file %q is nil", f.Name)
+			return nil, fmt.Errorf("fdpass: two files named %q: names must be unique", f.Name)
 		}
 		seen[f.Name] = true
 		names = append(names, f.Name)
-		files = append(files, f.File)
 	}
 	fields := []string{handoffVersion}
 	ctl := make([]string, 0, len(h.Control))
 	seenCtl := make(map[string]bool, len(h.Control))
 	for _, f := range h.Control {
 		if err := checkControlName(f.Name); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		// The child refuses a HANDOFF variable naming a control file
 		// twice, so refuse to write one.
 		if seenCtl[f.Name] {
-			return nil, nil, fmt.Errorf("fdpass: two control files named %q: names must be unique", f.Name)
-		}
-		if f.File == nil {
-			return nil, nil, fmt.Errorf("fdpass: control file %q is nil", f.Name)
+			return nil, fmt.Errorf("fdpass: two control files named %q: names must be unique", f.Name)
 		}
 		seenCtl[f.Name] = true
 		ctl = append(ctl, f.Name)
-		files = append(files, f.File)
 	}
 	fields = append(fields, "control="+strings.Join(ctl, ","))
-	keys := make([]string, 0, len(h.Meta))
-	for k := range h.Meta {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(h.Meta)) {
 		if err := checkMetaKey(k); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := checkMetaValue(k, h.Meta[k]); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		fields = append(fields, k+"="+h.Meta[k])
 	}
-	env = []string{
+	return []string{
 		EnvListenFDs + "=" + strconv.Itoa(len(h.Files)),
 		EnvListenFDNames + "=" + strings.Join(names, ":"),
 		EnvHandoff + "=" + strings.Join(fields, ";"),
-	}
-	return env, files, nil
+	}, nil
 }
 
 // Apply sets cmd.ExtraFiles to the handed-over files and appends their

@@ -11,6 +11,9 @@ import (
 // Dup is not supported on this platform.
 func Dup(c syscall.Conn, name string) (*os.File, error) { return nil, ErrNotSupported }
 
+// DupFD is not supported on this platform.
+func DupFD(c syscall.Conn) (int, error) { return -1, ErrNotSupported }
+
 // Inherited is the set of files a process was started with. On this
 // platform it is always empty.
 type Inherited struct{}

@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"slices"
-	"strconv"
 	"syscall"
 	"time"
 
-	"github.com/handoff-go/handoff/fdpass"
 	"github.com/handoff-go/handoff/pidfile"
 	"github.com/handoff-go/handoff/readiness"
 )
@@ -28,7 +24,7 @@ var errExited = errors.New("upgrade: child exited")
 
 // child is a new generation that has been started but is not yet ready.
 type child struct {
-	cmd        *exec.Cmd
+	proc       *os.Process
 	pid        int
 	ctl        *os.File      // our end of the readiness channel
 	exited     chan struct{} // closed once the process has been reaped
@@ -90,102 +86,6 @@ func (u *Upgrader) end() {
 	u.mu.Lock()
 	u.upgrading = false
 	u.mu.Unlock()
-}
-
-// start launches the child with the files handed over. Everything it
-// opened is closed again on failure.
-func (u *Upgrader) start(files []*handed) (c *child, err error) {
-	fail := func(err error) (*child, error) {
-		return nil, &ChildError{Stage: StageStart, ExitCode: -1, Err: err}
-	}
-	var toClose []*os.File
-	defer func() {
-		for _, f := range toClose {
-			f.Close()
-		}
-	}()
-	h := fdpass.Handover{Meta: map[string]string{metaGen: strconv.Itoa(u.generation + 1)}}
-	for _, f := range files {
-		d, err := fdpass.Dup(f.conn, f.name)
-		if err != nil {
-			return fail(fmt.Errorf("hand over %q (was it closed before Exit?): %w", f.name, err))
-		}
-		toClose = append(toClose, d)
-		h.Files = append(h.Files, fdpass.Named{Name: f.name, File: d})
-	}
-	ctl, childCtl, err := readiness.Pair()
-	if err != nil {
-		return fail(err)
-	}
-	toClose = append(toClose, childCtl)
-	defer func() {
-		if err != nil {
-			ctl.Close()
-		}
-	}()
-	h.Control = append(h.Control, fdpass.Named{Name: ctlReady, File: childCtl})
-
-	// The child's stderr goes through a pipe until it is ready, so that a
-	// failed child's last words can be reported; at Ready it switches to
-	// this process's own stderr, handed over as a control file.
-	origStderr, err := fdpass.Dup(os.Stderr, ctlStderr)
-	var pr, pw *os.File
-	if err == nil {
-		toClose = append(toClose, origStderr)
-		h.Control = append(h.Control, fdpass.Named{Name: ctlStderr, File: origStderr})
-		if pr, pw, err = os.Pipe(); err != nil {
-			return fail(fmt.Errorf("stderr pipe: %w", err))
-		}
-		toClose = append(toClose, pw)
-	}
-
-	cmd := &exec.Cmd{
-		Path:   u.path,
-		Args:   u.args,
-		Env:    slices.Clone(u.env),
-		Dir:    u.dir,
-		Stdin:  os.Stdin,
-		Stdout: os.Stdout,
-		Stderr: os.Stderr,
-	}
-	if pw != nil {
-		cmd.Stderr = pw
-	}
-	if err := h.Apply(cmd); err != nil {
-		if pr != nil {
-			pr.Close()
-		}
-		return fail(err)
-	}
-	if err := cmd.Start(); err != nil {
-		if pr != nil {
-			pr.Close()
-		}
-		return fail(fmt.Errorf("start %s: %w", u.path, err))
-	}
-	c = &child{
-		cmd:        cmd,
-		pid:        cmd.Process.Pid,
-		ctl:        ctl,
-		exited:     make(chan struct{}),
-		stderr:     &tail{max: 4096},
-		stderrDone: make(chan struct{}),
-	}
-	go func() {
-		c.cmd.Wait()
-		c.state = c.cmd.ProcessState
-		close(c.exited)
-	}()
-	if pr != nil {
-		go func() {
-			defer close(c.stderrDone)
-			defer pr.Close()
-			io.Copy(io.MultiWriter(u.opts.Stderr, c.stderr), pr)
-		}()
-	} else {
-		close(c.stderrDone)
-	}
-	return c, nil
 }
 
 // await waits for the child's verdict and, on failure, stops and reaps it.
@@ -259,14 +159,14 @@ func (u *Upgrader) stopChild(c *child, exiting bool) {
 		case <-time.After(u.opts.StopGrace):
 		}
 	}
-	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-c.exited:
 		return
 	case <-time.After(u.opts.StopGrace):
 	}
 	u.log.Warn("child ignored SIGTERM; killing it", slog.Int("child_pid", c.pid))
-	c.cmd.Process.Kill()
+	c.proc.Kill()
 	<-c.exited
 }
 

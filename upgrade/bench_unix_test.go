@@ -1,0 +1,71 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// BenchmarkUpgrade measures Upgrade() until the new generation is ready,
+// with n handed-over descriptors that the child adopts by name. The child
+// is this test binary: compare with BenchmarkBareExec.
+func BenchmarkUpgrade(b *testing.B) {
+	for _, n := range []int{1, 3, 10, 100, 1000} {
+		b.Run("fds="+strconv.Itoa(n), func(b *testing.B) {
+			files := make([]*os.File, n)
+			for i := range files {
+				r, w, err := os.Pipe()
+				require.NoError(b, err)
+				w.Close()
+				files[i] = r
+				defer r.Close()
+			}
+			env := append(os.Environ(), envHelper+"=ready", envFiles+"="+strconv.Itoa(n))
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				u, err := New(Options{Env: env})
+				require.NoError(b, err)
+				for i, f := range files {
+					_, err := u.File(fileName(i), func() (*os.File, error) { return f, nil })
+					require.NoError(b, err)
+				}
+				require.NoError(b, u.Ready())
+				b.StartTimer()
+				err = u.Upgrade(b.Context())
+				b.StopTimer()
+				require.NoError(b, err)
+				u.childCtl.Close()
+				u.Stop()
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// BenchmarkBareExec is the floor for BenchmarkUpgrade: fork and exec the
+// same binary and wait for it to write one byte to an inherited pipe.
+func BenchmarkBareExec(b *testing.B) {
+	env := append(os.Environ(), envHelper+"=bare")
+	buf := make([]byte, 1)
+	for range b.N {
+		r, w, err := os.Pipe()
+		require.NoError(b, err)
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = env
+		cmd.ExtraFiles = []*os.File{w}
+		require.NoError(b, cmd.Start())
+		w.Close()
+		_, err = r.Read(buf)
+		require.NoError(b, err)
+		r.Close()
+		b.StopTimer()
+		cmd.Wait()
+		b.StartTimer()
+	}
+}

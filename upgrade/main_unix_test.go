@@ -1,0 +1,161 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests re-execute the test binary as the new generation: TestMain
+// runs the helper named by envHelper instead of the tests.
+const envHelper = "UPGRADE_TEST_HELPER"
+
+// Variables a helper reads.
+const (
+	envPIDFile = "UPGRADE_TEST_PIDFILE"
+	envUnix    = "UPGRADE_TEST_UNIX"
+	envUDP     = "UPGRADE_TEST_UDP"
+	envFiles   = "UPGRADE_TEST_FILES"
+)
+
+var helpers = map[string]func() int{
+	// crash writes to stderr and exits 3 before it is ready.
+	"crash": func() int {
+		fmt.Fprintln(os.Stderr, "boom: cannot parse config")
+		return 3
+	},
+	// hang never becomes ready; SIGTERM ends it.
+	"hang": func() int {
+		fmt.Fprintln(os.Stderr, "warming caches")
+		select {}
+	},
+	// stubborn never becomes ready and ignores SIGTERM.
+	"stubborn": func() int {
+		signal.Ignore(syscall.SIGTERM)
+		select {}
+	},
+	// fail reports a failure through the upgrader.
+	"fail": func() int {
+		u, err := New(Options{})
+		if err != nil {
+			return 10
+		}
+		if err := u.Fail(errors.New("bad config: key \"port\" missing")); err != nil {
+			return 11
+		}
+		return 1
+	},
+	// ready adopts the files named in envFiles, says ready and exits.
+	"ready": func() int {
+		u, err := New(Options{PIDFile: os.Getenv(envPIDFile)})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 10
+		}
+		n, _ := strconv.Atoi(os.Getenv(envFiles))
+		for i := range n {
+			if _, err := u.File(fileName(i), func() (*os.File, error) {
+				return nil, errors.New("not inherited")
+			}); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 12
+			}
+		}
+		if err := u.Ready(); err != nil {
+			return 13
+		}
+		return 0
+	},
+	// bare writes one byte to fd 3 and exits: the cost of fork+exec alone.
+	"bare": func() int {
+		os.NewFile(3, "pipe").Write([]byte{1})
+		return 0
+	},
+	// serve is a small server on a unix socket and a UDP socket that
+	// upgrades on SIGHUP and stops on SIGTERM.
+	"serve": serveHelper,
+}
+
+func fileName(i int) string { return "f" + strconv.Itoa(i) }
+
+func TestMain(m *testing.M) {
+	if name := os.Getenv(envHelper); name != "" {
+		time.AfterFunc(60*time.Second, func() {
+			fmt.Fprintln(os.Stderr, "helper watchdog: killing hung helper", name)
+			os.Exit(99)
+		})
+		h := helpers[name]
+		if h == nil {
+			fmt.Fprintln(os.Stderr, "unknown helper", name)
+			os.Exit(98)
+		}
+		os.Exit(h())
+	}
+	os.Exit(m.Run())
+}
+
+// serveHelper answers "pid=P gen=G" on the unix socket and echoes UDP
+// datagrams prefixed with its PID, across upgrades.
+func serveHelper() int {
+	u, err := New(Options{PIDFile: os.Getenv(envPIDFile), DrainTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 10
+	}
+	defer u.Stop()
+	defer u.HandleSignals()()
+	ctx := context.Background()
+	ln, err := u.Listen(ctx, "unix", os.Getenv(envUnix))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 11
+	}
+	pc, err := u.ListenPacket(ctx, "udp", os.Getenv(envUDP))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 12
+	}
+	if err := u.Ready(); err != nil {
+		return 13
+	}
+	go udpEcho(u, pc)
+	me := fmt.Sprintf("pid=%d gen=%d\n", os.Getpid(), u.Generation())
+	u.ServeConns(ln, func(ctx context.Context, c net.Conn) {
+		c.Write([]byte(me))
+	})
+	return 0
+}
+
+func udpEcho(u *Upgrader, pc net.PacketConn) {
+	go func() { <-u.Exit(); pc.Close() }()
+	buf := make([]byte, 512)
+	prefix := strconv.Itoa(os.Getpid()) + " "
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(append([]byte(prefix), buf[:n]...), from)
+	}
+}
+
+// readLine dials a unix socket and reads one line.
+func readLine(path string) (string, error) {
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	return bufio.NewReader(c).ReadString('\n')
+}

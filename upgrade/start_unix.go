@@ -1,0 +1,134 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"syscall"
+
+	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/readiness"
+)
+
+// start launches the child with the files handed over. Everything it
+// opened is closed again on failure.
+//
+// It starts the process with raw descriptors (syscall.StartProcess)
+// rather than os/exec: ExtraFiles wants *os.File values, and wrapping a
+// thousand duplicated sockets in *os.File registers each with the
+// runtime's poller, which doubles the cost of a large hand-over.
+func (u *Upgrader) start(files []*handed) (c *child, err error) {
+	fail := func(err error) (*child, error) {
+		return nil, &ChildError{Stage: StageStart, ExitCode: -1, Err: err}
+	}
+	var toClose []int // our copies of what the child gets
+	defer func() {
+		for _, fd := range toClose {
+			syscall.Close(fd)
+		}
+	}()
+	dupOr := func(f *os.File, fallback string) (int, error) {
+		if fd, err := fdpass.DupFD(f); err == nil {
+			return fd, nil
+		}
+		return syscall.Open(fallback, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	}
+	stdin, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(os.NewSyscallError("open "+os.DevNull, err))
+	}
+	toClose = append(toClose, stdin)
+	stdout, err := dupOr(os.Stdout, os.DevNull)
+	if err != nil {
+		return fail(fmt.Errorf("stdout: %w", err))
+	}
+	toClose = append(toClose, stdout)
+	// The child's stderr goes through a pipe until it is ready, so that a
+	// failed child's last words can be reported; at Ready it switches to
+	// this process's own stderr, handed over as a control file.
+	origStderr, err := dupOr(os.Stderr, os.DevNull)
+	if err != nil {
+		return fail(fmt.Errorf("stderr: %w", err))
+	}
+	toClose = append(toClose, origStderr)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fail(fmt.Errorf("stderr pipe: %w", err))
+	}
+	defer pw.Close()
+	defer func() {
+		if err != nil {
+			pr.Close()
+		}
+	}()
+	pwFD, err := fdpass.DupFD(pw)
+	if err != nil {
+		return fail(err)
+	}
+	toClose = append(toClose, pwFD)
+
+	attr := &syscall.ProcAttr{Dir: u.dir, Files: []uintptr{uintptr(stdin), uintptr(stdout), uintptr(pwFD)}}
+	h := fdpass.Handover{Meta: map[string]string{metaGen: strconv.Itoa(u.generation + 1)}}
+	for _, f := range files {
+		fd, err := fdpass.DupFD(f.conn)
+		if err != nil {
+			return fail(fmt.Errorf("hand over %q (was it closed before Exit?): %w", f.name, err))
+		}
+		toClose = append(toClose, fd)
+		h.Files = append(h.Files, fdpass.Named{Name: f.name})
+		attr.Files = append(attr.Files, uintptr(fd))
+	}
+	ctl, childCtl, err := readiness.Pair()
+	if err != nil {
+		return fail(err)
+	}
+	defer childCtl.Close()
+	defer func() {
+		if err != nil {
+			ctl.Close()
+		}
+	}()
+	childCtlFD, err := fdpass.DupFD(childCtl)
+	if err != nil {
+		return fail(err)
+	}
+	toClose = append(toClose, childCtlFD)
+	h.Control = []fdpass.Named{{Name: ctlReady}, {Name: ctlStderr}}
+	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr))
+	env, err := h.Environ()
+	if err != nil {
+		return fail(err)
+	}
+	attr.Env = append(slices.Clone(u.env), env...)
+
+	pid, _, err := syscall.StartProcess(u.path, u.args, attr)
+	if err != nil {
+		return fail(fmt.Errorf("start %s: %w", u.path, err))
+	}
+	proc, err := os.FindProcess(pid) // cannot fail on unix; the child is ours until reaped
+	if err != nil {
+		return fail(err)
+	}
+	c = &child{
+		proc:       proc,
+		pid:        pid,
+		ctl:        ctl,
+		exited:     make(chan struct{}),
+		stderr:     &tail{max: 4096},
+		stderrDone: make(chan struct{}),
+	}
+	go func() {
+		c.state, _ = proc.Wait()
+		close(c.exited)
+	}()
+	go func() {
+		defer close(c.stderrDone)
+		defer pr.Close()
+		io.Copy(io.MultiWriter(u.opts.Stderr, c.stderr), pr)
+	}()
+	return c, nil
+}

@@ -1,0 +1,346 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/handoff-go/handoff/pidfile"
+)
+
+// newTestUpgrader returns a ready Upgrader in the test process whose next
+// generation runs helper.
+func newTestUpgrader(t testing.TB, helper string, opts Options, env ...string) *Upgrader {
+	t.Helper()
+	opts.Env = append(append(os.Environ(), envHelper+"="+helper), env...)
+	u, err := New(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		u.Stop()
+		if u.childCtl != nil {
+			u.childCtl.Close()
+		}
+	})
+	return u
+}
+
+// gone reports whether pid has exited and been reaped or is a zombie.
+func gone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X')
+}
+
+// nonblocking reads O_NONBLOCK of c's open file description from
+// /proc/self/fdinfo, as the kernel sees it.
+func nonblocking(t *testing.T, c syscall.Conn) bool {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	require.NoError(t, err)
+	var info []byte
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		info, err = os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(int(fd)))
+	}))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(info), "\n") {
+		if v, ok := strings.CutPrefix(line, "flags:"); ok {
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+			require.NoError(t, err)
+			return flags&syscall.O_NONBLOCK != 0
+		}
+	}
+	t.Fatal("no flags in fdinfo")
+	return false
+}
+
+func countFDs(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
+}
+
+func TestUpgradeReady(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	dir := t.TempDir()
+	pidPath := filepath.Join(dir, "app.pid")
+	u := newTestUpgrader(t, "ready", Options{PIDFile: pidPath}, envPIDFile+"="+pidPath)
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	require.ErrorIs(t, u.Upgrade(t.Context()), ErrNotReady)
+	require.NoError(t, u.Ready())
+	pid, err := pidfile.Read(pidPath)
+	require.NoError(t, err)
+	require.Equal(t, os.Getpid(), pid)
+	require.True(t, nonblocking(t, ln.(syscall.Conn)))
+
+	require.NoError(t, u.Upgrade(t.Context()))
+	select {
+	case <-u.Exit():
+	default:
+		t.Fatal("Exit not closed after a successful upgrade")
+	}
+	assert.True(t, nonblocking(t, ln.(syscall.Conn)), "the parent's listener is still non-blocking after the hand-over")
+	pid, err = pidfile.Read(pidPath)
+	require.NoError(t, err)
+	assert.NotEqual(t, os.Getpid(), pid, "the pidfile names the new generation")
+	assert.ErrorIs(t, u.Upgrade(t.Context()), ErrHandedOver)
+	u.Stop()
+	_, err = os.Stat(pidPath)
+	assert.NoError(t, err, "a stop after hand-over leaves the new generation's pidfile")
+}
+
+// TestUpgradeFailures checks that each way a child can fail is reported
+// with its reason, leaves the pidfile naming this process, leaves no
+// process behind, and leaks neither fds nor goroutines.
+func TestUpgradeFailures(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	cases := []struct {
+		helper string
+		opts   Options
+		check  func(t *testing.T, e *ChildError)
+	}{
+		{"crash", Options{}, func(t *testing.T, e *ChildError) {
+			assert.Equal(t, StageExited, e.Stage)
+			assert.Equal(t, 3, e.ExitCode)
+			assert.Contains(t, e.Stderr, "boom: cannot parse config")
+			assert.Contains(t, e.Error(), "exited with status 3 before it was ready (stderr tail: boom: cannot parse config)")
+		}},
+		{"fail", Options{}, func(t *testing.T, e *ChildError) {
+			assert.Equal(t, StageFailed, e.Stage)
+			assert.Equal(t, `bad config: key "port" missing`, e.Reason)
+		}},
+		{"hang", Options{UpgradeTimeout: 300 * time.Millisecond}, func(t *testing.T, e *ChildError) {
+			assert.Equal(t, StageTimeout, e.Stage)
+			assert.ErrorIs(t, e, ErrTimeout)
+			assert.Equal(t, "terminated", e.Signal)
+			assert.Contains(t, e.Stderr, "warming caches")
+		}},
+		{"stubborn", Options{UpgradeTimeout: 300 * time.Millisecond, StopGrace: 200 * time.Millisecond}, func(t *testing.T, e *ChildError) {
+			assert.Equal(t, StageTimeout, e.Stage)
+			assert.Equal(t, "killed", e.Signal)
+		}},
+	}
+	dir := t.TempDir()
+	pidPath := filepath.Join(dir, "app.pid")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	fds, goroutines := countFDs(t), runtime.NumGoroutine()
+	for _, c := range cases {
+		t.Run(c.helper, func(t *testing.T) {
+			opts := c.opts
+			opts.PIDFile = pidPath
+			u := newTestUpgrader(t, c.helper, opts)
+			l, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer l.Close()
+			require.NoError(t, u.Ready())
+			err = u.Upgrade(t.Context())
+			var ce *ChildError
+			require.ErrorAs(t, err, &ce)
+			t.Log(err)
+			c.check(t, ce)
+			assert.True(t, gone(ce.PID), "child %d reaped", ce.PID)
+			pid, err := pidfile.Read(pidPath)
+			require.NoError(t, err)
+			assert.Equal(t, os.Getpid(), pid, "pidfile still names this process")
+			select {
+			case <-u.Exit():
+				t.Fatal("Exit closed after a failed upgrade")
+			default:
+			}
+			// A failed upgrade can be retried.
+			assert.Error(t, u.Upgrade(t.Context()))
+		})
+	}
+	// Nothing of the failed upgrades may remain.
+	requireNoLeak(t, fds, goroutines)
+}
+
+// requireNoLeak waits for the fd and goroutine counts to fall back to
+// what they were, and dumps what is left if they do not.
+func requireNoLeak(t *testing.T, fds, goroutines int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if runtime.NumGoroutine() <= goroutines && countFDs(t) <= fds {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<16)
+	buf = buf[:runtime.Stack(buf, true)]
+	links := ""
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		links += e.Name() + "->" + l + " "
+	}
+	t.Fatalf("leak: goroutines %d (were %d), fds %d (were %d): %s\n%s",
+		runtime.NumGoroutine(), goroutines, countFDs(t), fds, links, buf)
+}
+
+// TestUpgradeInProgressAndStop: a second upgrade is refused at once while
+// one runs, and Stop interrupts the running one, reaping its child.
+func TestUpgradeInProgressAndStop(t *testing.T) {
+	u := newTestUpgrader(t, "hang", Options{UpgradeTimeout: time.Minute, StopGrace: time.Second})
+	require.NoError(t, u.Ready())
+	res := make(chan error, 1)
+	go func() { res <- u.Upgrade(context.Background()) }()
+	require.Eventually(t, func() bool {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.upgrading
+	}, 5*time.Second, time.Millisecond)
+	assert.ErrorIs(t, u.Upgrade(t.Context()), ErrInProgress)
+	u.Stop()
+	var ce *ChildError
+	select {
+	case err := <-res:
+		require.ErrorAs(t, err, &ce)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not interrupt the upgrade")
+	}
+	assert.Equal(t, StageCanceled, ce.Stage)
+	assert.ErrorIs(t, ce, ErrStopped)
+	assert.True(t, gone(ce.PID))
+	assert.ErrorIs(t, u.Upgrade(t.Context()), ErrStopped)
+}
+
+// TestUpgradeContextCanceled: the caller's context bounds the upgrade.
+func TestUpgradeContextCanceled(t *testing.T) {
+	u := newTestUpgrader(t, "hang", Options{StopGrace: time.Second})
+	require.NoError(t, u.Ready())
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	err := u.Upgrade(ctx)
+	var ce *ChildError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, StageCanceled, ce.Stage)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// TestUnixAndUDPSurviveUpgrades hands a unix listener and a UDP socket
+// through several generations while a client dials the unix path and
+// sends datagrams non-stop: the path never disappears, no dial fails, and
+// each new generation receives datagrams on the same socket. This process
+// is the first generation; the later ones are helpers.
+func TestUnixAndUDPSurviveUpgrades(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "app.sock")
+	pidPath := filepath.Join(dir, "app.pid")
+	u := newTestUpgrader(t, "serve", Options{PIDFile: pidPath},
+		envUnix+"="+sock, envPIDFile+"="+pidPath, envUDP+"=127.0.0.1:0")
+	ln, err := u.Listen(t.Context(), "unix", sock)
+	require.NoError(t, err)
+	pc, err := u.ListenPacket(t.Context(), "udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	udpAddr := pc.LocalAddr().String()
+	require.NoError(t, u.Ready())
+
+	// Dial the unix path non-stop; every dial must connect and be answered.
+	var dials, failures atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := readLine(sock); err != nil {
+				failures.Add(1)
+				t.Logf("unix dial: %v", err)
+			}
+			dials.Add(1)
+		}
+	}()
+	// Serve the first generation's share of dials until it hands over.
+	go u.ServeConns(ln, func(ctx context.Context, c net.Conn) { c.Write([]byte("gen=1\n")) })
+
+	require.NoError(t, u.Upgrade(t.Context()))
+	require.NoError(t, pc.Close())
+	pid, err := pidfile.Read(pidPath)
+	require.NoError(t, err)
+	requireUDPFrom(t, udpAddr, pid)
+
+	for range 3 {
+		require.NoError(t, syscall.Kill(pid, syscall.SIGHUP))
+		next := waitPIDFile(t, pidPath, pid)
+		require.Eventually(t, func() bool { return gone(pid) }, 10*time.Second, 5*time.Millisecond)
+		_, err := os.Stat(sock)
+		require.NoError(t, err, "the socket path exists after the hand-over")
+		requireUDPFrom(t, udpAddr, next)
+		pid = next
+	}
+	close(stop)
+	<-done
+	t.Logf("%d unix dials across 4 upgrades, %d failed", dials.Load(), failures.Load())
+	assert.Zero(t, failures.Load())
+	assert.Greater(t, dials.Load(), int64(4))
+
+	// A final stop removes the socket path and the pidfile.
+	require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
+	require.Eventually(t, func() bool { return gone(pid) }, 10*time.Second, 5*time.Millisecond)
+	_, err = os.Stat(sock)
+	assert.ErrorIs(t, err, os.ErrNotExist, "socket path unlinked by the last generation's stop")
+	_, err = os.Stat(pidPath)
+	assert.ErrorIs(t, err, os.ErrNotExist, "pidfile removed by the last generation's stop")
+}
+
+func waitPIDFile(t *testing.T, path string, old int) int {
+	t.Helper()
+	var pid int
+	require.Eventually(t, func() bool {
+		p, err := pidfile.Read(path)
+		pid = p
+		return err == nil && p != old
+	}, 10*time.Second, 2*time.Millisecond, "pidfile still names %d", old)
+	return pid
+}
+
+// requireUDPFrom sends datagrams to addr until one is echoed by pid.
+func requireUDPFrom(t *testing.T, addr string, pid int) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	want := strconv.Itoa(pid) + " ping"
+	buf := make([]byte, 128)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c.Write([]byte("ping"))
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err == nil && string(buf[:n]) == want {
+			return
+		}
+	}
+	t.Fatalf("no UDP echo from pid %d", pid)
+}
