@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -34,10 +35,9 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, ln net.Listener) error {
 		handler = http.DefaultServeMux
 	}
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if draining.Load() {
-			w.Header().Set("Connection", "close")
-		}
-		handler.ServeHTTP(w, r)
+		dw := &drainWriter{ResponseWriter: w, draining: &draining}
+		handler.ServeHTTP(dw, r)
+		dw.mark() // a handler that wrote nothing gets an empty 200 after it returns
 	})
 	userState := srv.ConnState
 	srv.ConnState = func(c net.Conn, s http.ConnState) {
@@ -81,3 +81,49 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, ln net.Listener) error {
 	u.log.Info("drained", slog.Duration("took", time.Since(start)))
 	return nil
 }
+
+// drainWriter adds "Connection: close" to a response whose header is
+// written after the drain began, even if its request arrived before: the
+// connection then ends after this response instead of idling until
+// IdleGrace runs out.
+type drainWriter struct {
+	http.ResponseWriter
+	draining *atomic.Bool
+	marked   bool
+}
+
+func (w *drainWriter) mark() {
+	if !w.marked {
+		w.marked = true
+		if w.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+	}
+}
+
+func (w *drainWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.mark() // informational headers (103 Early Hints) come before the real ones
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *drainWriter) Write(p []byte) (int, error) {
+	w.mark()
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush lets handlers that stream keep doing so through the wrapper.
+func (w *drainWriter) Flush() {
+	w.mark()
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack lets handlers that take over the connection (WebSockets) do so
+// through the wrapper.
+func (w *drainWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *drainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
