@@ -26,6 +26,7 @@ const (
 	envUnix    = "UPGRADE_TEST_UNIX"
 	envUDP     = "UPGRADE_TEST_UDP"
 	envFiles   = "UPGRADE_TEST_FILES"
+	envMark    = "UPGRADE_TEST_MARK"
 )
 
 var helpers = map[string]func() int{
@@ -79,6 +80,24 @@ var helpers = map[string]func() int{
 	// bare writes one byte to fd 3 and exits: the cost of fork+exec alone.
 	"bare": func() int {
 		os.NewFile(3, "pipe").Write([]byte{1})
+		return 0
+	},
+	// waitparent says ready, then writes its generation to the file
+	// named by envMark once its parent is gone.
+	"waitparent": func() int {
+		u, err := New(Options{})
+		if err != nil || !u.HasParent() {
+			return 10
+		}
+		if err := u.Ready(); err != nil {
+			return 11
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := u.WaitForParent(ctx); err != nil {
+			return 12
+		}
+		os.WriteFile(os.Getenv(envMark), []byte(strconv.Itoa(u.Generation())), 0o644)
 		return 0
 	},
 	// serve is a small server on a unix socket and a UDP socket that

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync"
 )
 
 // HandleSignals upgrades on Options.UpgradeSignals (default SIGHUP and
@@ -50,14 +51,12 @@ func (u *Upgrader) HandleSignals() (stop func()) {
 			}
 		}
 	}()
-	var once bool
+	var once sync.Once
 	return func() {
-		if once {
-			return
-		}
-		once = true
-		signal.Stop(sigs)
-		cancel()
-		<-done
+		once.Do(func() {
+			signal.Stop(sigs)
+			cancel()
+			<-done
+		})
 	}
 }

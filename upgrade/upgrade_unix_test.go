@@ -108,6 +108,28 @@ func TestUpgradeReady(t *testing.T) {
 	assert.NoError(t, err, "a stop after hand-over leaves the new generation's pidfile")
 }
 
+// TestWaitForParent: the new generation learns that its parent exited from
+// the kernel closing the parent's end of the readiness channel.
+func TestWaitForParent(t *testing.T) {
+	mark := filepath.Join(t.TempDir(), "mark")
+	u := newTestUpgrader(t, "waitparent", Options{}, envMark+"="+mark)
+	assert.False(t, u.HasParent())
+	assert.Equal(t, 1, u.Generation())
+	require.NoError(t, u.WaitForParent(t.Context()), "a first generation has no parent to wait for")
+	require.NoError(t, u.Ready())
+	require.NoError(t, u.Upgrade(t.Context()))
+	time.Sleep(100 * time.Millisecond)
+	_, err := os.Stat(mark)
+	require.ErrorIs(t, err, os.ErrNotExist, "the child must not see its parent gone while it lives")
+	// Exiting closes the parent's end; closing it by hand is the same to the child.
+	u.childCtl.Close()
+	u.childCtl = nil
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(mark)
+		return err == nil && string(b) == "2"
+	}, 10*time.Second, 5*time.Millisecond, "the child saw its parent gone, and knows it is generation 2")
+}
+
 // TestUpgradeFailures checks that each way a child can fail is reported
 // with its reason, leaves the pidfile naming this process, leaves no
 // process behind, and leaks neither fds nor goroutines.
@@ -290,6 +312,7 @@ func TestUnixAndUDPSurviveUpgrades(t *testing.T) {
 	require.NoError(t, err)
 	requireUDPFrom(t, udpAddr, pid)
 
+	gen := 3
 	for range 3 {
 		require.NoError(t, syscall.Kill(pid, syscall.SIGHUP))
 		next := waitPIDFile(t, pidPath, pid)
@@ -297,6 +320,10 @@ func TestUnixAndUDPSurviveUpgrades(t *testing.T) {
 		_, err := os.Stat(sock)
 		require.NoError(t, err, "the socket path exists after the hand-over")
 		requireUDPFrom(t, udpAddr, next)
+		line, err := readLine(sock)
+		require.NoError(t, err)
+		assert.Equal(t, "pid="+strconv.Itoa(next)+" gen="+strconv.Itoa(gen)+"\n", line)
+		gen++
 		pid = next
 	}
 	close(stop)
