@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -149,13 +148,4 @@ func (s *server) waitLog(substr string, n int) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// noLeftover asserts a TCP dial to addr still works: the old process
-// serves after whatever happened.
-func dialOK(t *testing.T, addr string) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	require.NoError(t, err)
-	c.Close()
 }

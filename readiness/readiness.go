@@ -10,9 +10,6 @@ import (
 // MaxReason is the longest failure reason carried, in bytes.
 const MaxReason = 2048
 
-// maxMessage bounds one message on the wire: "failed: " + reason + "\n".
-const maxMessage = len("failed: ") + MaxReason + 1
-
 var (
 	// ErrNotSupported is returned on platforms without unix sockets.
 	ErrNotSupported = errors.New("readiness: not supported on this platform")
@@ -65,16 +62,6 @@ func Sanitize(reason string) string {
 		b = bytes.TrimSpace(b[:n])
 	}
 	return string(b)
-}
-
-func encodeReady() []byte { return []byte("ready\n") }
-
-func encodeFailed(reason string) []byte {
-	r := Sanitize(reason)
-	if r == "" {
-		r = "no reason given"
-	}
-	return []byte("failed: " + r + "\n")
 }
 
 // Parse decodes one message line (without its newline): nil for "ready",

@@ -15,6 +15,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// maxMessage bounds one message on the wire: "failed: " + reason + "\n".
+const maxMessage = len("failed: ") + MaxReason + 1
+
+func encodeReady() []byte { return []byte("ready\n") }
+
+func encodeFailed(reason string) []byte {
+	r := Sanitize(reason)
+	if r == "" {
+		r = "no reason given"
+	}
+	return []byte("failed: " + r + "\n")
+}
+
 // Pair returns a connected channel: parent stays with the caller, child is
 // handed to the program it starts (for example in
 // [os/exec.Cmd.ExtraFiles]). Both are close-on-exec and non-blocking; the
