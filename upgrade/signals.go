@@ -12,9 +12,11 @@ import (
 
 // HandleSignals upgrades on Options.UpgradeSignals (default SIGHUP and
 // SIGUSR2) and stops gracefully on Options.StopSignals (default SIGTERM
-// and SIGINT), logging each outcome. Upgrade signals that arrive while an
-// upgrade runs are coalesced: at most one more upgrade is queued. The
-// returned function stops the handling; it is safe to call more than once.
+// and SIGINT), logging each outcome. A stop signal is acted on at once,
+// even during an upgrade, which it cancels. Upgrade signals that arrive
+// while an upgrade runs are coalesced: at most one more upgrade is queued.
+// The returned function stops the handling, cancelling an upgrade it
+// started and waiting for it; it is safe to call more than once.
 func (u *Upgrader) HandleSignals() (stop func()) {
 	up := u.opts.UpgradeSignals
 	if up == nil {
@@ -24,22 +26,22 @@ func (u *Upgrader) HandleSignals() (stop func()) {
 	if down == nil {
 		down = defaultStopSignals
 	}
-	sigs := make(chan os.Signal, 1) // buffered by one: a signal storm queues one upgrade
+	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, append(slices.Clone(up), down...)...)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+
+	// One worker runs upgrades, so that at most one is in flight; the
+	// one-slot queue holds at most one more.
+	queue := make(chan os.Signal, 1)
+	wg.Add(2)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case s := <-sigs:
-				if slices.Contains(down, s) {
-					u.log.Info("stopping gracefully", slog.String("signal", s.String()))
-					u.Stop()
-					continue
-				}
+			case s := <-queue:
 				u.log.Info("upgrading", slog.String("signal", s.String()))
 				switch err := u.Upgrade(ctx); {
 				case err == nil:
@@ -51,12 +53,32 @@ func (u *Upgrader) HandleSignals() (stop func()) {
 			}
 		}
 	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s := <-sigs:
+				if slices.Contains(down, s) {
+					u.log.Info("stopping gracefully", slog.String("signal", s.String()))
+					u.Stop()
+					continue
+				}
+				select {
+				case queue <- s:
+				default:
+					u.log.Info("upgrade signal coalesced with the one already queued", slog.String("signal", s.String()))
+				}
+			}
+		}
+	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			signal.Stop(sigs)
 			cancel()
-			<-done
+			wg.Wait()
 		})
 	}
 }

@@ -1,0 +1,65 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"log/slog"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSignalStorm: 20 upgrade signals in quick succession start exactly
+// one new generation; the rest are coalesced or refused, and logged.
+func TestSignalStorm(t *testing.T) {
+	logs := &syncBuffer{}
+	u := newTestUpgrader(t, "ready", Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, u.Ready())
+	stop := u.HandleSignals()
+	defer stop()
+	for range 20 {
+		require.NoError(t, syscall.Kill(syscall.Getpid(), syscall.SIGUSR2))
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-u.Exit():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no hand-over after a signal storm:\n%s", logs)
+	}
+	stop()
+	out := logs.String()
+	assert.Equal(t, 1, strings.Count(out, "new generation started"), out)
+	assert.Equal(t, 1, strings.Count(out, "new generation is ready"), out)
+}
+
+// TestStopSignalDuringUpgrade: SIGTERM is acted on at once, even while an
+// upgrade waits for a child that hangs; the child is stopped and reaped.
+func TestStopSignalDuringUpgrade(t *testing.T) {
+	logs := &syncBuffer{}
+	u := newTestUpgrader(t, "hang", Options{
+		UpgradeTimeout: time.Minute,
+		StopGrace:      time.Second,
+		Logger:         slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	require.NoError(t, u.Ready())
+	stop := u.HandleSignals()
+	defer stop()
+	require.NoError(t, syscall.Kill(syscall.Getpid(), syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "new generation started") },
+		10*time.Second, time.Millisecond)
+	start := time.Now()
+	require.NoError(t, syscall.Kill(syscall.Getpid(), syscall.SIGTERM))
+	select {
+	case <-u.Exit():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("SIGTERM did not stop the upgrader during an upgrade:\n%s", logs)
+	}
+	t.Logf("stopped %v after SIGTERM", time.Since(start))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "upgrade failed") },
+		10*time.Second, time.Millisecond, "the interrupted upgrade reports its end")
+	assert.Contains(t, logs.String(), "was stopped before it was ready")
+}
