@@ -46,6 +46,7 @@ type EnvError struct {
 	Reason string // what is wrong with it
 }
 
+// Error names the variable, its value and what is wrong with it.
 func (e *EnvError) Error() string {
 	return fmt.Sprintf("fdpass: malformed %s=%q: %s (the process that started this one passed a broken environment)",
 		e.Var, e.Value, e.Reason)
@@ -60,6 +61,7 @@ type FDError struct {
 	Err  error  // what was found instead
 }
 
+// Error names the descriptor, its manifest name and what it was instead.
 func (e *FDError) Error() string {
 	return fmt.Sprintf("fdpass: inherited fd %d (%q) is not a %s: %v", e.FD, e.Name, e.Want, e.Err)
 }
@@ -69,8 +71,8 @@ func (e *FDError) Unwrap() error { return e.Err }
 
 // Named is a file with the name it is handed over under.
 type Named struct {
-	Name string
-	File *os.File
+	Name string   // unique, valid for LISTEN_FDNAMES (see CheckName)
+	File *os.File // the file to hand over; see Dup
 }
 
 // Handover describes the files a parent passes to a child.

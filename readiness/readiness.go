@@ -23,6 +23,7 @@ type FailedError struct {
 	Reason string // as sent by the program, after sanitising
 }
 
+// Error quotes the program's reason.
 func (e *FailedError) Error() string { return "readiness: program reported failure: " + e.Reason }
 
 // MessageError reports bytes on the channel that are not a valid message.
@@ -30,6 +31,7 @@ type MessageError struct {
 	Msg string // the offending bytes, shortened
 }
 
+// Error quotes the start of the offending bytes.
 func (e *MessageError) Error() string {
 	return fmt.Sprintf("readiness: malformed message %q: want \"ready\" or \"failed: <reason>\"", e.Msg)
 }

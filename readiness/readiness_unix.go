@@ -11,8 +11,6 @@ import (
 	"os"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // maxMessage bounds one message on the wire: "failed: " + reason + "\n".
@@ -34,24 +32,9 @@ func encodeFailed(reason string) []byte {
 // caller closes its copy of child once the program has started, or the
 // parent end never sees the channel close.
 func Pair() (parent, child *os.File, err error) {
-	// Hold ForkLock so that no concurrent fork inherits the fds between
-	// socketpair and CloseOnExec on systems without SOCK_CLOEXEC.
-	syscall.ForkLock.RLock()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
-	if err == nil {
-		unix.CloseOnExec(fds[0])
-		unix.CloseOnExec(fds[1])
-	}
-	syscall.ForkLock.RUnlock()
+	fds, err := socketpair()
 	if err != nil {
-		return nil, nil, os.NewSyscallError("socketpair", err)
-	}
-	for _, fd := range fds {
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fds[0])
-			unix.Close(fds[1])
-			return nil, nil, os.NewSyscallError("setnonblock", err)
-		}
+		return nil, nil, err
 	}
 	return os.NewFile(uintptr(fds[0]), "readiness-parent"), os.NewFile(uintptr(fds[1]), "readiness-child"), nil
 }

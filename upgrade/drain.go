@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -106,53 +107,91 @@ func (t *Tracker) CloseConns() int {
 // accepting (the new generation accepts from the same socket), cancels the
 // ctx passed to handlers so that they finish their current exchange and
 // return, waits up to Options.DrainTimeout for them, and closes the
-// connections still open, logging how many it cut. It returns nil after a
-// drain, or the error that stopped Accept otherwise. Handlers need not
+// connections still open, logging how many it cut. Handlers need not
 // close their connection; ServeConns does once handle returns.
+//
+// Accept errors that pass (too many open files, a timeout) are retried
+// with a back-off. ServeConns returns nil after a drain, or the error that
+// stopped Accept for good, after draining the handlers it had started.
 func (u *Upgrader) ServeConns(ln net.Listener, handle func(ctx context.Context, c net.Conn)) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var t Tracker
 	acceptErr := make(chan error, 1)
 	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					time.Sleep(5 * time.Millisecond)
-					continue
-				}
-				acceptErr <- err
-				return
-			}
+		acceptErr <- acceptLoop(ln, func(c net.Conn) {
 			done := t.Conn(c)
 			go func() {
 				defer done()
 				defer c.Close()
 				handle(ctx, c)
 			}()
-		}
+		})
 	}()
+	var err error
 	select {
-	case err := <-acceptErr:
+	case err = <-acceptErr:
 		select {
 		case <-u.Exit(): // closed by someone draining: not an error
+			err = nil
 		default:
-			cancel()
-			return err
 		}
 	case <-u.Exit():
 		ln.Close()
 		<-acceptErr
 	}
 	cancel()
-	dctx, dcancel := context.WithTimeout(context.Background(), u.opts.DrainTimeout)
-	defer dcancel()
-	if t.Wait(dctx) != nil {
-		n := t.CloseConns()
-		u.log.Warn("drain deadline passed; connections cut", slog.Int("cut", n), slog.Duration("drain_timeout", u.opts.DrainTimeout))
-		t.Wait(context.Background())
+	u.drain(&t)
+	return err
+}
+
+// acceptLoop accepts until a lasting error, retrying passing ones.
+func acceptLoop(ln net.Listener, serve func(net.Conn)) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err == nil {
+			delay = 0
+			serve(c)
+			continue
+		}
+		if !temporary(err) {
+			return err
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		time.Sleep(delay)
 	}
-	return nil
+}
+
+// temporary reports whether an Accept error may pass: descriptors or
+// buffers ran out, or a deadline was set.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// drain waits up to DrainTimeout for t, then cuts its connections and
+// gives the handlers StopGrace more to return. It never blocks for good:
+// a handler stuck on something other than its connection is abandoned.
+func (u *Upgrader) drain(t *Tracker) {
+	ctx, cancel := context.WithTimeout(context.Background(), u.opts.DrainTimeout)
+	defer cancel()
+	if t.Wait(ctx) == nil {
+		return
+	}
+	n := t.CloseConns()
+	u.log.Warn("drain deadline passed; connections cut", slog.Int("cut", n), slog.Duration("drain_timeout", u.opts.DrainTimeout))
+	ctx, cancel = context.WithTimeout(context.Background(), u.opts.StopGrace)
+	defer cancel()
+	if t.Wait(ctx) != nil {
+		u.log.Warn("handlers still running after their connections were cut; abandoning them", slog.Int("handlers", t.Active()))
+	}
 }

@@ -57,6 +57,8 @@ type ChildError struct {
 	Err    error // the cause
 }
 
+// Error says what happened to the child, with the tail of its stderr, and
+// that the old generation keeps serving.
 func (e *ChildError) Error() string {
 	var b strings.Builder
 	b.WriteString("upgrade: ")
@@ -69,7 +71,11 @@ func (e *ChildError) Error() string {
 	case StageStart:
 		fmt.Fprintf(&b, "could not be started: %v", e.Err)
 	case StageFailed:
-		fmt.Fprintf(&b, "reported failure: %s", e.Reason)
+		if e.Reason != "" {
+			fmt.Fprintf(&b, "reported failure: %s", e.Reason)
+		} else {
+			fmt.Fprintf(&b, "broke the readiness protocol: %v", e.Err)
+		}
 	case StageExited:
 		b.WriteString("exited " + e.how() + " before it was ready")
 	case StageTimeout:

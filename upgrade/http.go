@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,31 +12,43 @@ import (
 	"time"
 )
 
-// ServeHTTP serves srv on ln until [Upgrader.Exit] is closed, then drains
-// without failing a request:
+// ServeHTTP serves srv on each of lns until [Upgrader.Exit] is closed,
+// then drains without failing a request:
 //
-//  1. it closes ln, so this process stops accepting; the new generation
-//     accepts from the same socket, whose queue is never closed;
+//  1. it closes the listeners, so this process stops accepting; the new
+//     generation accepts from the same sockets, whose queues are never
+//     closed;
 //  2. it answers every further request with "Connection: close", so each
 //     keep-alive connection ends cleanly after its next response;
 //  3. it gives connections up to Options.IdleGrace to bring that request
 //     and close, rather than closing idle ones under a client's feet;
 //  4. it calls srv.Shutdown bounded by Options.DrainTimeout (counted from
-//     the start of the drain), and closes whatever is left after that,
+//     the start of the drain), then waits, within the same deadline, for
+//     handlers of hijacked connections (WebSockets; they should return
+//     when Exit is closed), and closes whatever is left after that,
 //     logging how many connections were cut.
 //
 // ServeHTTP takes over srv.Handler (wrapped) and srv.ConnState (chained)
-// for its lifetime; srv must not be started elsewhere. It returns nil
-// after a drain, or the error that stopped srv.Serve otherwise.
-func (u *Upgrader) ServeHTTP(srv *http.Server, ln net.Listener) error {
-	var draining atomic.Bool
-	var conns Tracker
+// for its lifetime; srv must not be served elsewhere. It returns nil after
+// a drain, or the error that stopped srv.Serve on one of the listeners
+// otherwise (after draining the others).
+func (u *Upgrader) ServeHTTP(srv *http.Server, lns ...net.Listener) error {
+	if len(lns) == 0 {
+		return errors.New("upgrade: ServeHTTP needs at least one listener")
+	}
+	var (
+		draining atomic.Bool
+		conns    Tracker // HTTP connections, from ConnState
+		handlers Tracker // requests in their handlers, hijacked or not
+		hijacked Tracker // connections handlers took over, for the final cut
+	)
 	handler := srv.Handler
 	if handler == nil {
 		handler = http.DefaultServeMux
 	}
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		dw := &drainWriter{ResponseWriter: w, draining: &draining}
+		defer handlers.Add()()
+		dw := &drainWriter{ResponseWriter: w, draining: &draining, hijacked: &hijacked}
 		handler.ServeHTTP(dw, r)
 		dw.mark() // a handler that wrote nothing gets an empty 200 after it returns
 	})
@@ -51,35 +64,48 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, ln net.Listener) error {
 			userState(c, s)
 		}
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	serveErr := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { serveErr <- srv.Serve(ln) }()
+	}
+	var err error
 	select {
-	case err := <-serveErr:
+	case err = <-serveErr:
 		select {
 		case <-u.Exit():
+			err = nil
 		default:
-			return err
 		}
 	case <-u.Exit():
 	}
 	start := time.Now()
 	draining.Store(true)
-	ln.Close()
+	for _, ln := range lns {
+		ln.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), u.opts.DrainTimeout)
 	defer cancel()
 	gctx, gcancel := context.WithTimeout(ctx, u.opts.IdleGrace)
 	conns.Wait(gctx)
 	gcancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		n := conns.Active()
+	cut := 0
+	if srv.Shutdown(ctx) != nil {
+		cut = conns.Active()
 		srv.Close()
-		u.log.Warn("drain deadline passed; connections cut", slog.Int("cut", n), slog.Duration("drain_timeout", u.opts.DrainTimeout))
 	}
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-		u.log.Debug("serve ended", slog.Any("error", err))
+	if handlers.Wait(ctx) != nil {
+		cut += hijacked.CloseConns()
+		gctx, gcancel := context.WithTimeout(context.Background(), u.opts.StopGrace)
+		if handlers.Wait(gctx) != nil {
+			u.log.Warn("handlers still running after their connections were cut; abandoning them", slog.Int("handlers", handlers.Active()))
+		}
+		gcancel()
+	}
+	if cut > 0 {
+		u.log.Warn("drain deadline passed; connections cut", slog.Int("cut", cut), slog.Duration("drain_timeout", u.opts.DrainTimeout))
 	}
 	u.log.Info("drained", slog.Duration("took", time.Since(start)))
-	return nil
+	return err
 }
 
 // drainWriter adds "Connection: close" to a response whose header is
@@ -89,6 +115,7 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, ln net.Listener) error {
 type drainWriter struct {
 	http.ResponseWriter
 	draining *atomic.Bool
+	hijacked *Tracker
 	marked   bool
 }
 
@@ -102,7 +129,10 @@ func (w *drainWriter) mark() {
 }
 
 func (w *drainWriter) WriteHeader(code int) {
-	if code >= 200 || code == http.StatusSwitchingProtocols {
+	switch {
+	case code == http.StatusSwitchingProtocols:
+		w.marked = true // "Connection: upgrade" must stay
+	case code >= 200:
 		w.mark() // informational headers (103 Early Hints) come before the real ones
 	}
 	w.ResponseWriter.WriteHeader(code)
@@ -119,10 +149,24 @@ func (w *drainWriter) Flush() {
 	http.NewResponseController(w.ResponseWriter).Flush()
 }
 
+// ReadFrom keeps the underlying writer's sendfile path for io.Copy.
+func (w *drainWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.mark()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+}
+
 // Hijack lets handlers that take over the connection (WebSockets) do so
-// through the wrapper.
+// through the wrapper; the connection is cut if it outlives the drain.
 func (w *drainWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	w.marked = true
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.hijacked.add(c)
+	}
+	return c, rw, err
 }
 
 // Unwrap gives http.ResponseController the underlying writer.

@@ -109,26 +109,40 @@ func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, e
 }
 
 // register runs get for a new key and remembers the result for hand-over.
+// The key is reserved while get runs, outside the lock: a slow bind must
+// not hold up Stop, Ready or Upgrade.
 func (u *Upgrader) register(k string, get func() (syscall.Conn, error)) error {
 	if err := fdpass.CheckName(k); err != nil {
 		return err
 	}
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.stopped || u.childPID != 0 {
-		return errors.New("the upgrader is stopped or has handed over")
-	}
-	if _, dup := u.keys[k]; dup {
+	switch _, dup := u.keys[k]; {
+	case u.stopped:
+		u.mu.Unlock()
+		return ErrStopped
+	case u.childPID != 0:
+		u.mu.Unlock()
+		return ErrHandedOver
+	case dup:
+		u.mu.Unlock()
 		return errors.New("this process already has it open: ask once and share the result")
 	}
+	u.keys[k] = nil // reserved
+	u.mu.Unlock()
+
 	c, err := get()
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if err != nil {
+		delete(u.keys, k)
 		return err
 	}
 	h := &handed{name: k, conn: c}
 	if ul, ok := c.(*net.UnixListener); ok {
 		h.unix = ul
-		ul.SetUnlinkOnClose(false) // until Stop decides this is the last generation
+		// Until Stop decides this is the last generation (if it already
+		// has, while the socket was being made, it is).
+		ul.SetUnlinkOnClose(u.stopped && u.childPID == 0)
 	}
 	u.keys[k] = h
 	u.files = append(u.files, h)

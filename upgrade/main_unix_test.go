@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/handoff-go/handoff/pidfile"
 )
 
 // The tests re-execute the test binary as the new generation: TestMain
@@ -54,6 +56,33 @@ var helpers = map[string]func() int{
 		if err := u.Fail(errors.New("bad config: key \"port\" missing")); err != nil {
 			return 11
 		}
+		return 1
+	},
+	// chatty writes to stderr at length before it is ready.
+	"chatty": func() int {
+		for i := range 200 {
+			fmt.Fprintf(os.Stderr, "starting, step %d\n", i)
+		}
+		u, err := New(Options{})
+		if err != nil {
+			return 10
+		}
+		if err := u.Ready(); err != nil {
+			return 11
+		}
+		return 0
+	},
+	// pidfail writes the pidfile, as Ready does, then fails: the parent
+	// must point the pidfile back at itself.
+	"pidfail": func() int {
+		u, err := New(Options{})
+		if err != nil {
+			return 10
+		}
+		if err := pidfile.Write(os.Getenv(envPIDFile), os.Getpid()); err != nil {
+			return 11
+		}
+		u.Fail(errors.New("lost the race"))
 		return 1
 	},
 	// ready adopts the files named in envFiles, says ready and exits.

@@ -53,7 +53,9 @@ type Options struct {
 	// Path is the program started as the next generation. Empty: the path
 	// this program was started with (os.Args[0] made absolute at New),
 	// opened anew at each upgrade, so that replacing the file or flipping
-	// a symlink such as current -> releases/N starts the new build.
+	// a symlink such as current -> releases/N starts the new build. A
+	// wrapper script must exec the program: a failed child is stopped by
+	// signalling its PID only.
 	Path string
 	// Args are the next generation's arguments, including argv[0].
 	// Nil: os.Args as at New.

@@ -26,9 +26,10 @@ var errExited = errors.New("upgrade: child exited")
 type child struct {
 	proc       *os.Process
 	pid        int
-	ctl        *os.File      // our end of the readiness channel
-	exited     chan struct{} // closed once the process has been reaped
-	state      *os.ProcessState
+	ctl        *os.File         // our end of the readiness channel
+	exited     chan struct{}    // closed once the process has been reaped
+	state      *os.ProcessState // nil if waiting failed
+	waitErr    error
 	stderr     *tail
 	stderrDone chan struct{} // closed when the child's stderr pipe is drained
 }
@@ -50,11 +51,11 @@ func (u *Upgrader) Upgrade(ctx context.Context) error {
 	defer u.end()
 	start := time.Now()
 	c, err := u.start(files)
-	if err != nil {
-		return err
+	if err == nil {
+		u.log.Info("upgrade: new generation started", slog.Int("child_pid", c.pid), slog.Int("generation", u.generation+1))
+		err = u.await(ctx, c)
 	}
-	u.log.Info("upgrade: new generation started", slog.Int("child_pid", c.pid), slog.Int("generation", u.generation+1))
-	if err := u.await(ctx, c); err != nil {
+	if err != nil {
 		u.log.Error("upgrade failed; this generation keeps serving", slog.Any("error", err))
 		return err
 	}
@@ -79,12 +80,15 @@ func (u *Upgrader) begin() ([]*handed, error) {
 		return nil, ErrInProgress
 	}
 	u.upgrading = true
+	u.upgradeDone = make(chan struct{})
 	return slices.Clone(u.files), nil
 }
 
 func (u *Upgrader) end() {
 	u.mu.Lock()
 	u.upgrading = false
+	close(u.upgradeDone)
+	u.upgradeDone = nil
 	u.mu.Unlock()
 }
 
@@ -129,11 +133,13 @@ func (u *Upgrader) await(ctx context.Context, c *child) error {
 		default:
 			ce.Stage, ce.Err = StageCanceled, ctx.Err()
 		}
-	default:
+	default: // garbage on the channel, or it broke
 		ce.Stage = StageFailed
 	}
 	u.stopChild(c, ce.Stage == StageExited)
-	if ws, ok := c.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	if c.state == nil {
+		ce.Err = errors.Join(ce.Err, fmt.Errorf("exit status unknown: %w", c.waitErr))
+	} else if ws, ok := c.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		ce.Signal = ws.Signal().String()
 	} else {
 		ce.ExitCode = c.state.ExitCode()
@@ -170,17 +176,31 @@ func (u *Upgrader) stopChild(c *child, exiting bool) {
 	<-c.exited
 }
 
-// restorePIDFile points the pidfile back at this process if a failed child
-// managed to write it before failing.
+// restorePIDFile repairs the pidfile after a failed upgrade. A handoff
+// child writes it at Ready, and may still be killed after that (its
+// "ready" lost the race with the timeout or Stop), and its own stop may
+// have removed the file again. While this process serves, the file must
+// name it; once it is stopping, it must name nobody who is gone.
 func (u *Upgrader) restorePIDFile(childPID int) {
-	if u.opts.PIDFile == "" {
+	path := u.opts.PIDFile
+	if path == "" {
 		return
 	}
-	if pid, err := pidfile.Read(u.opts.PIDFile); err != nil || pid != childPID {
-		return
-	}
-	if err := u.writePID(u.opts.PIDFile, os.Getpid()); err != nil {
-		u.log.Error("could not point the pidfile back at this process", slog.Any("error", err))
+	pid, err := pidfile.Read(path)
+	missing := errors.Is(err, os.ErrNotExist)
+	ours, childs := err == nil && pid == os.Getpid(), err == nil && pid == childPID
+	u.mu.Lock()
+	stopped := u.stopped
+	u.mu.Unlock()
+	switch {
+	case stopped && (ours || childs):
+		if err := pidfile.Remove(path, pid); err != nil {
+			u.log.Warn("could not remove pidfile", slog.String("path", path), slog.Any("error", err))
+		}
+	case !stopped && (childs || missing):
+		if err := u.writePID(path, os.Getpid()); err != nil {
+			u.log.Error("could not point the pidfile back at this process", slog.Any("error", err))
+		}
 	}
 }
 

@@ -6,14 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"slices"
 	"sync"
 )
 
 // HandleSignals upgrades on Options.UpgradeSignals (default SIGHUP and
 // SIGUSR2) and stops gracefully on Options.StopSignals (default SIGTERM
 // and SIGINT), logging each outcome. A stop signal is acted on at once,
-// even during an upgrade, which it cancels. Upgrade signals that arrive
+// even during an upgrade, which it cancels; after the first, stop signals
+// get their default action again, so a second one ends the process. Upgrade signals that arrive
 // while an upgrade runs are coalesced: at most one more upgrade is queued.
 // The returned function stops the handling, cancelling an upgrade it
 // started and waiting for it; it is safe to call more than once.
@@ -26,8 +26,15 @@ func (u *Upgrader) HandleSignals() (stop func()) {
 	if down == nil {
 		down = defaultStopSignals
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, append(slices.Clone(up), down...)...)
+	// Notify with no signals would relay every signal: guard empty lists.
+	upSigs := make(chan os.Signal, 4)
+	if len(up) > 0 {
+		signal.Notify(upSigs, up...)
+	}
+	downSigs := make(chan os.Signal, 1)
+	if len(down) > 0 {
+		signal.Notify(downSigs, down...)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 
@@ -43,12 +50,14 @@ func (u *Upgrader) HandleSignals() (stop func()) {
 				return
 			case s := <-queue:
 				u.log.Info("upgrading", slog.String("signal", s.String()))
+				var ce *ChildError
 				switch err := u.Upgrade(ctx); {
-				case err == nil:
+				case err == nil, errors.As(err, &ce):
+					// Upgrade has logged the outcome, a failure with its reason.
 				case errors.Is(err, ErrHandedOver), errors.Is(err, ErrStopped):
 					u.log.Info("upgrade signal ignored", slog.String("signal", s.String()), slog.Any("reason", err))
 				default:
-					// Upgrade has logged the failure with its reason.
+					u.log.Warn("upgrade signal refused", slog.String("signal", s.String()), slog.Any("reason", err))
 				}
 			}
 		}
@@ -59,12 +68,13 @@ func (u *Upgrader) HandleSignals() (stop func()) {
 			select {
 			case <-ctx.Done():
 				return
-			case s := <-sigs:
-				if slices.Contains(down, s) {
-					u.log.Info("stopping gracefully", slog.String("signal", s.String()))
-					u.Stop()
-					continue
-				}
+			case s := <-downSigs:
+				// Give the stop signals back to the runtime, so that a
+				// second one (an impatient Ctrl-C) ends the process at once.
+				signal.Stop(downSigs)
+				u.log.Info("stopping gracefully; a second signal ends the process at once", slog.String("signal", s.String()))
+				u.Stop()
+			case s := <-upSigs:
 				select {
 				case queue <- s:
 				default:
@@ -76,7 +86,8 @@ func (u *Upgrader) HandleSignals() (stop func()) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			signal.Stop(sigs)
+			signal.Stop(upSigs)
+			signal.Stop(downSigs)
 			cancel()
 			wg.Wait()
 		})

@@ -55,21 +55,16 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		return fail(fmt.Errorf("stderr: %w", err))
 	}
 	toClose = append(toClose, origStderr)
-	pr, pw, err := os.Pipe()
+	pr, pwFD, err := stderrPipe()
 	if err != nil {
 		return fail(fmt.Errorf("stderr pipe: %w", err))
 	}
-	defer pw.Close()
+	toClose = append(toClose, pwFD)
 	defer func() {
 		if err != nil {
 			pr.Close()
 		}
 	}()
-	pwFD, err := fdpass.DupFD(pw)
-	if err != nil {
-		return fail(err)
-	}
-	toClose = append(toClose, pwFD)
 
 	attr := &syscall.ProcAttr{Dir: u.dir, Files: []uintptr{uintptr(stdin), uintptr(stdout), uintptr(pwFD)}}
 	h := fdpass.Handover{Meta: map[string]string{metaGen: strconv.Itoa(u.generation + 1)}}
@@ -122,13 +117,56 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		stderrDone: make(chan struct{}),
 	}
 	go func() {
-		c.state, _ = proc.Wait()
+		// Fails only if something else reaped the child (SIGCHLD ignored,
+		// a reaper in PID 1): await then reports an unknown exit status.
+		c.state, c.waitErr = proc.Wait()
 		close(c.exited)
 	}()
 	go func() {
 		defer close(c.stderrDone)
 		defer pr.Close()
-		io.Copy(io.MultiWriter(u.opts.Stderr, c.stderr), pr)
+		// Read to the end whatever happens to Options.Stderr: a pipe with
+		// no reader would kill the child with SIGPIPE.
+		io.Copy(io.MultiWriter(&bestEffort{w: u.opts.Stderr}, c.stderr), pr)
 	}()
 	return c, nil
+}
+
+// stderrPipe returns a pipe for the child's stderr: the read end for us,
+// non-blocking and close-on-exec; the write end for the child, blocking
+// (a program it starts inherits it, and a Go child's os.Stderr must not
+// be registered with its poller, since Ready replaces fd 2).
+func stderrPipe() (r *os.File, w int, err error) {
+	var p [2]int
+	syscall.ForkLock.RLock()
+	err = syscall.Pipe(p[:])
+	if err == nil {
+		syscall.CloseOnExec(p[0])
+		syscall.CloseOnExec(p[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, -1, os.NewSyscallError("pipe", err)
+	}
+	if err := syscall.SetNonblock(p[0], true); err != nil {
+		syscall.Close(p[0])
+		syscall.Close(p[1])
+		return nil, -1, os.NewSyscallError("setnonblock", err)
+	}
+	return os.NewFile(uintptr(p[0]), "child-stderr"), p[1], nil
+}
+
+// bestEffort forwards writes to w until w fails once, and never fails.
+type bestEffort struct {
+	w      io.Writer
+	failed bool
+}
+
+func (b *bestEffort) Write(p []byte) (int, error) {
+	if !b.failed {
+		if _, err := b.w.Write(p); err != nil {
+			b.failed = true
+		}
+	}
+	return len(p), nil
 }

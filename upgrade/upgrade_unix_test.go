@@ -4,6 +4,8 @@ package upgrade
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -130,6 +132,18 @@ func TestWaitForParent(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond, "the child saw its parent gone, and knows it is generation 2")
 }
 
+type failingWriter struct{}
+
+func (failingWriter) Write(p []byte) (int, error) { return 0, errors.New("stderr is gone") }
+
+// TestUpgradeStderrBroken: if this process cannot write the child's stderr
+// anywhere, the child must still not die of SIGPIPE.
+func TestUpgradeStderrBroken(t *testing.T) {
+	u := newTestUpgrader(t, "chatty", Options{Stderr: failingWriter{}})
+	require.NoError(t, u.Ready())
+	require.NoError(t, u.Upgrade(t.Context()))
+}
+
 // TestUpgradeFailures checks that each way a child can fail is reported
 // with its reason, leaves the pidfile naming this process, leaves no
 // process behind, and leaks neither fds nor goroutines.
@@ -158,6 +172,11 @@ func TestUpgradeFailures(t *testing.T) {
 			assert.Equal(t, "terminated", e.Signal)
 			assert.Contains(t, e.Stderr, "warming caches")
 		}},
+		{"pidfail", Options{}, func(t *testing.T, e *ChildError) {
+			assert.Equal(t, StageFailed, e.Stage)
+			assert.Equal(t, "lost the race", e.Reason)
+			// The pidfile check below proves it was pointed back at us.
+		}},
 		{"stubborn", Options{UpgradeTimeout: 300 * time.Millisecond, StopGrace: 200 * time.Millisecond}, func(t *testing.T, e *ChildError) {
 			assert.Equal(t, StageTimeout, e.Stage)
 			assert.Equal(t, "killed", e.Signal)
@@ -173,7 +192,7 @@ func TestUpgradeFailures(t *testing.T) {
 		t.Run(c.helper, func(t *testing.T) {
 			opts := c.opts
 			opts.PIDFile = pidPath
-			u := newTestUpgrader(t, c.helper, opts)
+			u := newTestUpgrader(t, c.helper, opts, envPIDFile+"="+pidPath)
 			l, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
 			require.NoError(t, err)
 			defer l.Close()
@@ -192,8 +211,9 @@ func TestUpgradeFailures(t *testing.T) {
 				t.Fatal("Exit closed after a failed upgrade")
 			default:
 			}
-			// A failed upgrade can be retried.
-			assert.Error(t, u.Upgrade(t.Context()))
+			// A failed upgrade can be retried (and fails the same way).
+			require.ErrorAs(t, u.Upgrade(t.Context()), &ce)
+			c.check(t, ce)
 		})
 	}
 	// Nothing of the failed upgrades may remain.
@@ -224,29 +244,34 @@ func requireNoLeak(t *testing.T, fds, goroutines int) {
 }
 
 // TestUpgradeInProgressAndStop: a second upgrade is refused at once while
-// one runs, and Stop interrupts the running one, reaping its child.
+// one runs, and Stop interrupts the running one and returns only once its
+// child (here one that ignores SIGTERM) is gone.
 func TestUpgradeInProgressAndStop(t *testing.T) {
-	u := newTestUpgrader(t, "hang", Options{UpgradeTimeout: time.Minute, StopGrace: time.Second})
+	logs := &syncBuffer{}
+	u := newTestUpgrader(t, "stubborn", Options{
+		UpgradeTimeout: time.Minute,
+		StopGrace:      200 * time.Millisecond,
+		Logger:         slog.New(slog.NewTextHandler(logs, nil)),
+	})
 	require.NoError(t, u.Ready())
 	res := make(chan error, 1)
 	go func() { res <- u.Upgrade(context.Background()) }()
+	var childPID int
 	require.Eventually(t, func() bool {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		return u.upgrading
+		_, after, ok := strings.Cut(logs.String(), "child_pid=")
+		if ok {
+			childPID, _ = strconv.Atoi(strings.Fields(after)[0])
+		}
+		return childPID != 0
 	}, 5*time.Second, time.Millisecond)
 	assert.ErrorIs(t, u.Upgrade(t.Context()), ErrInProgress)
 	u.Stop()
+	assert.True(t, gone(childPID), "Stop returned while child %d lives", childPID)
 	var ce *ChildError
-	select {
-	case err := <-res:
-		require.ErrorAs(t, err, &ce)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Stop did not interrupt the upgrade")
-	}
+	require.ErrorAs(t, <-res, &ce)
+	assert.Equal(t, childPID, ce.PID)
 	assert.Equal(t, StageCanceled, ce.Stage)
 	assert.ErrorIs(t, ce, ErrStopped)
-	assert.True(t, gone(ce.PID))
 	assert.ErrorIs(t, u.Upgrade(t.Context()), ErrStopped)
 }
 

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/handoff-go/handoff/fdpass"
 	"github.com/handoff-go/handoff/pidfile"
@@ -58,9 +59,12 @@ type Upgrader struct {
 	keys      map[string]*handed
 	ready     bool
 	upgrading bool
-	childCtl  *os.File // readiness channel of the generation we handed over to
-	childPID  int
-	stopped   bool
+	// upgradeDone is closed when the upgrade in flight has ended; nil
+	// while none is.
+	upgradeDone chan struct{}
+	childCtl    *os.File // readiness channel of the generation we handed over to
+	childPID    int
+	stopped     bool
 }
 
 // handed is one socket or file that is handed to each new generation.
@@ -75,28 +79,6 @@ type handed struct {
 // friends. It fails before touching anything if the pidfile's directory
 // is not usable or the inherited environment is malformed.
 func New(opts Options) (*Upgrader, error) {
-	o, err := opts.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	if o.PIDFile != "" {
-		if err := pidfile.Check(o.PIDFile); err != nil {
-			return nil, fmt.Errorf("upgrade: %w", err)
-		}
-	}
-	u := &Upgrader{
-		opts:       o,
-		log:        o.Logger,
-		generation: 1,
-		parentGone: make(chan struct{}),
-		exitC:      make(chan struct{}),
-		stopC:      make(chan struct{}),
-		keys:       make(map[string]*handed),
-		writePID:   pidfile.Write,
-	}
-	if err := u.resolveCommand(); err != nil {
-		return nil, err
-	}
 	in, err := fdpass.Inherit()
 	if err != nil {
 		if errors.Is(err, fdpass.ErrNotSupported) {
@@ -104,14 +86,54 @@ func New(opts Options) (*Upgrader, error) {
 		}
 		return nil, fmt.Errorf("upgrade: adopt inherited files: %w", err)
 	}
-	u.inherited = in
-	if in.FromHandoff() {
-		if err := u.adoptParent(); err != nil {
-			in.CloseUnclaimed()
-			return nil, err
+	u := &Upgrader{
+		inherited:  in,
+		generation: 1,
+		parentGone: make(chan struct{}),
+		exitC:      make(chan struct{}),
+		stopC:      make(chan struct{}),
+		keys:       make(map[string]*handed),
+		writePID:   pidfile.Write,
+	}
+	if err := u.init(opts); err != nil {
+		// A new generation that cannot start says why, so the parent's
+		// Upgrade reports this error rather than a bare exit status.
+		if u.parentCtl != nil {
+			readiness.Fail(u.parentCtl, err.Error())
+			u.parentCtl.Close()
 		}
+		if u.origStderr != nil {
+			u.origStderr.Close()
+		}
+		in.CloseUnclaimed()
+		return nil, err
 	}
 	return u, nil
+}
+
+func (u *Upgrader) init(opts Options) error {
+	if u.inherited.FromHandoff() {
+		if err := u.adoptParent(); err != nil {
+			return err
+		}
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	u.opts, u.log = o, o.Logger
+	if o.PIDFile != "" {
+		if err := pidfile.Check(o.PIDFile); err != nil {
+			return fmt.Errorf("upgrade: %w", err)
+		}
+	}
+	if err := u.resolveCommand(); err != nil {
+		return err
+	}
+	if u.parentCtl != nil {
+		go u.watchParent()
+	}
+	return nil
 }
 
 // resolveCommand fixes how the next generation is started.
@@ -195,24 +217,25 @@ func (u *Upgrader) adoptParent() error {
 		}
 		u.generation = n
 	}
+	return nil
+}
+
+// watchParent closes parentGone when the parent has exited and its end of
+// the readiness channel is closed, or returns when Stop is called.
+func (u *Upgrader) watchParent() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
-		// Returns when the parent has exited and its end is closed, or
-		// when Stop cancels it.
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-u.stopC:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		if readiness.WaitClosed(ctx, ctl) == nil {
-			close(u.parentGone)
-			ctl.Close() // nothing more to say to a parent that is gone
+		select {
+		case <-u.stopC:
+			cancel()
+		case <-ctx.Done():
 		}
 	}()
-	return nil
+	if readiness.WaitClosed(ctx, u.parentCtl) == nil {
+		close(u.parentGone)
+		u.parentCtl.Close() // nothing more to say to a parent that is gone
+	}
 }
 
 // Generation is 1 for a process started by hand and one more than its
@@ -305,28 +328,37 @@ func (u *Upgrader) Fail(reason error) error {
 }
 
 // Stop ends this generation's life as an upgrader: an upgrade in flight is
-// cancelled (its child stopped and reaped), Exit is closed so that servers
-// drain, and, unless a new generation has taken over, the pidfile is
-// removed and unix socket paths are unlinked when their listeners close.
-// Stop may be called more than once.
+// cancelled and Stop waits until its child has been stopped and reaped;
+// then Exit is closed so that servers drain, and, unless a new generation
+// has taken over, the pidfile is removed and unix socket paths are
+// unlinked when their listeners close. Stop may be called more than once.
 func (u *Upgrader) Stop() {
 	u.stopOnce.Do(func() {
 		u.mu.Lock()
 		u.stopped = true
-		handedOver := u.childPID != 0
-		files := slices.Clone(u.files)
+		inFlight := u.upgradeDone
 		u.mu.Unlock()
 		close(u.stopC)
-		if !handedOver {
-			for _, h := range files {
+		if inFlight != nil {
+			select {
+			case <-inFlight:
+			case <-time.After(2*u.opts.StopGrace + time.Second):
+				u.log.Warn("stop: the upgrade in flight did not end in time")
+			}
+		}
+		u.mu.Lock()
+		final := u.childPID == 0
+		if final {
+			for _, h := range u.files {
 				if h.unix != nil {
 					h.unix.SetUnlinkOnClose(true)
 				}
 			}
-			if u.opts.PIDFile != "" {
-				if err := pidfile.Remove(u.opts.PIDFile, os.Getpid()); err != nil && !errors.Is(err, pidfile.ErrNotOwner) {
-					u.log.Warn("could not remove pidfile", slog.String("path", u.opts.PIDFile), slog.Any("error", err))
-				}
+		}
+		u.mu.Unlock()
+		if final && u.opts.PIDFile != "" {
+			if err := pidfile.Remove(u.opts.PIDFile, os.Getpid()); err != nil && !errors.Is(err, pidfile.ErrNotOwner) {
+				u.log.Warn("could not remove pidfile", slog.String("path", u.opts.PIDFile), slog.Any("error", err))
 			}
 		}
 		u.exit()
