@@ -65,14 +65,16 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	assert.Greater(t, ks.Requests, int64(n))
 	assert.Greater(t, fs.Requests, int64(n))
 
-	// Once the clients have gone, the live generation holds exactly as
-	// many descriptors as the first did before any load.
+	// Once the clients have gone, the live generation holds no more
+	// descriptors than the first did before any load. (Not exactly as
+	// many: the first may be caught with its pidfile's directory still
+	// open for the fsync after the rename.)
 	var fds int
-	require.Eventually(t, func() bool {
+	assert.Eventually(t, func() bool {
 		fds, err = harness.FDs(pid)
 		return err == nil && fds <= baseFDs
-	}, 5*time.Second, 10*time.Millisecond, "fds of the live process: %d, first generation had %d", fds, baseFDs)
-	assert.Equal(t, baseFDs, fds)
+	}, 5*time.Second, 10*time.Millisecond, "fds of the live process grew over %d upgrades: first generation had %d", n, baseFDs)
+	t.Logf("fds: first generation %d, generation %d: %d", baseFDs, n+1, fds)
 }
 
 // TestUpgradeFollowsSymlink starts the server through a current ->
