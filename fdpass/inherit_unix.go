@@ -212,39 +212,33 @@ func (in *Inherited) Control(name string) (*os.File, error) {
 // socket of that family, or an [*FDError] says what it is instead and the
 // file stays unclaimed.
 func (in *Inherited) Listener(name, network string) (net.Listener, error) {
-	want, err := kindOf(network, true)
-	if err != nil {
-		return nil, err
-	}
-	f, err := in.take(name, func(fd int) error { return want.check(fd, name) })
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	ln, err := net.FileListener(f)
-	if err != nil {
-		return nil, fmt.Errorf("fdpass: adopt %q: %w", name, err)
-	}
-	return ln, nil
+	return takeSocket(in, name, network, true, net.FileListener)
 }
 
 // PacketConn takes the inherited datagram socket named name. network is
 // one of udp, udp4, udp6 or unixgram.
 func (in *Inherited) PacketConn(name, network string) (net.PacketConn, error) {
-	want, err := kindOf(network, false)
+	return takeSocket(in, name, network, false, net.FilePacketConn)
+}
+
+// takeSocket takes the socket named name after checking it is of the kind
+// network and listen ask for, and adopts it with the net package.
+func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt func(*os.File) (T, error)) (T, error) {
+	var zero T
+	want, err := kindOf(network, listen)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	f, err := in.take(name, func(fd int) error { return want.check(fd, name) })
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	defer f.Close()
-	pc, err := net.FilePacketConn(f)
+	defer f.Close() // adopt made its own copy
+	v, err := adopt(f)
 	if err != nil {
-		return nil, fmt.Errorf("fdpass: adopt %q: %w", name, err)
+		return zero, fmt.Errorf("fdpass: adopt %q: %w", name, err)
 	}
-	return pc, nil
+	return v, nil
 }
 
 // CloseUnclaimed closes every file and control file not yet taken and

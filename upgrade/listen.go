@@ -32,24 +32,10 @@ func (u *Upgrader) Listen(ctx context.Context, network, addr string) (net.Listen
 	default:
 		return nil, fmt.Errorf("upgrade: Listen: network %q is not a stream network (want tcp, tcp4, tcp6, unix or unixpacket)", network)
 	}
-	k := key(network, addr)
-	var ln net.Listener
-	err := u.register(k, func() (syscall.Conn, error) {
-		var err error
-		ln, err = u.inherited.Listener(k, network)
-		if errors.Is(err, fdpass.ErrNotFound) {
-			var lc net.ListenConfig
-			ln, err = lc.Listen(ctx, network, addr)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return ln.(syscall.Conn), nil
+	var lc net.ListenConfig
+	return adoptOrCreate(u, network, addr, u.inherited.Listener, func() (net.Listener, error) {
+		return lc.Listen(ctx, network, addr)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("upgrade: listen on %s %s: %w", network, addr, err)
-	}
-	return ln, nil
 }
 
 // ListenPacket returns a packet conn for network (udp, udp4, udp6 or
@@ -60,24 +46,33 @@ func (u *Upgrader) ListenPacket(ctx context.Context, network, addr string) (net.
 	default:
 		return nil, fmt.Errorf("upgrade: ListenPacket: network %q is not a datagram network (want udp, udp4, udp6 or unixgram)", network)
 	}
+	var lc net.ListenConfig
+	return adoptOrCreate(u, network, addr, u.inherited.PacketConn, func() (net.PacketConn, error) {
+		return lc.ListenPacket(ctx, network, addr)
+	})
+}
+
+// adoptOrCreate takes the socket inherited under network and addr, or
+// creates it, and registers it for hand-over.
+func adoptOrCreate[T any](u *Upgrader, network, addr string, inherit func(name, network string) (T, error), create func() (T, error)) (T, error) {
 	k := key(network, addr)
-	var pc net.PacketConn
+	var v T
 	err := u.register(k, func() (syscall.Conn, error) {
 		var err error
-		pc, err = u.inherited.PacketConn(k, network)
+		v, err = inherit(k, network)
 		if errors.Is(err, fdpass.ErrNotFound) {
-			var lc net.ListenConfig
-			pc, err = lc.ListenPacket(ctx, network, addr)
+			v, err = create()
 		}
 		if err != nil {
 			return nil, err
 		}
-		return pc.(syscall.Conn), nil
+		return any(v).(syscall.Conn), nil // every net listener and packet conn is one
 	})
 	if err != nil {
-		return nil, fmt.Errorf("upgrade: listen on %s %s: %w", network, addr, err)
+		var zero T
+		return zero, fmt.Errorf("upgrade: listen on %s %s: %w", network, addr, err)
 	}
-	return pc, nil
+	return v, nil
 }
 
 // File returns the file the previous generation handed over under name,
