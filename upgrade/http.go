@@ -69,8 +69,10 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, lns ...net.Listener) error {
 		go func() { serveErr <- srv.Serve(ln) }()
 	}
 	var err error
+	pending := len(lns)
 	select {
 	case err = <-serveErr:
+		pending--
 		select {
 		case <-u.Exit():
 			err = nil
@@ -82,6 +84,13 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, lns ...net.Listener) error {
 	draining.Store(true)
 	for _, ln := range lns {
 		ln.Close()
+	}
+	// Wait for every Serve to return: a connection accepted just before
+	// its listener closed is tracked only once Serve has gone round its
+	// loop, and Shutdown drops any request read after it starts, so it
+	// must not start while such a connection looks absent.
+	for ; pending > 0; pending-- {
+		<-serveErr
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), u.opts.DrainTimeout)
 	defer cancel()
