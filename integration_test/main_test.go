@@ -24,7 +24,10 @@ import (
 	"github.com/handoff-go/handoff/internal/harness"
 )
 
-var upgradesFlag = flag.Int("upgrades", 0, "upgrades in TestUpgradeUnderLoad (0: 50, or 10 with -short)")
+var (
+	upgradesFlag = flag.Int("upgrades", 0, "upgrades in TestUpgradeUnderLoad (0: 50, or 10 with -short)")
+	clientsFlag  = flag.Int("clients", 32, "clients of each kind (keep-alive, new connection) in TestUpgradeUnderLoad")
+)
 
 // bins holds the example builds shared by all tests.
 var bins struct {

@@ -35,9 +35,9 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	s.requireAnswer("v1", pid)
 
-	keep, err := loadgen.Start(loadgen.Config{Addr: s.addr, Clients: 32, Mode: loadgen.KeepAlive})
+	keep, err := loadgen.Start(loadgen.Config{Addr: s.addr, Clients: *clientsFlag, Mode: loadgen.KeepAlive})
 	require.NoError(t, err)
-	fresh, err := loadgen.Start(loadgen.Config{Addr: s.addr, Clients: 32, Mode: loadgen.NewConn})
+	fresh, err := loadgen.Start(loadgen.Config{Addr: s.addr, Clients: *clientsFlag, Mode: loadgen.NewConn})
 	require.NoError(t, err)
 	signals := []syscall.Signal{syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGUSR1}
 	var tooks []time.Duration
