@@ -52,6 +52,17 @@ func newServing(t *testing.T, opts Options) (*Upgrader, net.Listener, *syncBuffe
 	return u, ln, logs
 }
 
+// requireServed waits for a Serve call to return nil after its drain.
+func requireServed(t *testing.T, served <-chan error, msg string) {
+	t.Helper()
+	select {
+	case err := <-served:
+		assert.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal(msg)
+	}
+}
+
 // rawGet writes one HTTP/1.1 request on c and reads the response.
 func rawGet(t *testing.T, c net.Conn, r *bufio.Reader, path string) (*http.Response, string) {
 	t.Helper()
@@ -111,12 +122,7 @@ func TestServeHTTPDrain(t *testing.T) {
 	slowResp := <-slowDone
 	assert.Equal(t, "slow done", slowResp.body)
 	assert.True(t, slowResp.close, "a response written during the drain says Connection: close, though its request came before")
-	select {
-	case err := <-served:
-		assert.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("ServeHTTP did not return after the drain")
-	}
+	requireServed(t, served, "ServeHTTP did not return after the drain")
 	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 	assert.Error(t, err, "nothing accepts after a final stop")
 }
@@ -136,12 +142,7 @@ func TestServeHTTPDrainDeadline(t *testing.T) {
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(50 * time.Millisecond)
 	u.Stop()
-	select {
-	case err := <-served:
-		assert.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("ServeHTTP did not return after DrainTimeout")
-	}
+	requireServed(t, served, "ServeHTTP did not return after DrainTimeout")
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	_, err = c.Read(make([]byte, 1))
 	assert.Error(t, err, "the connection was cut")
@@ -179,12 +180,7 @@ func TestServeConns(t *testing.T) {
 	line, err := bufio.NewReader(polite).ReadString('\n')
 	require.NoError(t, err)
 	assert.Equal(t, "bye\n", line)
-	select {
-	case err := <-served:
-		assert.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("ServeConns did not return")
-	}
+	requireServed(t, served, "ServeConns did not return")
 	assert.Contains(t, logs.String(), "cut=1")
 }
 
@@ -243,12 +239,7 @@ func TestServeHTTPHijacked(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 			u.Stop()
-			select {
-			case err := <-served:
-				assert.NoError(t, err)
-			case <-time.After(5 * time.Second):
-				t.Fatal("ServeHTTP did not return")
-			}
+			requireServed(t, served, "ServeHTTP did not return")
 			c.SetReadDeadline(time.Now().Add(2 * time.Second))
 			line, err := r.ReadString('\n')
 			if polite {
@@ -280,12 +271,7 @@ func TestServeHTTPTwoListeners(t *testing.T) {
 		c.Close()
 	}
 	u.Stop()
-	select {
-	case err := <-served:
-		assert.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("ServeHTTP did not return")
-	}
+	requireServed(t, served, "ServeHTTP did not return")
 	for _, l := range []net.Listener{ln, ln2} {
 		_, err := net.DialTimeout("tcp", l.Addr().String(), time.Second)
 		assert.Error(t, err, "both listeners closed")

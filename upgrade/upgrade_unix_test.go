@@ -5,6 +5,7 @@ package upgrade
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -28,6 +29,9 @@ import (
 func newTestUpgrader(t testing.TB, helper string, opts Options, env ...string) *Upgrader {
 	t.Helper()
 	opts.Env = append(append(os.Environ(), envHelper+"="+helper), env...)
+	if opts.Stderr == nil {
+		opts.Stderr = io.Discard // failing children's words are checked in ChildError.Stderr
+	}
 	u, err := New(opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
