@@ -16,6 +16,15 @@
 // when the other end closed without a message — the started program exited
 // or crashed; the starter learns its exit status from the process itself.
 //
+// The starter answers "ready" with
+//
+//	go\n
+//
+// ([Go], awaited by [WaitGo]) when it hands over — at once, or after a
+// probation in which it watches the program stay up. The program does
+// not serve before that, so a program that dies in probation costs no
+// request.
+//
 // The same channel works the other way for free: when the starter exits,
 // its end is closed by the kernel and [WaitClosed] in the started program
 // returns. Nothing polls.

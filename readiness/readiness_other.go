@@ -21,3 +21,9 @@ func Wait(ctx context.Context, f *os.File) error { return ErrNotSupported }
 
 // WaitClosed is not supported on this platform.
 func WaitClosed(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// Go is not supported on this platform.
+func Go(f *os.File) error { return ErrNotSupported }
+
+// WaitGo is not supported on this platform.
+func WaitGo(ctx context.Context, f *os.File) error { return ErrNotSupported }

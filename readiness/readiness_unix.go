@@ -13,6 +13,9 @@ import (
 	"time"
 )
 
+// msgGo is the starter's answer to "ready".
+const msgGo = "go"
+
 // maxMessage bounds one message on the wire: "failed: " + reason + "\n".
 const maxMessage = len("failed: ") + MaxReason + 1
 
@@ -62,6 +65,37 @@ func send(f *os.File, msg []byte) error {
 // ([ErrClosed]), sends garbage ([*MessageError]), or ctx ends (ctx.Err()).
 // f must come from [Pair]; Wait uses its read deadline.
 func Wait(ctx context.Context, f *os.File) error {
+	line, err := readLine(ctx, f, maxMessage)
+	if err != nil {
+		return err
+	}
+	return Parse(line)
+}
+
+// Go tells the started program, after it said ready, that it may serve:
+// the starter hands over now (after any probation it imposes).
+func Go(f *os.File) error {
+	return send(f, []byte(msgGo+"\n"))
+}
+
+// WaitGo blocks, in the started program after [Ready], until the starter
+// says go (nil), goes away ([ErrClosed]: it exited, so this program is on
+// its own), sends anything else ([*MessageError]), or ctx ends.
+func WaitGo(ctx context.Context, f *os.File) error {
+	line, err := readLine(ctx, f, len(msgGo)+1)
+	if err != nil {
+		return err
+	}
+	if string(line) != msgGo {
+		return malformed(line)
+	}
+	return nil
+}
+
+// readLine reads one message line of at most max bytes (newline
+// included). Each side sends one message at a time and waits for the
+// answer, so nothing past the newline is lost.
+func readLine(ctx context.Context, f *os.File, max int) ([]byte, error) {
 	stop := interruptOnDone(ctx, f)
 	defer stop()
 	buf := make([]byte, 0, 64)
@@ -70,15 +104,15 @@ func Wait(ctx context.Context, f *os.File) error {
 		n, err := f.Read(chunk)
 		buf = append(buf, chunk[:n]...)
 		// A line longer than any valid message is malformed, whatever
-		// it starts with; a valid one ends within maxMessage bytes.
-		if i := bytes.IndexByte(buf, '\n'); i >= 0 && i < maxMessage {
-			return Parse(buf[:i])
+		// it starts with; a valid one ends within max bytes.
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 && i < max {
+			return buf[:i], nil
 		}
-		if len(buf) >= maxMessage {
-			return malformed(buf)
+		if len(buf) >= max {
+			return nil, malformed(buf)
 		}
 		if err != nil {
-			return readErr(ctx, err)
+			return nil, readErr(ctx, err)
 		}
 	}
 }

@@ -14,8 +14,8 @@
 // in the first generation and every later one.
 //
 // When the child calls [Upgrader.Ready], it writes the pidfile and tells
-// the parent over a pipe. Only then does the parent's [Upgrader.Exit]
-// close: it stops accepting, drains its in-flight work under a deadline
+// the parent over a pipe; Ready returns when the parent answers go. Only
+// then does the parent's [Upgrader.Exit] close: it stops accepting, drains its in-flight work under a deadline
 // and exits. The socket itself is never closed, so no queued connection is
 // lost. If the child crashes, hangs past Options.UpgradeTimeout or calls
 // [Upgrader.Fail], the parent stops and reaps it and keeps serving as if
@@ -44,7 +44,19 @@
 // After a successful upgrade or [Upgrader.Stop] the Upgrader is spent: the
 // process drains and exits.
 //
-// The child's standard error goes through a pipe to the parent until it
-// is ready (so a failure can quote it), and then straight to the parent's
-// own standard error.
+// # Probation
+//
+// With Options.Probation set, the parent watches a child that said ready
+// for that long before it hands over; the child's Ready waits meanwhile
+// and the parent alone serves, so a child that dies in probation costs no
+// request. The trade-off: the new build is not exercised by traffic during
+// probation, only by staying alive, and every upgrade takes that much
+// longer.
+//
+// # Standard error
+//
+// The child's standard error goes through a pipe to the parent until the
+// parent says go (so a failure can quote it), and then straight to the
+// parent's own standard error. The child holds the pipe's read end too,
+// so a parent killed mid-upgrade cannot kill its child with SIGPIPE.
 package upgrade

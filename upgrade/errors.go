@@ -22,6 +22,9 @@ var (
 	// ErrHandedOver is returned by Upgrade once this process has handed
 	// over to a new generation; upgrade the new one instead.
 	ErrHandedOver = errors.New("upgrade: this process already handed over to a new generation; signal the process the pidfile names")
+	// ErrProbation is wrapped in the error of a child that died after it
+	// said ready, within Options.Probation.
+	ErrProbation = errors.New("upgrade: the new generation died during its probation")
 	// ErrTimeout is wrapped in the error of a child that missed
 	// Options.UpgradeTimeout.
 	ErrTimeout = errors.New("upgrade: the new generation did not become ready in time")
@@ -37,6 +40,9 @@ const (
 	StageExited   Stage = "exited"   // the child exited before it was ready
 	StageTimeout  Stage = "timeout"  // the child missed UpgradeTimeout
 	StageCanceled Stage = "canceled" // the caller's context ended, or Stop was called
+	// StageProbation: the child said ready, then died within
+	// Options.Probation, before it served a request.
+	StageProbation Stage = "probation"
 )
 
 // ChildError reports a failed upgrade. The old generation keeps serving.
@@ -82,6 +88,8 @@ func (e *ChildError) Error() string {
 		fmt.Fprintf(&b, "was not ready in time and was stopped (%s)", e.how())
 	case StageCanceled:
 		fmt.Fprintf(&b, "was stopped before it was ready: %v", e.Err)
+	case StageProbation:
+		fmt.Fprintf(&b, "said ready, then died %s during its probation, before it served a request", e.how())
 	default:
 		fmt.Fprintf(&b, "failed: %v", e.Err)
 	}

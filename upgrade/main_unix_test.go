@@ -58,6 +58,19 @@ var helpers = map[string]func() int{
 		}
 		return 1
 	},
+	// dies says ready and dies 300ms later, inside a longer probation.
+	"dies": func() int {
+		u, err := New(Options{PIDFile: os.Getenv(envPIDFile)})
+		if err != nil {
+			return 10
+		}
+		time.AfterFunc(300*time.Millisecond, func() {
+			fmt.Fprintln(os.Stderr, "panic: background worker failed")
+			os.Exit(4)
+		})
+		u.Ready()
+		select {}
+	},
 	// chatty writes to stderr at length before it is ready.
 	"chatty": func() int {
 		for i := range 200 {

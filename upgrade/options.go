@@ -31,6 +31,15 @@ type Options struct {
 	// Zero: DefaultUpgradeTimeout (1 minute).
 	UpgradeTimeout time.Duration
 
+	// Probation is how long a new generation that said ready must stay
+	// alive before this one hands over. Meanwhile this process alone keeps
+	// serving (the child's Ready waits), so a child that dies in probation
+	// costs no request: the pidfile is pointed back here and Upgrade
+	// returns a *ChildError with StageProbation. The price: Upgrade, and
+	// the child's first request, wait Probation longer.
+	// Zero: no probation.
+	Probation time.Duration
+
 	// DrainTimeout bounds the drain of an old generation in ServeHTTP and
 	// ServeConns; what is still open then is closed.
 	// Zero: DefaultDrainTimeout (30 seconds).
@@ -91,6 +100,7 @@ func (o Options) withDefaults() (Options, error) {
 		{"DrainTimeout", &o.DrainTimeout, DefaultDrainTimeout},
 		{"IdleGrace", &o.IdleGrace, DefaultIdleGrace},
 		{"StopGrace", &o.StopGrace, DefaultStopGrace},
+		{"Probation", &o.Probation, 0},
 	} {
 		if *d.v < 0 {
 			return o, fmt.Errorf("upgrade: Options.%s is negative (%v): use zero for the default", d.name, *d.v)

@@ -92,8 +92,34 @@ func (u *Upgrader) end() {
 	u.mu.Unlock()
 }
 
-// await waits for the child's verdict and, on failure, stops and reaps it.
+// await waits for the child's verdict, and its probation, and on failure
+// stops and reaps it and repairs the pidfile.
 func (u *Upgrader) await(ctx context.Context, c *child) error {
+	ce := u.verdict(ctx, c)
+	if ce == nil {
+		return nil
+	}
+	u.stopChild(c, ce.Stage == StageExited || ce.Stage == StageProbation)
+	if c.state == nil {
+		ce.Err = errors.Join(ce.Err, fmt.Errorf("exit status unknown: %w", c.waitErr))
+	} else if ws, ok := c.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		ce.Signal = ws.Signal().String()
+	} else {
+		ce.ExitCode = c.state.ExitCode()
+	}
+	select {
+	case <-c.stderrDone:
+	case <-time.After(exitedGrace): // a grandchild holds the pipe
+	}
+	ce.Stderr = c.stderr.String()
+	c.ctl.Close()
+	u.restorePIDFile(c.pid)
+	return ce
+}
+
+// verdict returns nil once the child has said ready, outlived its
+// probation and been told to go; otherwise what went wrong.
+func (u *Upgrader) verdict(ctx context.Context, c *child) *ChildError {
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	tctx, cancelT := context.WithTimeoutCause(wctx, u.opts.UpgradeTimeout, ErrTimeout)
@@ -113,7 +139,7 @@ func (u *Upgrader) await(ctx context.Context, c *child) error {
 	}()
 	err := readiness.Wait(tctx, c.ctl)
 	if err == nil {
-		return nil
+		return u.probation(ctx, c)
 	}
 	ce := &ChildError{PID: c.pid, ExitCode: -1, Err: err}
 	var failed *readiness.FailedError
@@ -136,22 +162,34 @@ func (u *Upgrader) await(ctx context.Context, c *child) error {
 	default: // garbage on the channel, or it broke
 		ce.Stage = StageFailed
 	}
-	u.stopChild(c, ce.Stage == StageExited)
-	if c.state == nil {
-		ce.Err = errors.Join(ce.Err, fmt.Errorf("exit status unknown: %w", c.waitErr))
-	} else if ws, ok := c.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		ce.Signal = ws.Signal().String()
-	} else {
-		ce.ExitCode = c.state.ExitCode()
-	}
-	select {
-	case <-c.stderrDone:
-	case <-time.After(exitedGrace): // a grandchild holds the pipe
-	}
-	ce.Stderr = c.stderr.String()
-	c.ctl.Close()
-	u.restorePIDFile(c.pid)
 	return ce
+}
+
+// probation watches a child that said ready for Options.Probation, while
+// this process alone keeps serving (the child waits for go before it
+// accepts), then tells it to go.
+func (u *Upgrader) probation(ctx context.Context, c *child) *ChildError {
+	fail := func(stage Stage, err error) *ChildError {
+		return &ChildError{PID: c.pid, Stage: stage, ExitCode: -1, Err: err}
+	}
+	if p := u.opts.Probation; p > 0 {
+		u.log.Info("upgrade: new generation is ready; probation", slog.Int("child_pid", c.pid), slog.Duration("probation", p))
+		t := time.NewTimer(p)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.exited:
+			return fail(StageProbation, fmt.Errorf("%w (%v)", ErrProbation, p))
+		case <-u.stopC:
+			return fail(StageCanceled, ErrStopped)
+		case <-ctx.Done():
+			return fail(StageCanceled, ctx.Err())
+		}
+	}
+	if err := readiness.Go(c.ctl); err != nil {
+		return fail(StageProbation, fmt.Errorf("%w: %w", ErrProbation, err))
+	}
+	return nil
 }
 
 // stopChild makes sure a failed child is gone and reaped: SIGTERM, then

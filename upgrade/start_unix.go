@@ -92,8 +92,13 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		return fail(err)
 	}
 	toClose = append(toClose, childCtlFD)
-	h.Control = []fdpass.Named{{Name: ctlReady}, {Name: ctlStderr}}
-	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr))
+	keepFD, err := fdpass.DupFD(pr)
+	if err != nil {
+		return fail(err)
+	}
+	toClose = append(toClose, keepFD)
+	h.Control = []fdpass.Named{{Name: ctlReady}, {Name: ctlStderr}, {Name: ctlStderrPipe}}
+	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr), uintptr(keepFD))
 	env, err := h.Environ()
 	if err != nil {
 		return fail(err)

@@ -247,6 +247,42 @@ func requireNoLeak(t *testing.T, fds, goroutines int) {
 		runtime.NumGoroutine(), goroutines, countFDs(t), fds, links, buf)
 }
 
+// TestProbation: a child that dies after saying ready, within the
+// probation, fails the upgrade; the pidfile is pointed back at this
+// process, which never stopped serving. One that outlives it takes over.
+func TestProbation(t *testing.T) {
+	dir := t.TempDir()
+	pidPath := filepath.Join(dir, "app.pid")
+	t.Run("dies", func(t *testing.T) {
+		u := newTestUpgrader(t, "dies", Options{PIDFile: pidPath, Probation: 2 * time.Second}, envPIDFile+"="+pidPath)
+		require.NoError(t, u.Ready())
+		err := u.Upgrade(t.Context())
+		var ce *ChildError
+		require.ErrorAs(t, err, &ce)
+		t.Log(err)
+		assert.Equal(t, StageProbation, ce.Stage)
+		assert.ErrorIs(t, err, ErrProbation)
+		assert.Equal(t, 4, ce.ExitCode)
+		assert.Contains(t, ce.Stderr, "background worker failed")
+		pid, err := pidfile.Read(pidPath)
+		require.NoError(t, err)
+		assert.Equal(t, os.Getpid(), pid, "the pidfile names this process again")
+		select {
+		case <-u.Exit():
+			t.Fatal("Exit closed after a failed probation")
+		default:
+		}
+	})
+	t.Run("survives", func(t *testing.T) {
+		u := newTestUpgrader(t, "ready", Options{PIDFile: pidPath, Probation: 200 * time.Millisecond}, envPIDFile+"="+pidPath)
+		require.NoError(t, u.Ready())
+		start := time.Now()
+		require.NoError(t, u.Upgrade(t.Context()))
+		assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "the upgrade waited out the probation")
+		<-u.Exit()
+	})
+}
+
 // TestUpgradeInProgressAndStop: a second upgrade is refused at once while
 // one runs, and Stop interrupts the running one and returns only once its
 // child (here one that ignores SIGTERM) is gone.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -24,7 +25,12 @@ import (
 const (
 	ctlReady  = "ready"  // readiness channel, see package readiness
 	ctlStderr = "stderr" // the parent's own stderr, restored by the child at Ready
-	metaGen   = "gen"    // generation number of the child
+	// ctlStderrPipe is the read end of the child's stderr pipe. The child
+	// holds it only so that the pipe always has a reader: if the parent
+	// dies before the child is ready, the child's stderr writes cannot
+	// raise SIGPIPE before it switches to ctlStderr.
+	ctlStderrPipe = "stderr-pipe"
+	metaGen       = "gen" // generation number of the child
 )
 
 // Upgrader hands this process's sockets to a new generation of the
@@ -45,6 +51,10 @@ type Upgrader struct {
 	inherited  *fdpass.Inherited
 	parentCtl  *os.File // readiness channel to the parent; nil in a first generation
 	origStderr *os.File // stderr to restore at Ready; nil in a first generation
+	stderrPipe *os.File // see ctlStderrPipe; nil once stderr is restored
+	stderrOnce sync.Once
+	goC        chan struct{} // closed when the parent says go, or is gone
+	readyMu    sync.Mutex    // serialises Ready
 	generation int
 	parentGone chan struct{}                    // closed when the parent has exited
 	writePID   func(path string, pid int) error // pidfile.Write; a seam for tests
@@ -90,6 +100,7 @@ func New(opts Options) (*Upgrader, error) {
 		inherited:  in,
 		generation: 1,
 		parentGone: make(chan struct{}),
+		goC:        make(chan struct{}),
 		exitC:      make(chan struct{}),
 		stopC:      make(chan struct{}),
 		keys:       make(map[string]*handed),
@@ -104,6 +115,9 @@ func New(opts Options) (*Upgrader, error) {
 		}
 		if u.origStderr != nil {
 			u.origStderr.Close()
+		}
+		if u.stderrPipe != nil {
+			u.stderrPipe.Close()
 		}
 		in.CloseUnclaimed()
 		return nil, err
@@ -210,6 +224,9 @@ func (u *Upgrader) adoptParent() error {
 	if f, err := in.Control(ctlStderr); err == nil {
 		u.origStderr = f
 	}
+	if f, err := in.Control(ctlStderrPipe); err == nil {
+		u.stderrPipe = f
+	}
 	if g, ok := in.Meta(metaGen); ok {
 		n, err := strconv.Atoi(g)
 		if err != nil || n < 2 {
@@ -220,8 +237,9 @@ func (u *Upgrader) adoptParent() error {
 	return nil
 }
 
-// watchParent closes parentGone when the parent has exited and its end of
-// the readiness channel is closed, or returns when Stop is called.
+// watchParent follows the parent through the readiness channel: goC is
+// closed when the parent says go (or is gone), parentGone when it has
+// exited and its end is closed. Stop ends the watch.
 func (u *Upgrader) watchParent() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -232,10 +250,43 @@ func (u *Upgrader) watchParent() {
 		case <-ctx.Done():
 		}
 	}()
-	if readiness.WaitClosed(ctx, u.parentCtl) == nil {
-		close(u.parentGone)
-		u.parentCtl.Close() // nothing more to say to a parent that is gone
+	err := readiness.WaitGo(ctx, u.parentCtl)
+	if ctx.Err() != nil {
+		return
 	}
+	if err != nil && !errors.Is(err, readiness.ErrClosed) {
+		u.log.Warn("the parent broke the readiness protocol; going on alone", slog.Any("error", err))
+	}
+	close(u.goC)
+	if readiness.WaitClosed(ctx, u.parentCtl) != nil {
+		return
+	}
+	u.ownStderr(true) // the parent no longer reads our stderr pipe
+	close(u.parentGone)
+	u.parentCtl.Close() // nothing more to say to a parent that is gone
+}
+
+// ownStderr makes the parent's original stderr this process's fd 2, in
+// place of the pipe to the parent. It runs once: when the parent says go,
+// or earlier if the parent dies first, in which case (drain) it also copies out what
+// the parent left unread in the pipe.
+func (u *Upgrader) ownStderr(drain bool) {
+	u.stderrOnce.Do(func() {
+		if u.origStderr != nil {
+			if err := restoreStderr(u.origStderr); err != nil {
+				u.log.Warn("could not restore standard error; it still goes through the parent", slog.Any("error", err))
+			}
+			u.origStderr.Close()
+		}
+		if u.stderrPipe != nil {
+			if drain {
+				// A write blocked on a full pipe resumes once drained.
+				u.stderrPipe.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				io.Copy(os.Stderr, u.stderrPipe)
+			}
+			u.stderrPipe.Close()
+		}
+	})
 }
 
 // Generation is 1 for a process started by hand and one more than its
@@ -270,17 +321,24 @@ func (u *Upgrader) Exit() <-chan struct{} { return u.exitC }
 
 func (u *Upgrader) exit() { u.exitOnce.Do(func() { close(u.exitC) }) }
 
-// Ready says this generation is serving: it writes the pidfile, closes
-// inherited files nobody took, and tells the parent, which then stops
-// accepting and drains. Call it once all listeners are taken. Calling it
-// again does nothing.
+// Ready says this generation can serve: it closes inherited files nobody
+// took, writes the pidfile and tells the parent, then waits for the
+// parent's go — at once, or after Options.Probation in the parent, during
+// which the parent alone keeps serving and this process's death costs no
+// request. Once Ready returns, serve; the parent stops accepting and
+// drains. If the parent is gone, Ready does not wait. Call it once all
+// listeners are taken; calling it again does nothing. It returns
+// ErrStopped if Stop is called meanwhile.
 func (u *Upgrader) Ready() error {
+	u.readyMu.Lock()
+	defer u.readyMu.Unlock()
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.ready {
+	ready, stopped := u.ready, u.stopped
+	u.mu.Unlock()
+	switch {
+	case ready:
 		return nil
-	}
-	if u.stopped {
+	case stopped:
 		return ErrStopped
 	}
 	if names := u.inherited.CloseUnclaimed(); len(names) > 0 {
@@ -295,20 +353,23 @@ func (u *Upgrader) Ready() error {
 			return err
 		}
 	}
-	if u.origStderr != nil {
-		if err := restoreStderr(u.origStderr); err != nil {
-			u.log.Warn("could not restore standard error; it still goes through the parent", slog.Any("error", err))
-		}
-		u.origStderr.Close()
-		u.origStderr = nil
-	}
 	if u.parentCtl != nil {
 		if err := readiness.Ready(u.parentCtl); err != nil {
 			// The parent is gone: this generation is the live one anyway.
 			u.log.Warn("could not tell the parent this generation is ready", slog.Any("error", err))
 		}
+		select {
+		case <-u.goC:
+		case <-u.stopC:
+			return ErrStopped
+		}
+		// Until go, stderr went to the parent, which quotes it if this
+		// process dies in probation.
+		u.ownStderr(false)
 	}
+	u.mu.Lock()
 	u.ready = true
+	u.mu.Unlock()
 	u.log.Info("ready", slog.Int("pid", os.Getpid()), slog.Int("generation", u.generation))
 	return nil
 }
