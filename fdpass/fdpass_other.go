@@ -33,6 +33,9 @@ func (in *Inherited) Names() []string { return nil }
 // File is not supported on this platform.
 func (in *Inherited) File(name string) (*os.File, error) { return nil, ErrNotSupported }
 
+// ControlNames returns nothing on this platform.
+func (in *Inherited) ControlNames() []string { return nil }
+
 // Control is not supported on this platform.
 func (in *Inherited) Control(name string) (*os.File, error) { return nil, ErrNotSupported }
 

@@ -196,6 +196,21 @@ func (in *Inherited) File(name string) (*os.File, error) {
 	return in.take(name, nil)
 }
 
+// ControlNames returns the names of the control files not yet taken,
+// sorted.
+func (in *Inherited) ControlNames() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var names []string
+	for name, e := range in.control {
+		if !e.taken {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // Control takes the control file named name.
 func (in *Inherited) Control(name string) (*os.File, error) {
 	in.mu.Lock()

@@ -32,6 +32,8 @@ var (
 // bins holds the example builds shared by all tests.
 var bins struct {
 	v1, v2 string
+	dying  string // says ready, dies 500ms later
+	slow   string // a good build that takes 1.5s to start
 }
 
 func TestMain(m *testing.M) {
@@ -49,6 +51,17 @@ func TestMain(m *testing.M) {
 		bins.v2 = filepath.Join(dir, "httpserver-v2")
 		for v, out := range map[string]string{"v1": bins.v1, "v2": bins.v2} {
 			if err := harness.Build(ctx, "./examples/httpserver", v, out); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+		}
+		bins.dying = filepath.Join(dir, "dying")
+		bins.slow = filepath.Join(dir, "slow")
+		for out, vars := range map[string][]string{
+			bins.dying: {"dieAfterReady=500ms"},
+			bins.slow:  {"startDelay=1500ms"},
+		} {
+			if err := harness.Build(ctx, "./integration_test/testdata/faulty", filepath.Base(out), out, vars...); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 2
 			}

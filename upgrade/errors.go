@@ -22,6 +22,9 @@ var (
 	// ErrHandedOver is returned by Upgrade once this process has handed
 	// over to a new generation; upgrade the new one instead.
 	ErrHandedOver = errors.New("upgrade: this process already handed over to a new generation; signal the process the pidfile names")
+	// ErrTooManyGenerations is returned by Upgrade when the upgrade would
+	// leave more than Options.MaxGenerations generations alive.
+	ErrTooManyGenerations = errors.New("upgrade: too many generations alive")
 	// ErrProbation is wrapped in the error of a child that died after it
 	// said ready, within Options.Probation.
 	ErrProbation = errors.New("upgrade: the new generation died during its probation")

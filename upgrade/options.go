@@ -16,6 +16,7 @@ const (
 	DefaultDrainTimeout   = 30 * time.Second
 	DefaultIdleGrace      = time.Second
 	DefaultStopGrace      = 5 * time.Second
+	DefaultMaxGenerations = 4
 )
 
 // Options configures an [Upgrader]. The zero value works: no pidfile, the
@@ -39,6 +40,13 @@ type Options struct {
 	// the child's first request, wait Probation longer.
 	// Zero: no probation.
 	Probation time.Duration
+
+	// MaxGenerations caps the generations alive at once: the live one and
+	// older ones still draining long-lived connections. A process may
+	// upgrade while older generations drain; an upgrade that would exceed
+	// the cap is refused with ErrTooManyGenerations.
+	// Zero: DefaultMaxGenerations (4). Values below 2 are an error.
+	MaxGenerations int
 
 	// DrainTimeout bounds the drain of an old generation in ServeHTTP and
 	// ServeConns; what is still open then is closed.
@@ -108,6 +116,12 @@ func (o Options) withDefaults() (Options, error) {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	switch {
+	case o.MaxGenerations == 0:
+		o.MaxGenerations = DefaultMaxGenerations
+	case o.MaxGenerations < 2:
+		return o, fmt.Errorf("upgrade: Options.MaxGenerations is %d: an upgrade needs at least 2 generations alive (zero means %d)", o.MaxGenerations, DefaultMaxGenerations)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

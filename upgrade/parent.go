@@ -79,6 +79,9 @@ func (u *Upgrader) begin() ([]*handed, error) {
 	case u.upgrading:
 		return nil, ErrInProgress
 	}
+	if err := u.checkGenerations(); err != nil {
+		return nil, err
+	}
 	u.upgrading = true
 	u.upgradeDone = make(chan struct{})
 	return slices.Clone(u.files), nil

@@ -99,6 +99,16 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 	toClose = append(toClose, keepFD)
 	h.Control = []fdpass.Named{{Name: ctlReady}, {Name: ctlStderr}, {Name: ctlStderrPipe}}
 	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr), uintptr(keepFD))
+	// Older generations still alive, so the new one can count them.
+	for _, e := range u.aliveElders() {
+		fd, err := fdpass.DupFD(e.ctl)
+		if err != nil {
+			continue // it exited and its channel was closed meanwhile
+		}
+		toClose = append(toClose, fd)
+		h.Control = append(h.Control, fdpass.Named{Name: ctlElderPrefix + strconv.Itoa(e.pid)})
+		attr.Files = append(attr.Files, uintptr(fd))
+	}
 	env, err := h.Environ()
 	if err != nil {
 		return fail(err)

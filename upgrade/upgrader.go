@@ -56,7 +56,9 @@ type Upgrader struct {
 	goC        chan struct{} // closed when the parent says go, or is gone
 	readyMu    sync.Mutex    // serialises Ready
 	generation int
-	parentGone chan struct{}                    // closed when the parent has exited
+	parentGone chan struct{} // closed when the parent has exited
+	parentPID  int
+	elders     []*elder                         // older generations than the parent, see elders.go
 	writePID   func(path string, pid int) error // pidfile.Write; a seam for tests
 
 	exitOnce sync.Once
@@ -146,6 +148,7 @@ func (u *Upgrader) init(opts Options) error {
 	}
 	if u.parentCtl != nil {
 		go u.watchParent()
+		u.watchElders()
 	}
 	return nil
 }
@@ -227,6 +230,8 @@ func (u *Upgrader) adoptParent() error {
 	if f, err := in.Control(ctlStderrPipe); err == nil {
 		u.stderrPipe = f
 	}
+	u.parentPID = os.Getppid()
+	u.adoptElders()
 	if g, ok := in.Meta(metaGen); ok {
 		n, err := strconv.Atoi(g)
 		if err != nil || n < 2 {

@@ -6,7 +6,9 @@
 //	./httpserver -addr 127.0.0.1:8080 -pidfile app.pid &
 //	kill -USR2 $(cat app.pid)
 //
-// SIGTERM and SIGINT stop it gracefully (exit status 0).
+// SIGTERM and SIGINT stop it gracefully (exit status 0). GET /sleep?d=5s
+// answers like / after sleeping (at most an hour): a long request that
+// keeps an old generation draining.
 package main
 
 import (
@@ -29,22 +31,26 @@ func main() {
 	pidFile := flag.String("pidfile", "", "pidfile naming the live process (empty: none)")
 	upgradeTimeout := flag.Duration("upgrade-timeout", upgrade.DefaultUpgradeTimeout, "how long a new generation may take to become ready")
 	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
+	probation := flag.Duration("probation", 0, "how long a new generation must stay up after it is ready before this one hands over")
+	maxGenerations := flag.Int("max-generations", upgrade.DefaultMaxGenerations, "generations alive at once, draining ones included")
 	flag.Parse()
-	if err := run(*addr, *pidFile, *upgradeTimeout, *drainTimeout); err != nil {
+	opts := upgrade.Options{
+		PIDFile:        *pidFile,
+		UpgradeTimeout: *upgradeTimeout,
+		DrainTimeout:   *drainTimeout,
+		Probation:      *probation,
+		MaxGenerations: *maxGenerations,
+		UpgradeSignals: upgradeSignals,
+	}
+	if err := run(*addr, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "httpserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, pidFile string, upgradeTimeout, drainTimeout time.Duration) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
-	u, err := upgrade.New(upgrade.Options{
-		PIDFile:        pidFile,
-		UpgradeTimeout: upgradeTimeout,
-		DrainTimeout:   drainTimeout,
-		Logger:         log,
-		UpgradeSignals: upgradeSignals,
-	})
+func run(addr string, opts upgrade.Options) error {
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
+	u, err := upgrade.New(opts)
 	if err != nil {
 		return err
 	}
@@ -58,6 +64,18 @@ func run(addr, pidFile string, upgradeTimeout, drainTimeout time.Duration) error
 	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, body)
+	})
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil || d < 0 || d > time.Hour {
+			http.Error(w, "d must be a duration up to 1h, e.g. /sleep?d=5s", http.StatusBadRequest)
+			return
+		}
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+		}
 		fmt.Fprint(w, body)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -38,12 +38,17 @@ func ModuleRoot() (string, error) {
 
 // Build compiles the main package pkg (relative to the module root, e.g.
 // "./examples/httpserver") with main.version set to version, into out.
-func Build(ctx context.Context, pkg, version, out string) error {
+// vars are more "name=value" settings of main's string variables.
+func Build(ctx context.Context, pkg, version, out string, vars ...string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", "-X main.version="+version, "-o", out, pkg)
+	ldflags := "-X main.version=" + version
+	for _, v := range vars {
+		ldflags += " -X main." + v
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", out, pkg)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("harness: go build %s: %w\n%s", pkg, err, b)

@@ -1,0 +1,72 @@
+// Command faulty is a handoff HTTP server like examples/httpserver, with
+// faults set at build time, for the integration tests:
+//
+//	-X main.startDelay=1500ms     sleep before starting (a slow but good build)
+//	-X main.dieAfterReady=500ms   say ready, then exit 4 that much later
+//
+// It accepts httpserver's flags, since it is started with httpserver's
+// arguments when it replaces httpserver's binary.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/handoff-go/handoff/upgrade"
+)
+
+var (
+	version       = "faulty"
+	startDelay    = "0s"
+	dieAfterReady = "0s"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "")
+	pidFile := flag.String("pidfile", "", "")
+	upgradeTimeout := flag.Duration("upgrade-timeout", 0, "")
+	drainTimeout := flag.Duration("drain-timeout", 0, "")
+	probation := flag.Duration("probation", 0, "")
+	maxGenerations := flag.Int("max-generations", 0, "")
+	flag.Parse()
+	if d, _ := time.ParseDuration(startDelay); d > 0 {
+		fmt.Fprintln(os.Stderr, "faulty: starting slowly")
+		time.Sleep(d)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
+	u, err := upgrade.New(upgrade.Options{
+		PIDFile: *pidFile, UpgradeTimeout: *upgradeTimeout, DrainTimeout: *drainTimeout,
+		Probation: *probation, MaxGenerations: *maxGenerations, Logger: log,
+		UpgradeSignals: []os.Signal{syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faulty:", err)
+		os.Exit(1)
+	}
+	defer u.Stop()
+	defer u.HandleSignals()()
+	ln, err := u.Listen(context.Background(), "tcp", *addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faulty:", err)
+		os.Exit(1)
+	}
+	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) })
+	if d, _ := time.ParseDuration(dieAfterReady); d > 0 {
+		time.AfterFunc(d, func() {
+			fmt.Fprintln(os.Stderr, "panic: faulty: background worker died")
+			os.Exit(4)
+		})
+	}
+	if err := u.Ready(); err != nil {
+		fmt.Fprintln(os.Stderr, "faulty:", err)
+		os.Exit(1)
+	}
+	u.ServeHTTP(&http.Server{Handler: h}, ln)
+}

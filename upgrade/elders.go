@@ -1,0 +1,100 @@
+package upgrade
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/handoff-go/handoff/readiness"
+)
+
+// ctlElderPrefix names the control files of older generations:
+// "elder-<pid>".
+const ctlElderPrefix = "elder-"
+
+// An elder is an older generation that may still be draining. This
+// process holds a copy of the child's end of that generation's readiness
+// channel, which reaches EOF when the elder exits: so any generation can
+// count the generations alive without polling, to enforce
+// Options.MaxGenerations.
+type elder struct {
+	pid  int
+	ctl  *os.File      // closed once the elder is gone
+	gone chan struct{} // closed when the elder has exited
+}
+
+// adoptElders takes the elders' channels a parent passed and watches them.
+func (u *Upgrader) adoptElders() {
+	for _, name := range u.inherited.ControlNames() {
+		pidStr, ok := strings.CutPrefix(name, ctlElderPrefix)
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(pidStr)
+		f, cerr := u.inherited.Control(name)
+		if err != nil || cerr != nil {
+			continue
+		}
+		u.elders = append(u.elders, &elder{pid: pid, ctl: f, gone: make(chan struct{})})
+	}
+}
+
+// watchElders closes each elder's gone channel when it exits.
+func (u *Upgrader) watchElders() {
+	for _, e := range u.elders {
+		go func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				select {
+				case <-u.stopC:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			if readiness.WaitClosed(ctx, e.ctl) == nil {
+				close(e.gone)
+			}
+			e.ctl.Close()
+		}()
+	}
+}
+
+// alive returns the older generations still alive, the parent first, as
+// elders whose channels can be handed to a new generation.
+func (u *Upgrader) aliveElders() []*elder {
+	var alive []*elder
+	if u.parentCtl != nil {
+		select {
+		case <-u.parentGone:
+		default:
+			alive = append(alive, &elder{pid: u.parentPID, ctl: u.parentCtl, gone: u.parentGone})
+		}
+	}
+	for _, e := range u.elders {
+		select {
+		case <-e.gone:
+		default:
+			alive = append(alive, e)
+		}
+	}
+	return alive
+}
+
+// checkGenerations refuses an upgrade that would leave more than
+// Options.MaxGenerations generations alive.
+func (u *Upgrader) checkGenerations() error {
+	alive := u.aliveElders()
+	n := len(alive) + 2 // this one and the new one
+	if n <= u.opts.MaxGenerations {
+		return nil
+	}
+	pids := make([]string, len(alive))
+	for i, e := range alive {
+		pids[i] = strconv.Itoa(e.pid)
+	}
+	return fmt.Errorf("%w: an upgrade now would make %d (this one, the new one, and older ones still draining: PIDs %s) and MaxGenerations is %d; wait for the oldest to finish draining, or raise MaxGenerations",
+		ErrTooManyGenerations, n, strings.Join(pids, ", "), u.opts.MaxGenerations)
+}
