@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -70,6 +71,41 @@ var helpers = map[string]func() int{
 		})
 		u.Ready()
 		select {}
+	},
+	// hygiene adopts its listener but not the extra file, becomes ready,
+	// and runs a program that reports its environment and descriptors to
+	// the file named by envMark.
+	"hygiene": func() int {
+		u, err := New(Options{})
+		if err != nil {
+			return 10
+		}
+		if _, err := u.Listen(context.Background(), "tcp", "127.0.0.1:0"); err != nil {
+			return 11
+		}
+		if err := u.Ready(); err != nil {
+			return 12
+		}
+		out, err := exec.Command("/bin/sh", "-c", "env; echo FDS; ls -l /proc/self/fd/").CombinedOutput()
+		if err != nil {
+			return 13
+		}
+		os.WriteFile(os.Getenv(envMark), out, 0o644)
+		return 0
+	},
+	// nospace fails to write its pidfile, as on a full disk.
+	"nospace": func() int {
+		u, err := New(Options{PIDFile: os.Getenv(envPIDFile)})
+		if err != nil {
+			return 10
+		}
+		u.writePID = func(string, int) error {
+			return &os.PathError{Op: "write", Path: os.Getenv(envPIDFile), Err: syscall.ENOSPC}
+		}
+		if err := u.Ready(); err == nil {
+			return 11
+		}
+		return 1
 	},
 	// chatty writes to stderr at length before it is ready.
 	"chatty": func() int {

@@ -148,6 +148,76 @@ func TestUpgradeStderrBroken(t *testing.T) {
 	require.NoError(t, u.Upgrade(t.Context()))
 }
 
+// TestHygiene: a program that a new generation starts sees none of
+// handoff's variables and none of its sockets (listeners, readiness
+// channels) or unclaimed files.
+func TestHygiene(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "mark")
+	extra := filepath.Join(dir, "unclaimed-extra-file")
+	u := newTestUpgrader(t, "hygiene", Options{}, envMark+"="+mark)
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, err = u.File("extra", func() (*os.File, error) { return os.Create(extra) })
+	require.NoError(t, err)
+	require.NoError(t, u.Ready())
+	require.NoError(t, u.Upgrade(t.Context()))
+	var out string
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(mark)
+		out = string(b)
+		return err == nil && len(b) > 0
+	}, 10*time.Second, 5*time.Millisecond)
+	env, fds, ok := strings.Cut(out, "FDS\n")
+	require.True(t, ok, out)
+	for _, v := range []string{"LISTEN_FDS=", "LISTEN_FDNAMES=", "LISTEN_PID=", "HANDOFF="} {
+		assert.NotContains(t, env, "\n"+v, "a grandchild inherited %s", v)
+	}
+	assert.NotContains(t, fds, "socket:", "a grandchild inherited a socket:\n%s", fds)
+	assert.NotContains(t, fds, extra, "a grandchild inherited the unclaimed file")
+}
+
+// TestPIDFileWriteFails: a new generation that cannot write the pidfile
+// (a full disk) fails the upgrade before this one stops; the pidfile
+// still names this process.
+func TestPIDFileWriteFails(t *testing.T) {
+	pidPath := filepath.Join(t.TempDir(), "app.pid")
+	u := newTestUpgrader(t, "nospace", Options{PIDFile: pidPath}, envPIDFile+"="+pidPath)
+	require.NoError(t, u.Ready())
+	err := u.Upgrade(t.Context())
+	var ce *ChildError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, StageFailed, ce.Stage)
+	assert.Contains(t, ce.Reason, "no space left on device")
+	pid, err := pidfile.Read(pidPath)
+	require.NoError(t, err)
+	assert.Equal(t, os.Getpid(), pid)
+}
+
+// TestNewChecksPIDFile: a bad pidfile path fails at New, before anything
+// is touched; a stale pidfile naming a dead process is replaced.
+func TestNewChecksPIDFile(t *testing.T) {
+	dir := t.TempDir()
+	_, err := New(Options{PIDFile: filepath.Join(dir, "missing", "app.pid")})
+	assert.ErrorContains(t, err, "does not exist")
+	_, err = New(Options{PIDFile: dir})
+	assert.Error(t, err, "a directory is not a pidfile")
+
+	stale := filepath.Join(dir, "app.pid")
+	require.NoError(t, os.WriteFile(stale, []byte("999999999\n"), 0o644))
+	u, err := New(Options{PIDFile: stale})
+	require.NoError(t, err)
+	defer u.Stop()
+	require.NoError(t, u.Ready())
+	pid, err := pidfile.Read(stale)
+	require.NoError(t, err)
+	assert.Equal(t, os.Getpid(), pid)
+}
+
 // TestUpgradeFailures checks that each way a child can fail is reported
 // with its reason, leaves the pidfile naming this process, leaves no
 // process behind, and leaks neither fds nor goroutines.
