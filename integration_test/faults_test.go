@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -168,6 +169,35 @@ func TestOverlappingDrains(t *testing.T) {
 	require.NoError(t, harness.WaitGone(t.Context(), v2))
 	v4, _ := s.upgrade(bins.v2, syscall.SIGUSR2)
 	s.requireAnswer("v2", v4)
+	_, failed := l.stop(t)
+	assert.Zero(t, failed)
+}
+
+// TestSignalStorm: 20 upgrade signals within 100 ms, under load, end with
+// exactly one live generation serving; a later upgrade works.
+func TestSignalStorm(t *testing.T) {
+	s := startServer(t, bins.v1, "")
+	pid, err := s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	l := startLoad(t, s.addr, 32)
+	require.NoError(t, harness.Install(bins.v2, s.bin))
+	for range 20 {
+		syscall.Kill(pid, syscall.SIGHUP)
+		time.Sleep(5 * time.Millisecond)
+	}
+	newPID, err := s.WaitPID(t.Context(), pid)
+	require.NoError(t, err)
+	require.NoError(t, harness.WaitGone(t.Context(), pid))
+	time.Sleep(300 * time.Millisecond) // anything the storm queued has run
+	s.requireOneGeneration(newPID)
+	got, err := s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	assert.Equal(t, newPID, got, "one upgrade came of the storm")
+	s.requireAnswer("v2", newPID)
+	assert.Equal(t, 1, strings.Count(s.Log(), "new generation started"), "exactly one child was started")
+
+	later, _ := s.upgrade(bins.v1, syscall.SIGHUP)
+	s.requireAnswer("v1", later)
 	_, failed := l.stop(t)
 	assert.Zero(t, failed)
 }

@@ -62,6 +62,9 @@ func adoptOrCreate[T any](u *Upgrader, network, addr string, inherit func(name, 
 		v, err = inherit(k, network)
 		if errors.Is(err, fdpass.ErrNotFound) {
 			v, err = create()
+			if errors.Is(err, syscall.EADDRINUSE) {
+				err = addrInUse(network, addr, err)
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -142,4 +145,13 @@ func (u *Upgrader) register(k string, get func() (syscall.Conn, error)) error {
 	u.keys[k] = h
 	u.files = append(u.files, h)
 	return nil
+}
+
+// addrInUse explains a bind conflict: who holds the address, if /proc
+// tells. handoff never touches that process.
+func addrInUse(network, addr string, err error) error {
+	if who := holderOf(network, addr); who != "" {
+		return fmt.Errorf("%w: held by %s; stop it or choose another address", err, who)
+	}
+	return fmt.Errorf("%w: held by a process not found in /proc (another user or network namespace?); stop it or choose another address", err)
 }

@@ -107,6 +107,21 @@ var helpers = map[string]func() int{
 		}
 		return 1
 	},
+	// hold binds the addresses in envUnix (a path), envUDP and envMark
+	// (tcp), says so on stdout, and waits to be killed.
+	"hold": func() int {
+		if _, err := net.Listen("tcp", os.Getenv(envMark)); err != nil {
+			return 10
+		}
+		if _, err := net.ListenPacket("udp", os.Getenv(envUDP)); err != nil {
+			return 11
+		}
+		if _, err := net.Listen("unix", os.Getenv(envUnix)); err != nil {
+			return 12
+		}
+		fmt.Println("holding")
+		select {}
+	},
 	// chatty writes to stderr at length before it is ready.
 	"chatty": func() int {
 		for i := range 200 {

@@ -3,12 +3,15 @@
 package upgrade
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -216,6 +219,54 @@ func TestNewChecksPIDFile(t *testing.T) {
 	pid, err := pidfile.Read(stale)
 	require.NoError(t, err)
 	assert.Equal(t, os.Getpid(), pid)
+}
+
+// TestBindConflict: when another process holds the address, the error
+// names the address and that process; the process is left alone.
+func TestBindConflict(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	ports := make([]string, 2)
+	for i, network := range []string{"tcp", "udp"} {
+		var c io.Closer
+		var err error
+		if network == "tcp" {
+			c, err = net.Listen("tcp", "127.0.0.1:0")
+			ports[i] = c.(net.Listener).Addr().String()
+		} else {
+			c, err = net.ListenPacket("udp", "127.0.0.1:0")
+			ports[i] = c.(net.PacketConn).LocalAddr().String()
+		}
+		require.NoError(t, err)
+		c.Close()
+	}
+	sock := filepath.Join(t.TempDir(), "held.sock")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), envHelper+"=hold", envMark+"="+ports[0], envUDP+"="+ports[1], envUnix+"="+sock)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err, "the holder did not start")
+	require.Equal(t, "holding\n", line)
+
+	u, err := New(Options{})
+	require.NoError(t, err)
+	defer u.Stop()
+	holder := fmt.Sprintf("held by PID %d (upgrade.test)", cmd.Process.Pid)
+	_, err = u.Listen(t.Context(), "tcp", ports[0])
+	assert.ErrorIs(t, err, syscall.EADDRINUSE)
+	assert.ErrorContains(t, err, "listen on tcp "+ports[0])
+	assert.ErrorContains(t, err, holder)
+	_, err = u.ListenPacket(t.Context(), "udp", ports[1])
+	assert.ErrorContains(t, err, holder)
+	_, err = u.Listen(t.Context(), "unix", sock)
+	assert.ErrorContains(t, err, holder)
+	t.Log(err)
+	assert.Nil(t, cmd.ProcessState, "the holder is left alone")
+	assert.False(t, gone(cmd.Process.Pid))
 }
 
 // TestUpgradeFailures checks that each way a child can fail is reported
