@@ -116,6 +116,8 @@ func (t *Tracker) CloseConns() int {
 func (u *Upgrader) ServeConns(ln net.Listener, handle func(ctx context.Context, c net.Conn)) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	leave := u.enterServe()
+	defer leave()
 	var t Tracker
 	acceptErr := make(chan error, 1)
 	go func() {
@@ -137,6 +139,7 @@ func (u *Upgrader) ServeConns(ln net.Listener, handle func(ctx context.Context, 
 		default:
 		}
 	case <-u.Exit():
+		u.beforeDrain()
 		ln.Close()
 		<-acceptErr
 	}

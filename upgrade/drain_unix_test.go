@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -313,4 +314,69 @@ func TestServeConnsRetriesTemporaryErrors(t *testing.T) {
 	assert.Equal(t, "hi\n", line)
 	u.Stop()
 	assert.NoError(t, <-served)
+}
+
+// TestShutdownHooks: hooks run in phase order, registration order within
+// a phase, each bounded by its timeout — on a hand-over and on a plain
+// stop alike. BeforeDrain runs while the server still accepts.
+func TestShutdownHooks(t *testing.T) {
+	for _, how := range []string{"stop", "hand-over"} {
+		t.Run(how, func(t *testing.T) {
+			logs := &syncBuffer{}
+			opts := Options{IdleGrace: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+			var u *Upgrader
+			if how == "hand-over" {
+				u = newTestUpgrader(t, "ready", opts)
+			} else {
+				var err error
+				u, err = New(opts)
+				require.NoError(t, err)
+				t.Cleanup(u.Stop)
+			}
+			ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			var mu sync.Mutex
+			var order []string
+			note := func(s string) {
+				mu.Lock()
+				defer mu.Unlock()
+				order = append(order, s)
+			}
+			u.OnShutdown(BeforeExit, "last", 0, func(context.Context) error { note("before-exit"); return nil })
+			u.OnShutdown(AfterDrain, "flush", 0, func(context.Context) error { note("after-drain"); return nil })
+			u.OnShutdown(BeforeDrain, "deregister", 0, func(context.Context) error {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err == nil {
+					c.Close()
+					note("before-drain: still accepting")
+				}
+				return nil
+			})
+			release := make(chan struct{})
+			t.Cleanup(func() { close(release) })
+			u.OnShutdown(BeforeDrain, "stuck", 50*time.Millisecond, func(ctx context.Context) error {
+				note("stuck")
+				<-release // overruns: logged, and the next hook runs
+				return nil
+			})
+			u.OnShutdown(BeforeDrain, "fails", 0, func(context.Context) error {
+				note("fails")
+				return errors.New("registry unreachable")
+			})
+			require.NoError(t, u.Ready())
+			served := make(chan error, 1)
+			go func() { served <- u.ServeHTTP(&http.Server{Handler: http.NotFoundHandler()}, ln) }()
+			if how == "hand-over" {
+				require.NoError(t, u.Upgrade(t.Context()))
+			} else {
+				u.Stop()
+			}
+			requireServed(t, served, "ServeHTTP did not return")
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Equal(t, []string{"before-drain: still accepting", "stuck", "fails", "after-drain", "before-exit"}, order)
+			assert.Contains(t, logs.String(), "overran its timeout")
+			assert.Contains(t, logs.String(), "registry unreachable")
+		})
+	}
 }

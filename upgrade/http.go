@@ -64,6 +64,8 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, lns ...net.Listener) error {
 			userState(c, s)
 		}
 	}
+	leave := u.enterServe()
+	defer leave()
 	serveErr := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() { serveErr <- srv.Serve(ln) }()
@@ -79,6 +81,11 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, lns ...net.Listener) error {
 		default:
 		}
 	case <-u.Exit():
+	}
+	select {
+	case <-u.Exit():
+		u.beforeDrain()
+	default: // Serve failed: drain what it had, without the hooks
 	}
 	start := time.Now()
 	draining.Store(true)

@@ -66,6 +66,11 @@ type Upgrader struct {
 	stopOnce sync.Once
 	stopC    chan struct{}
 
+	hooks      []hook
+	serving    int // servers that drain when Exit closes, see hooks.go
+	beforeOnce sync.Once
+	afterOnce  sync.Once
+
 	mu        sync.Mutex
 	files     []*handed // in creation order: the order of the child's fds
 	keys      map[string]*handed

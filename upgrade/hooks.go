@@ -1,0 +1,133 @@
+package upgrade
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Phase says when a shutdown hook runs.
+type Phase int
+
+// The phases of a generation's end, in order. They run on a hand-over to a
+// new generation and on a plain stop alike.
+const (
+	// BeforeDrain hooks run when Exit has closed, before servers stop
+	// accepting: deregister from service discovery, say, while this
+	// process still serves.
+	BeforeDrain Phase = iota
+	// AfterDrain hooks run once every server has drained: flush
+	// buffers, close connections to backends.
+	AfterDrain
+	// BeforeExit hooks run after the AfterDrain hooks: last words.
+	BeforeExit
+)
+
+func (p Phase) String() string {
+	switch p {
+	case BeforeDrain:
+		return "before-drain"
+	case AfterDrain:
+		return "after-drain"
+	case BeforeExit:
+		return "before-exit"
+	}
+	return "unknown"
+}
+
+// hook is one registered shutdown hook.
+type hook struct {
+	phase   Phase
+	name    string
+	timeout time.Duration
+	fn      func(context.Context) error
+}
+
+// OnShutdown registers fn to run in phase p when this generation ends.
+// Hooks of a phase run one after another in the order registered, each
+// with a context that ends after timeout (zero: Options.DrainTimeout); a
+// hook that fails or overruns is logged and the next one runs. The
+// phases are run by [Upgrader.ServeHTTP] and [Upgrader.ServeConns], or by
+// [Upgrader.Draining] for servers that drain themselves.
+func (u *Upgrader) OnShutdown(p Phase, name string, timeout time.Duration, fn func(ctx context.Context) error) {
+	if timeout <= 0 {
+		timeout = u.opts.DrainTimeout
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.hooks = append(u.hooks, hook{phase: p, name: name, timeout: timeout, fn: fn})
+}
+
+// Draining is for a server that drains by itself once Exit is closed: it
+// runs the BeforeDrain hooks (once per process; a concurrent caller waits
+// for them) and returns done, to call when the drain is over. When the
+// last drain in progress (ServeHTTP and ServeConns count too) is done,
+// the AfterDrain and then BeforeExit hooks run before done returns.
+func (u *Upgrader) Draining() (done func()) {
+	leave := u.enterServe()
+	u.beforeDrain()
+	return leave
+}
+
+// enterServe counts a server that will drain when Exit closes.
+func (u *Upgrader) enterServe() (leave func()) {
+	u.mu.Lock()
+	u.serving++
+	u.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(u.leaveServe) }
+}
+
+// leaveServe uncounts a server; the last to leave after Exit runs the
+// AfterDrain and BeforeExit hooks.
+func (u *Upgrader) leaveServe() {
+	u.mu.Lock()
+	u.serving--
+	last := u.serving == 0
+	u.mu.Unlock()
+	select {
+	case <-u.Exit():
+		if last {
+			u.afterOnce.Do(func() {
+				u.runHooks(AfterDrain)
+				u.runHooks(BeforeExit)
+			})
+		}
+	default: // a server that failed before any drain
+	}
+}
+
+// beforeDrain runs the BeforeDrain hooks once.
+func (u *Upgrader) beforeDrain() {
+	u.beforeOnce.Do(func() { u.runHooks(BeforeDrain) })
+}
+
+func (u *Upgrader) runHooks(p Phase) {
+	u.mu.Lock()
+	hooks := make([]hook, 0, len(u.hooks))
+	for _, h := range u.hooks {
+		if h.phase == p {
+			hooks = append(hooks, h)
+		}
+	}
+	u.mu.Unlock()
+	for _, h := range hooks {
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		res := make(chan error, 1)
+		start := time.Now()
+		go func() { res <- h.fn(ctx) }()
+		attrs := []any{slog.String("phase", p.String()), slog.String("hook", h.name)}
+		select {
+		case err := <-res:
+			if err != nil {
+				u.log.Warn("shutdown hook failed", append(attrs, slog.Any("error", err))...)
+			} else {
+				u.log.Debug("shutdown hook done", append(attrs, slog.Duration("took", time.Since(start)))...)
+			}
+		case <-ctx.Done():
+			u.log.Warn("shutdown hook overran its timeout; going on without it", append(attrs, slog.Duration("timeout", h.timeout))...)
+		}
+		cancel()
+	}
+}
