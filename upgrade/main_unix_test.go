@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -241,9 +242,9 @@ func serveHelper() int {
 		return 13
 	}
 	go udpEcho(u, pc)
-	me := fmt.Sprintf("pid=%d gen=%d\n", os.Getpid(), u.Generation())
 	u.ServeConns(ln, func(ctx context.Context, c net.Conn) {
-		c.Write([]byte(me))
+		fds, _ := os.ReadDir("/proc/self/fd")
+		fmt.Fprintf(c, "pid=%d gen=%d fds=%d goroutines=%d\n", os.Getpid(), u.Generation(), len(fds), runtime.NumGoroutine())
 	})
 	return 0
 }

@@ -508,7 +508,7 @@ func TestUnixAndUDPSurviveUpgrades(t *testing.T) {
 		requireUDPFrom(t, udpAddr, next)
 		line, err := readLine(sock)
 		require.NoError(t, err)
-		assert.Equal(t, "pid="+strconv.Itoa(next)+" gen="+strconv.Itoa(gen)+"\n", line)
+		assert.True(t, strings.HasPrefix(line, "pid="+strconv.Itoa(next)+" gen="+strconv.Itoa(gen)+" "), line)
 		gen++
 		pid = next
 	}
@@ -556,4 +556,69 @@ func requireUDPFrom(t *testing.T, addr string, pid int) {
 		}
 	}
 	t.Fatalf("no UDP echo from pid %d", pid)
+}
+
+// TestNoLeaksAcrossUpgrades upgrades a chain of generations (100, or
+// UPGRADE_TEST_CHAIN) and checks that each live generation holds no more
+// descriptors and goroutines than the first of the chain did.
+func TestNoLeaksAcrossUpgrades(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	n := 100
+	if testing.Short() {
+		n = 20
+	}
+	if v, err := strconv.Atoi(os.Getenv("UPGRADE_TEST_CHAIN")); err == nil {
+		n = v
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "app.sock")
+	pidPath := filepath.Join(dir, "app.pid")
+	u := newTestUpgrader(t, "serve", Options{PIDFile: pidPath},
+		envUnix+"="+sock, envPIDFile+"="+pidPath, envUDP+"=127.0.0.1:0")
+	ln, err := u.Listen(t.Context(), "unix", sock)
+	require.NoError(t, err)
+	defer ln.Close()
+	pc, err := u.ListenPacket(t.Context(), "udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	require.NoError(t, u.Ready())
+	require.NoError(t, u.Upgrade(t.Context()))
+	pc.Close()
+	pid, err := pidfile.Read(pidPath)
+	require.NoError(t, err)
+
+	// counts reads a quiet generation's counts once its parent is gone.
+	counts := func(pid int) (fds, goroutines int) {
+		require.Eventually(t, func() bool {
+			line, err := readLine(sock)
+			if err != nil || !strings.HasPrefix(line, fmt.Sprintf("pid=%d ", pid)) {
+				return false
+			}
+			var gen int
+			_, err = fmt.Sscanf(line, "pid=%d gen=%d fds=%d goroutines=%d", &pid, &gen, &fds, &goroutines)
+			return err == nil
+		}, 10*time.Second, 5*time.Millisecond)
+		return fds, goroutines
+	}
+	u.childCtl.Close() // this process plays a parent that has exited
+	u.childCtl = nil
+	time.Sleep(100 * time.Millisecond)
+	baseFDs, baseG := counts(pid)
+	maxFDs, maxG := baseFDs, baseG
+	for i := range n {
+		require.NoError(t, syscall.Kill(pid, syscall.SIGHUP))
+		next := waitPIDFile(t, pidPath, pid)
+		require.Eventually(t, func() bool { return gone(pid) }, 10*time.Second, time.Millisecond, "upgrade %d", i)
+		pid = next
+		var fds, g int
+		require.Eventually(t, func() bool {
+			fds, g = counts(pid)
+			return fds <= baseFDs && g <= baseG
+		}, 5*time.Second, 10*time.Millisecond, "generation %d holds %d fds and %d goroutines; the first held %d and %d", i+3, fds, g, baseFDs, baseG)
+		maxFDs, maxG = max(maxFDs, fds), max(maxG, g)
+	}
+	t.Logf("%d upgrades: fds %d at the start, at most %d after; goroutines %d, at most %d", n, baseFDs, maxFDs, baseG, maxG)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
+	require.Eventually(t, func() bool { return gone(pid) }, 10*time.Second, 5*time.Millisecond)
 }
