@@ -42,8 +42,8 @@ func (l *load) stop(t *testing.T) (requests, failed int64) {
 }
 
 // TestFaultsUnderLoad is the deploy from hell, under load: the binary is
-// replaced by a build that exits 3, one that hangs, and one that dies
-// half a second after it says ready, with SIGHUP after each. Each upgrade
+// replaced by a build that exits 3, one that hangs, one that reports a
+// failure of its own, and one that dies half a second after it says ready, with SIGHUP after each. Each upgrade
 // fails with its reason, the old PID stays in the pidfile and answers,
 // no request fails; then a good build takes over.
 func TestFaultsUnderLoad(t *testing.T) {
@@ -59,6 +59,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	faults := []struct{ name, bin, want string }{
 		{"exits 3", crash, "exited with status 3 before it was ready (stderr tail: panic: config broken)"},
 		{"hangs", hang, "was not ready in time and was stopped"},
+		{"reports a failure", bins.failed, "reported failure: config: listen address missing"},
 		{"dies after ready", bins.dying, "said ready, then died with status 4 during its probation, before it served a request (stderr tail: panic: faulty: background worker died)"},
 	}
 	for i, f := range faults {

@@ -33,6 +33,7 @@ var (
 var bins struct {
 	v1, v2 string
 	dying  string // says ready, dies 500ms later
+	failed string // reports a failure instead of ready
 	slow   string // a good build that takes 1.5s to start
 }
 
@@ -57,9 +58,11 @@ func TestMain(m *testing.M) {
 		}
 		bins.dying = filepath.Join(dir, "dying")
 		bins.slow = filepath.Join(dir, "slow")
+		bins.failed = filepath.Join(dir, "failed")
 		for out, vars := range map[string][]string{
-			bins.dying: {"dieAfterReady=500ms"},
-			bins.slow:  {"startDelay=1500ms"},
+			bins.failed: {"failReason=config: listen address missing"},
+			bins.dying:  {"dieAfterReady=500ms"},
+			bins.slow:   {"startDelay=1500ms"},
 		} {
 			if err := harness.Build(ctx, "./integration_test/testdata/faulty", filepath.Base(out), out, vars...); err != nil {
 				fmt.Fprintln(os.Stderr, err)

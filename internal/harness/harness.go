@@ -46,7 +46,7 @@ func Build(ctx context.Context, pkg, version, out string, vars ...string) error 
 	}
 	ldflags := "-X main.version=" + version
 	for _, v := range vars {
-		ldflags += " -X main." + v
+		ldflags += " -X 'main." + v + "'" // quoted: values may hold spaces
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", out, pkg)
 	cmd.Dir = root

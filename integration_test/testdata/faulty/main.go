@@ -3,6 +3,7 @@
 //
 //	-X main.startDelay=1500ms     sleep before starting (a slow but good build)
 //	-X main.dieAfterReady=500ms   say ready, then exit 4 that much later
+//	-X main.failReason=text       report "failed: text" instead of ready
 //
 // It accepts httpserver's flags, since it is started with httpserver's
 // arguments when it replaces httpserver's binary.
@@ -10,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -25,6 +27,7 @@ var (
 	version       = "faulty"
 	startDelay    = "0s"
 	dieAfterReady = "0s"
+	failReason    = ""
 )
 
 func main() {
@@ -58,6 +61,10 @@ func main() {
 	}
 	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) })
+	if failReason != "" {
+		u.Fail(errors.New(failReason))
+		os.Exit(1)
+	}
 	if d, _ := time.ParseDuration(dieAfterReady); d > 0 {
 		time.AfterFunc(d, func() {
 			fmt.Fprintln(os.Stderr, "panic: faulty: background worker died")
