@@ -365,8 +365,12 @@ func (u *Upgrader) Ready() error {
 	}
 	if u.parentCtl != nil {
 		if err := readiness.Ready(u.parentCtl); err != nil {
-			// The parent is gone: this generation is the live one anyway.
-			u.log.Warn("could not tell the parent this generation is ready", slog.Any("error", err))
+			select {
+			case <-u.parentGone:
+				u.log.Info("the parent is gone; this generation is the live one")
+			default:
+				u.log.Warn("could not tell the parent this generation is ready", slog.Any("error", err))
+			}
 		}
 		select {
 		case <-u.goC:
