@@ -308,3 +308,36 @@ func TestWriteToClosed(t *testing.T) {
 	assert.True(t, strings.HasPrefix(err.Error(), "readiness: tell the starting process: "), err.Error())
 	assert.True(t, errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET), "%v", err)
 }
+
+// TestGo: the starter's answer to ready, and what the started program sees
+// when the starter goes away or talks nonsense instead.
+func TestGo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t.Run("go", func(t *testing.T) {
+		parent, child := pair(t)
+		require.NoError(t, readiness.Ready(child))
+		require.NoError(t, wait(t, parent))
+		require.NoError(t, readiness.Go(parent))
+		assert.NoError(t, readiness.WaitGo(ctx, child))
+		parent.Close()
+		assert.NoError(t, readiness.WaitClosed(ctx, child), "then the starter's exit")
+	})
+	t.Run("starter gone", func(t *testing.T) {
+		parent, child := pair(t)
+		parent.Close()
+		assert.ErrorIs(t, readiness.WaitGo(ctx, child), readiness.ErrClosed)
+	})
+	t.Run("garbage", func(t *testing.T) {
+		parent, child := pair(t)
+		write(t, parent, "gone fishing\n")
+		var me *readiness.MessageError
+		assert.ErrorAs(t, readiness.WaitGo(ctx, child), &me)
+	})
+	t.Run("canceled", func(t *testing.T) {
+		_, child := pair(t)
+		c, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		assert.ErrorIs(t, readiness.WaitGo(c, child), context.DeadlineExceeded)
+	})
+}
