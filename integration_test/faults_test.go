@@ -47,7 +47,7 @@ func (l *load) stop(t *testing.T) (requests, failed int64) {
 // fails with its reason, the old PID stays in the pidfile and answers,
 // no request fails; then a good build takes over.
 func TestFaultsUnderLoad(t *testing.T) {
-	s := startServer(t, bins.v1, "", "-upgrade-timeout", "1s", "-probation", "1s")
+	s := startServer(t, bins.v1, "", "-upgrade-timeout", "1s", "-probation", "2s")
 	pid, err := s.WaitPID(t.Context(), 0)
 	require.NoError(t, err)
 	l := startLoad(t, s.addr, 32)
@@ -128,7 +128,7 @@ func TestOverlappingDrains(t *testing.T) {
 	slow := make(chan string, 2)
 	longRequest := func() {
 		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
-		resp, err := c.Get("http://" + s.addr + "/sleep?d=3s")
+		resp, err := c.Get("http://" + s.addr + "/sleep?d=8s")
 		if err != nil {
 			slow <- "error: " + err.Error()
 			return

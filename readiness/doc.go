@@ -23,7 +23,13 @@
 // ([Go], awaited by [WaitGo]) when it hands over — at once, or after a
 // probation in which it watches the program stay up. The program does
 // not serve before that, so a program that dies in probation costs no
-// request.
+// request. The program then takes over (writes its pidfile, for one) and
+// confirms with
+//
+//	live\n
+//
+// ([Live], awaited by [WaitLive]), or says "failed: <reason>" if it
+// could not, while the starter still serves.
 //
 // The same channel works the other way for free: when the starter exits,
 // its end is closed by the kernel and [WaitClosed] in the started program

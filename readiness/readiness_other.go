@@ -27,3 +27,9 @@ func Go(f *os.File) error { return ErrNotSupported }
 
 // WaitGo is not supported on this platform.
 func WaitGo(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// Live is not supported on this platform.
+func Live(f *os.File) error { return ErrNotSupported }
+
+// WaitLive is not supported on this platform.
+func WaitLive(ctx context.Context, f *os.File) error { return ErrNotSupported }

@@ -13,8 +13,12 @@ import (
 	"time"
 )
 
-// msgGo is the starter's answer to "ready".
-const msgGo = "go"
+// msgGo is the starter's answer to "ready"; msgLive the program's answer
+// to "go".
+const (
+	msgGo   = "go"
+	msgLive = "live"
+)
 
 // maxMessage bounds one message on the wire: "failed: " + reason + "\n".
 const maxMessage = len("failed: ") + MaxReason + 1
@@ -90,6 +94,29 @@ func WaitGo(ctx context.Context, f *os.File) error {
 		return malformed(line)
 	}
 	return nil
+}
+
+// Live tells the starter, after its go, that this program has taken over
+// (it wrote its pidfile, say) and serves from now on.
+func Live(f *os.File) error {
+	return send(f, []byte(msgLive+"\n"))
+}
+
+// WaitLive blocks, in the starter after [Go], until the program says live
+// (nil) or failed ([*FailedError]), closes the channel ([ErrClosed]),
+// sends garbage ([*MessageError]), or ctx ends.
+func WaitLive(ctx context.Context, f *os.File) error {
+	line, err := readLine(ctx, f, maxMessage)
+	if err != nil {
+		return err
+	}
+	if string(line) == msgLive {
+		return nil
+	}
+	if err := Parse(line); err != nil {
+		return err
+	}
+	return malformed(line) // "ready" again
 }
 
 // readLine reads one message line of at most max bytes (newline

@@ -136,6 +136,7 @@ func (u *Upgrader) ServeConns(ln net.Listener, handle func(ctx context.Context, 
 		select {
 		case <-u.Exit(): // closed by someone draining: not an error
 			err = nil
+			u.beforeDrain()
 		default:
 		}
 	case <-u.Exit():

@@ -345,10 +345,17 @@ func TestShutdownHooks(t *testing.T) {
 			u.OnShutdown(BeforeExit, "last", 0, func(context.Context) error { note("before-exit"); return nil })
 			u.OnShutdown(AfterDrain, "flush", 0, func(context.Context) error { note("after-drain"); return nil })
 			u.OnShutdown(BeforeDrain, "deregister", 0, func(context.Context) error {
+				// A real request, answered by this process: it still serves.
 				c, err := net.Dial("tcp", ln.Addr().String())
-				if err == nil {
-					c.Close()
-					note("before-drain: still accepting")
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err == nil && resp.StatusCode == http.StatusTeapot {
+					note("before-drain: still serving")
 				}
 				return nil
 			})
@@ -365,7 +372,8 @@ func TestShutdownHooks(t *testing.T) {
 			})
 			require.NoError(t, u.Ready())
 			served := make(chan error, 1)
-			go func() { served <- u.ServeHTTP(&http.Server{Handler: http.NotFoundHandler()}, ln) }()
+			teapot := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
+			go func() { served <- u.ServeHTTP(&http.Server{Handler: teapot}, ln) }()
 			if how == "hand-over" {
 				require.NoError(t, u.Upgrade(t.Context()))
 			} else {
@@ -374,7 +382,7 @@ func TestShutdownHooks(t *testing.T) {
 			requireServed(t, served, "ServeHTTP did not return")
 			mu.Lock()
 			defer mu.Unlock()
-			assert.Equal(t, []string{"before-drain: still accepting", "stuck", "fails", "after-drain", "before-exit"}, order)
+			assert.Equal(t, []string{"before-drain: still serving", "stuck", "fails", "after-drain", "before-exit"}, order)
 			assert.Contains(t, logs.String(), "overran its timeout")
 			assert.Contains(t, logs.String(), "registry unreachable")
 		})

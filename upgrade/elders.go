@@ -32,9 +32,13 @@ func (u *Upgrader) adoptElders() {
 		if !ok {
 			continue
 		}
+		f, err := u.inherited.Control(name)
+		if err != nil {
+			continue
+		}
 		pid, err := strconv.Atoi(pidStr)
-		f, cerr := u.inherited.Control(name)
-		if err != nil || cerr != nil {
+		if err != nil {
+			f.Close()
 			continue
 		}
 		u.elders = append(u.elders, &elder{pid: pid, ctl: f, gone: make(chan struct{})})

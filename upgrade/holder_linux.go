@@ -4,6 +4,7 @@ package upgrade
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -82,7 +83,7 @@ func socketInode(network, addr string) string {
 }
 
 // parseProcAddr decodes "0100007F:1F90": the address as 32-bit words in
-// host (little-endian) order, the port big-endian.
+// host byte order, the port as a plain hex number.
 func parseProcAddr(s string) (net.IP, int, bool) {
 	h, p, ok := strings.Cut(s, ":")
 	if !ok {
@@ -96,10 +97,11 @@ func parseProcAddr(s string) (net.IP, int, bool) {
 	if err != nil || (len(b) != 4 && len(b) != 16) {
 		return nil, 0, false
 	}
+	ip := make(net.IP, len(b))
 	for i := 0; i < len(b); i += 4 {
-		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+		binary.BigEndian.PutUint32(ip[i:], binary.NativeEndian.Uint32(b[i:]))
 	}
-	return net.IP(b), int(port), true
+	return ip, int(port), true
 }
 
 // unixInode finds the inode of the unix socket bound to path.
@@ -117,7 +119,7 @@ func unixInode(path string) string {
 	sc.Scan() // header: Num RefCount Protocol Flags Type St Inode Path
 	for sc.Scan() {
 		fl := strings.Fields(sc.Text())
-		if len(fl) >= 8 && (fl[7] == path || fl[7] == abs) {
+		if len(fl) >= 8 && (fl[7] == abs || !filepath.IsAbs(path) && fl[7] == path) {
 			return fl[6]
 		}
 	}

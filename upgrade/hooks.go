@@ -59,8 +59,9 @@ func (u *Upgrader) OnShutdown(p Phase, name string, timeout time.Duration, fn fu
 	u.hooks = append(u.hooks, hook{phase: p, name: name, timeout: timeout, fn: fn})
 }
 
-// Draining is for a server that drains by itself once Exit is closed: it
-// runs the BeforeDrain hooks (once per process; a concurrent caller waits
+// Draining is for a server that drains by itself: call it once Exit is
+// closed (earlier, it would run the BeforeDrain hooks early). It runs the
+// BeforeDrain hooks (once per process; a concurrent caller waits
 // for them) and returns done, to call when the drain is over. When the
 // last drain in progress (ServeHTTP and ServeConns count too) is done,
 // the AfterDrain and then BeforeExit hooks run before done returns.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/handoff-go/handoff/fdpass"
 )
@@ -153,5 +154,26 @@ func addrInUse(network, addr string, err error) error {
 	if who := holderOf(network, addr); who != "" {
 		return fmt.Errorf("%w: held by %s; stop it or choose another address", err, who)
 	}
+	if staleSocket(network, addr) {
+		return fmt.Errorf("%w: %s is a socket file nobody listens on, left by an earlier run; remove it", err, addr)
+	}
 	return fmt.Errorf("%w: held by a process not found in /proc (another user or network namespace?); stop it or choose another address", err)
+}
+
+// staleSocket reports whether addr is a unix socket file that refuses
+// connections: its listener is gone and nobody unlinked it.
+func staleSocket(network, addr string) bool {
+	if network != "unix" && network != "unixpacket" {
+		return false
+	}
+	fi, err := os.Lstat(addr)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return false
+	}
+	c, err := net.DialTimeout(network, addr, time.Second)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -66,12 +68,17 @@ var helpers = map[string]func() int{
 		if err != nil {
 			return 10
 		}
+		ln, err := u.Listen(context.Background(), "tcp", "127.0.0.1:0")
+		if err != nil {
+			return 11
+		}
 		time.AfterFunc(300*time.Millisecond, func() {
 			fmt.Fprintln(os.Stderr, "panic: background worker failed")
 			os.Exit(4)
 		})
 		u.Ready()
-		select {}
+		http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "child") }))
+		return 0
 	},
 	// hygiene adopts its listener but not the extra file, becomes ready,
 	// and runs a program that reports its environment and descriptors to

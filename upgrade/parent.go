@@ -170,19 +170,43 @@ func (u *Upgrader) verdict(ctx context.Context, c *child) *ChildError {
 
 // probation watches a child that said ready for Options.Probation, while
 // this process alone keeps serving (the child waits for go before it
-// accepts), then tells it to go.
+// accepts), then tells it to go and waits for it to confirm that it has
+// taken over (its pidfile written) — all while this process still serves.
 func (u *Upgrader) probation(ctx context.Context, c *child) *ChildError {
+	p := u.opts.Probation
 	fail := func(stage Stage, err error) *ChildError {
-		return &ChildError{PID: c.pid, Stage: stage, ExitCode: -1, Err: err}
+		ce := &ChildError{PID: c.pid, Stage: stage, ExitCode: -1, Err: err}
+		var failed *readiness.FailedError
+		if errors.As(err, &failed) {
+			ce.Stage, ce.Reason = StageFailed, failed.Reason
+		}
+		return ce
 	}
-	if p := u.opts.Probation; p > 0 {
+	died := func(err error) *ChildError {
+		if p > 0 {
+			return fail(StageProbation, fmt.Errorf("%w (%v): %w", ErrProbation, p, err))
+		}
+		return fail(StageExited, err)
+	}
+	// The child's next words: "live" after go, or "failed: ..." at any
+	// point; EOF if it dies.
+	rctx, rcancel := context.WithCancel(context.Background())
+	defer rcancel()
+	next := make(chan error, 1)
+	go func() { next <- readiness.WaitLive(rctx, c.ctl) }()
+	if p > 0 {
 		u.log.Info("upgrade: new generation is ready; probation", slog.Int("child_pid", c.pid), slog.Duration("probation", p))
 		t := time.NewTimer(p)
 		defer t.Stop()
 		select {
 		case <-t.C:
+		case err := <-next:
+			if err == nil {
+				err = errors.New("upgrade: the child said live before go")
+			}
+			return died(err)
 		case <-c.exited:
-			return fail(StageProbation, fmt.Errorf("%w (%v)", ErrProbation, p))
+			return died(readiness.ErrClosed)
 		case <-u.stopC:
 			return fail(StageCanceled, ErrStopped)
 		case <-ctx.Done():
@@ -190,9 +214,27 @@ func (u *Upgrader) probation(ctx context.Context, c *child) *ChildError {
 		}
 	}
 	if err := readiness.Go(c.ctl); err != nil {
-		return fail(StageProbation, fmt.Errorf("%w: %w", ErrProbation, err))
+		return died(err)
 	}
-	return nil
+	t := time.NewTimer(u.opts.UpgradeTimeout)
+	defer t.Stop()
+	select {
+	case err := <-next:
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, readiness.ErrClosed):
+			return fail(StageExited, err)
+		default:
+			return fail(StageFailed, err)
+		}
+	case <-t.C:
+		return fail(StageTimeout, fmt.Errorf("%w: no word after go (%v)", ErrTimeout, u.opts.UpgradeTimeout))
+	case <-u.stopC:
+		return fail(StageCanceled, ErrStopped)
+	case <-ctx.Done():
+		return fail(StageCanceled, ctx.Err())
+	}
 }
 
 // stopChild makes sure a failed child is gone and reaped: SIGTERM, then

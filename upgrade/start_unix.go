@@ -67,7 +67,11 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 	}()
 
 	attr := &syscall.ProcAttr{Dir: u.dir, Files: []uintptr{uintptr(stdin), uintptr(stdout), uintptr(pwFD)}}
-	h := fdpass.Handover{Meta: map[string]string{metaGen: strconv.Itoa(u.generation + 1)}}
+	h := fdpass.Handover{Meta: map[string]string{
+		metaGen:  strconv.Itoa(u.generation + 1),
+		metaPPID: strconv.Itoa(os.Getpid()),
+		metaGo:   "1",
+	}}
 	for _, f := range files {
 		fd, err := fdpass.DupFD(f.conn)
 		if err != nil {

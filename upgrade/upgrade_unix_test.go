@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -268,6 +269,15 @@ func TestBindConflict(t *testing.T) {
 	t.Log(err)
 	assert.Nil(t, cmd.ProcessState, "the holder is left alone")
 	assert.False(t, gone(cmd.Process.Pid))
+
+	// A socket file whose listener died without unlinking it.
+	stale := filepath.Join(t.TempDir(), "stale.sock")
+	l, err := net.Listen("unix", stale)
+	require.NoError(t, err)
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	_, err = u.Listen(t.Context(), "unix", stale)
+	assert.ErrorContains(t, err, "a socket file nobody listens on, left by an earlier run; remove it")
 }
 
 // TestUpgradeFailures checks that each way a child can fail is reported
@@ -378,8 +388,35 @@ func TestProbation(t *testing.T) {
 	pidPath := filepath.Join(dir, "app.pid")
 	t.Run("dies", func(t *testing.T) {
 		u := newTestUpgrader(t, "dies", Options{PIDFile: pidPath, Probation: 2 * time.Second}, envPIDFile+"="+pidPath)
+		ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+		require.NoError(t, err)
 		require.NoError(t, u.Ready())
-		err := u.Upgrade(t.Context())
+		go u.ServeHTTP(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "parent")
+		})}, ln)
+		// During the probation only this process serves: the child would
+		// answer "child" had its Ready returned.
+		probed := make(chan []string, 1)
+		go func() {
+			var bodies []string
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+			for range 50 {
+				resp, err := client.Get("http://" + ln.Addr().String())
+				if err != nil {
+					bodies = append(bodies, err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				bodies = append(bodies, string(b))
+				time.Sleep(5 * time.Millisecond)
+			}
+			probed <- bodies
+		}()
+		err = u.Upgrade(t.Context())
+		for _, b := range <-probed {
+			require.Equal(t, "parent", b)
+		}
 		var ce *ChildError
 		require.ErrorAs(t, err, &ce)
 		t.Log(err)

@@ -30,7 +30,9 @@ const (
 	// dies before the child is ready, the child's stderr writes cannot
 	// raise SIGPIPE before it switches to ctlStderr.
 	ctlStderrPipe = "stderr-pipe"
-	metaGen       = "gen" // generation number of the child
+	metaGen       = "gen"  // generation number of the child
+	metaPPID      = "ppid" // the parent's PID
+	metaGo        = "go"   // present: the parent answers ready with go and waits for live
 )
 
 // Upgrader hands this process's sockets to a new generation of the
@@ -54,6 +56,7 @@ type Upgrader struct {
 	stderrPipe *os.File // see ctlStderrPipe; nil once stderr is restored
 	stderrOnce sync.Once
 	goC        chan struct{} // closed when the parent says go, or is gone
+	handshake  bool          // the parent says go and waits for live
 	readyMu    sync.Mutex    // serialises Ready
 	generation int
 	parentGone chan struct{} // closed when the parent has exited
@@ -236,6 +239,10 @@ func (u *Upgrader) adoptParent() error {
 		u.stderrPipe = f
 	}
 	u.parentPID = os.Getppid()
+	if p, ok := in.Meta(metaPPID); ok {
+		u.parentPID, _ = strconv.Atoi(p)
+	}
+	_, u.handshake = in.Meta(metaGo)
 	u.adoptElders()
 	if g, ok := in.Meta(metaGen); ok {
 		n, err := strconv.Atoi(g)
@@ -260,17 +267,29 @@ func (u *Upgrader) watchParent() {
 		case <-ctx.Done():
 		}
 	}()
-	err := readiness.WaitGo(ctx, u.parentCtl)
-	if ctx.Err() != nil {
-		return
-	}
-	if err != nil && !errors.Is(err, readiness.ErrClosed) {
-		u.log.Warn("the parent broke the readiness protocol; going on alone", slog.Any("error", err))
+	if u.handshake {
+		err := readiness.WaitGo(ctx, u.parentCtl)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, readiness.ErrClosed):
+			// Gone before go: settle stderr and parentGone first, so
+			// that Ready, released by goC, finds them settled.
+			u.parentDied()
+			close(u.goC)
+			return
+		case err != nil:
+			u.log.Warn("the parent broke the readiness protocol; going on alone", slog.Any("error", err))
+		}
 	}
 	close(u.goC)
-	if readiness.WaitClosed(ctx, u.parentCtl) != nil {
-		return
+	if readiness.WaitClosed(ctx, u.parentCtl) == nil {
+		u.parentDied()
 	}
+}
+
+// parentDied records that the parent has exited.
+func (u *Upgrader) parentDied() {
 	u.ownStderr(true) // the parent no longer reads our stderr pipe
 	close(u.parentGone)
 	u.parentCtl.Close() // nothing more to say to a parent that is gone
@@ -278,23 +297,28 @@ func (u *Upgrader) watchParent() {
 
 // ownStderr makes the parent's original stderr this process's fd 2, in
 // place of the pipe to the parent. It runs once: when the parent says go,
-// or earlier if the parent dies first, in which case (drain) it also copies out what
-// the parent left unread in the pipe.
+// or earlier if the parent dies first, in which case (drain) it also
+// copies out what the parent left unread in the pipe.
 func (u *Upgrader) ownStderr(drain bool) {
 	u.stderrOnce.Do(func() {
 		if u.origStderr != nil {
 			if err := restoreStderr(u.origStderr); err != nil {
 				u.log.Warn("could not restore standard error; it still goes through the parent", slog.Any("error", err))
 			}
-			u.origStderr.Close()
 		}
 		if u.stderrPipe != nil {
-			if drain {
-				// A write blocked on a full pipe resumes once drained.
+			if drain && u.origStderr != nil {
+				// A write blocked on a full pipe resumes once drained. Copy
+				// through origStderr, not os.Stderr: a writer blocked on
+				// the pipe holds os.Stderr's write lock. The wrappers keep
+				// io.Copy off the file-to-file paths, which take it too.
 				u.stderrPipe.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-				io.Copy(os.Stderr, u.stderrPipe)
+				io.Copy(struct{ io.Writer }{u.origStderr}, struct{ io.Reader }{u.stderrPipe})
 			}
 			u.stderrPipe.Close()
+		}
+		if u.origStderr != nil {
+			u.origStderr.Close()
 		}
 	})
 }
@@ -331,14 +355,15 @@ func (u *Upgrader) Exit() <-chan struct{} { return u.exitC }
 
 func (u *Upgrader) exit() { u.exitOnce.Do(func() { close(u.exitC) }) }
 
-// Ready says this generation can serve: it closes inherited files nobody
-// took, writes the pidfile and tells the parent, then waits for the
-// parent's go — at once, or after Options.Probation in the parent, during
-// which the parent alone keeps serving and this process's death costs no
-// request. Once Ready returns, serve; the parent stops accepting and
-// drains. If the parent is gone, Ready does not wait. Call it once all
-// listeners are taken; calling it again does nothing. It returns
-// ErrStopped if Stop is called meanwhile.
+// Ready says this generation can serve. It closes inherited files nobody
+// took and, in a first generation, writes the pidfile. In a new
+// generation it tells the parent, waits for the parent's go — at once, or
+// after Options.Probation in the parent, during which the parent alone
+// keeps serving and this process's death costs no request — then writes
+// the pidfile and confirms, and the parent stops accepting and drains. If
+// the parent is gone, Ready does not wait for it. Once Ready returns,
+// serve. Call it once all listeners are taken; calling it again does
+// nothing. It returns ErrStopped if Stop is called meanwhile.
 func (u *Upgrader) Ready() error {
 	u.readyMu.Lock()
 	defer u.readyMu.Unlock()
@@ -354,38 +379,75 @@ func (u *Upgrader) Ready() error {
 	if names := u.inherited.CloseUnclaimed(); len(names) > 0 {
 		u.log.Info("closed inherited files nobody asked for", slog.Any("names", names))
 	}
-	if u.opts.PIDFile != "" {
-		if err := u.writePID(u.opts.PIDFile, os.Getpid()); err != nil {
-			err = fmt.Errorf("upgrade: write pidfile: %w", err)
-			if u.parentCtl != nil {
-				readiness.Fail(u.parentCtl, err.Error())
-			}
-			return err
-		}
-	}
-	if u.parentCtl != nil {
-		if err := readiness.Ready(u.parentCtl); err != nil {
-			select {
-			case <-u.parentGone:
-				u.log.Info("the parent is gone; this generation is the live one")
-			default:
-				u.log.Warn("could not tell the parent this generation is ready", slog.Any("error", err))
-			}
-		}
-		select {
-		case <-u.goC:
-		case <-u.stopC:
-			return ErrStopped
-		}
-		// Until go, stderr went to the parent, which quotes it if this
-		// process dies in probation.
-		u.ownStderr(false)
+	if err := u.takeOver(); err != nil {
+		return err
 	}
 	u.mu.Lock()
 	u.ready = true
 	u.mu.Unlock()
 	u.log.Info("ready", slog.Int("pid", os.Getpid()), slog.Int("generation", u.generation))
 	return nil
+}
+
+// takeOver makes this generation the live one: the pidfile, and in a new
+// generation the exchange with the parent.
+func (u *Upgrader) takeOver() error {
+	if u.parentCtl == nil {
+		return u.writePIDFile()
+	}
+	fail := func(err error) error {
+		readiness.Fail(u.parentCtl, err.Error())
+		return err
+	}
+	if !u.handshake {
+		// A parent that does not say go hands over on "ready".
+		if err := u.writePIDFile(); err != nil {
+			return fail(err)
+		}
+		u.ownStderr(false)
+		u.tellParent(readiness.Ready)
+		return nil
+	}
+	if u.opts.PIDFile != "" {
+		// Fail before the parent's probation, not after.
+		if err := pidfile.Check(u.opts.PIDFile); err != nil {
+			return fail(fmt.Errorf("upgrade: %w", err))
+		}
+	}
+	u.tellParent(readiness.Ready)
+	select {
+	case <-u.goC:
+	case <-u.stopC:
+		return ErrStopped
+	}
+	if err := u.writePIDFile(); err != nil {
+		return fail(err)
+	}
+	u.ownStderr(false)
+	u.tellParent(readiness.Live)
+	return nil
+}
+
+func (u *Upgrader) writePIDFile() error {
+	if u.opts.PIDFile == "" {
+		return nil
+	}
+	if err := u.writePID(u.opts.PIDFile, os.Getpid()); err != nil {
+		return fmt.Errorf("upgrade: write pidfile: %w", err)
+	}
+	return nil
+}
+
+// tellParent sends a message; a parent that is gone no longer matters.
+func (u *Upgrader) tellParent(send func(*os.File) error) {
+	if err := send(u.parentCtl); err != nil {
+		select {
+		case <-u.parentGone:
+			u.log.Info("the parent is gone; this generation is the live one")
+		default:
+			u.log.Warn("could not tell the parent", slog.Any("error", err))
+		}
+	}
 }
 
 // Fail tells the parent that this generation cannot start, and why; the

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,10 +39,6 @@ func main() {
 	probation := flag.Duration("probation", 0, "")
 	maxGenerations := flag.Int("max-generations", 0, "")
 	flag.Parse()
-	if d, _ := time.ParseDuration(startDelay); d > 0 {
-		fmt.Fprintln(os.Stderr, "faulty: starting slowly")
-		time.Sleep(d)
-	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
 	u, err := upgrade.New(upgrade.Options{
 		PIDFile: *pidFile, UpgradeTimeout: *upgradeTimeout, DrainTimeout: *drainTimeout,
@@ -51,6 +48,15 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faulty:", err)
 		os.Exit(1)
+	}
+	if d, _ := time.ParseDuration(startDelay); d > 0 {
+		fmt.Fprintln(os.Stderr, "faulty: starting slowly")
+		time.Sleep(d)
+		// More than a pipe holds: if the parent died meanwhile, this must
+		// neither block nor kill us with SIGPIPE.
+		for i := range 2000 {
+			fmt.Fprintf(os.Stderr, "faulty: warming cache %04d %s\n", i, strings.Repeat(".", 40))
+		}
 	}
 	defer u.Stop()
 	defer u.HandleSignals()()
