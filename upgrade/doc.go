@@ -13,10 +13,11 @@
 // socket when there is one and create it otherwise, so the same code runs
 // in the first generation and every later one.
 //
-// When the child calls [Upgrader.Ready], it writes the pidfile and tells
-// the parent over a pipe; Ready returns when the parent answers go. Only
-// then does the parent's [Upgrader.Exit] close: it stops accepting, drains its in-flight work under a deadline
-// and exits. The socket itself is never closed, so no queued connection is
+// When the child calls [Upgrader.Ready], it tells the parent "ready" over
+// a socket pair; the parent answers "go" (after Options.Probation, if
+// set); the child writes the pidfile, confirms "live", and Ready returns.
+// Only then does the parent's [Upgrader.Exit] close: it stops accepting,
+// drains its in-flight work under a deadline and exits. The socket itself is never closed, so no queued connection is
 // lost. If the child crashes, hangs past Options.UpgradeTimeout or calls
 // [Upgrader.Fail], the parent stops and reaps it and keeps serving as if
 // nothing happened; Upgrade returns a [*ChildError] that says why.
