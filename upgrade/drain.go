@@ -111,8 +111,10 @@ func (t *Tracker) CloseConns() int {
 // close their connection; ServeConns does once handle returns.
 //
 // Accept errors that pass (too many open files, a timeout) are retried
-// with a back-off. ServeConns returns nil after a drain, or the error that
-// stopped Accept for good, after draining the handlers it had started.
+// with a back-off. ServeConns returns nil after a drain (once every server
+// of this process has drained and the shutdown hooks have run), or the
+// error that stopped Accept for good, after draining the handlers it had
+// started.
 func (u *Upgrader) ServeConns(ln net.Listener, handle func(ctx context.Context, c net.Conn)) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -62,9 +62,10 @@ func (u *Upgrader) OnShutdown(p Phase, name string, timeout time.Duration, fn fu
 // Draining is for a server that drains by itself: call it once Exit is
 // closed (earlier, it would run the BeforeDrain hooks early). It runs the
 // BeforeDrain hooks (once per process; a concurrent caller waits
-// for them) and returns done, to call when the drain is over. When the
-// last drain in progress (ServeHTTP and ServeConns count too) is done,
-// the AfterDrain and then BeforeExit hooks run before done returns.
+// for them) and returns done, to call when the drain is over. done
+// returns when every drain in progress (ServeHTTP, ServeConns and the
+// control socket count too) is over, after the AfterDrain and then
+// BeforeExit hooks: the process may exit then.
 func (u *Upgrader) Draining() (done func()) {
 	leave := u.enterServe()
 	u.beforeDrain()
@@ -89,13 +90,24 @@ func (u *Upgrader) leaveServe() {
 	u.mu.Unlock()
 	select {
 	case <-u.Exit():
-		if last {
-			u.afterOnce.Do(func() {
-				u.runHooks(AfterDrain)
-				u.runHooks(BeforeExit)
-			})
-		}
-	default: // a server that failed before any drain
+	default:
+		return // a server that failed before any drain
+	}
+	if last {
+		u.afterOnce.Do(func() {
+			u.runHooks(AfterDrain)
+			u.runHooks(BeforeExit)
+			close(u.drainedC)
+		})
+		return
+	}
+	// Return with the others, so that main does not exit under a server
+	// still draining (the control socket delivering a verdict, say). Every
+	// drain is itself bounded by DrainTimeout and StopGrace.
+	select {
+	case <-u.drainedC:
+	case <-time.After(u.opts.DrainTimeout + u.opts.StopGrace + time.Second):
+		u.log.Warn("a server is still draining past the drain deadline; returning without it")
 	}
 }
 

@@ -30,8 +30,10 @@ import (
 //
 // ServeHTTP takes over srv.Handler (wrapped) and srv.ConnState (chained)
 // for its lifetime; srv must not be served elsewhere. It returns nil after
-// a drain, or the error that stopped srv.Serve on one of the listeners
-// otherwise (after draining the others).
+// a drain — once every server of this process has drained and the
+// shutdown hooks have run, so main may return then — or the error that
+// stopped srv.Serve on one of the listeners otherwise (after draining the
+// others).
 func (u *Upgrader) ServeHTTP(srv *http.Server, lns ...net.Listener) error {
 	if len(lns) == 0 {
 		return errors.New("upgrade: ServeHTTP needs at least one listener")

@@ -89,6 +89,15 @@ type Options struct {
 	// upgrade. Nil: os.Stderr.
 	Stderr io.Writer
 
+	// ControlSocket, if set, is the path of a unix socket (mode 0600,
+	// clients of this UID or root only) on which `handoff upgrade` asks for
+	// an upgrade and gets the verdict, and `handoff status` asks what this
+	// process is. It is handed to each new generation like a listener.
+	// Empty: none.
+	ControlSocket string
+	// Version is reported by the control socket's status. Empty: none.
+	Version string
+
 	// UpgradeSignals are the signals HandleSignals upgrades on.
 	// Nil: SIGHUP and SIGUSR2.
 	UpgradeSignals []os.Signal

@@ -44,21 +44,24 @@ type child struct {
 //
 // The upgrade is bounded by ctx and by Options.UpgradeTimeout.
 func (u *Upgrader) Upgrade(ctx context.Context) error {
+	start := time.Now()
 	files, err := u.begin()
 	if err != nil {
+		u.record(start, 0, err)
 		return err
 	}
 	defer u.end()
-	start := time.Now()
 	c, err := u.start(files)
 	if err == nil {
 		u.log.Info("upgrade: new generation started", slog.Int("child_pid", c.pid), slog.Int("generation", u.generation+1))
 		err = u.await(ctx, c)
 	}
 	if err != nil {
+		u.record(start, 0, err)
 		u.log.Error("upgrade failed; this generation keeps serving", slog.Any("error", err))
 		return err
 	}
+	u.record(start, c.pid, nil)
 	u.handOver(c)
 	u.log.Info("upgrade: new generation is ready; this one drains",
 		slog.Int("child_pid", c.pid), slog.Duration("took", time.Since(start)))

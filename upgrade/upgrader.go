@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/internal/control"
 	"github.com/handoff-go/handoff/pidfile"
 	"github.com/handoff-go/handoff/readiness"
 )
@@ -69,6 +70,11 @@ type Upgrader struct {
 	stopOnce sync.Once
 	stopC    chan struct{}
 
+	started     time.Time
+	controlLn   net.Listener           // Options.ControlSocket; nil without one
+	lastUpgrade *control.UpgradeResult // guarded by mu
+	drainedC    chan struct{}          // closed once every server has drained and the hooks ran
+
 	hooks      []hook
 	serving    int // servers that drain when Exit closes, see hooks.go
 	beforeOnce sync.Once
@@ -111,6 +117,8 @@ func New(opts Options) (*Upgrader, error) {
 		generation: 1,
 		parentGone: make(chan struct{}),
 		goC:        make(chan struct{}),
+		drainedC:   make(chan struct{}),
+		started:    time.Now(),
 		exitC:      make(chan struct{}),
 		stopC:      make(chan struct{}),
 		keys:       make(map[string]*handed),
@@ -153,6 +161,11 @@ func (u *Upgrader) init(opts Options) error {
 	}
 	if err := u.resolveCommand(); err != nil {
 		return err
+	}
+	if o.ControlSocket != "" {
+		if err := u.listenControl(); err != nil {
+			return err
+		}
 	}
 	if u.parentCtl != nil {
 		go u.watchParent()
@@ -385,6 +398,7 @@ func (u *Upgrader) Ready() error {
 	u.mu.Lock()
 	u.ready = true
 	u.mu.Unlock()
+	u.serveControl()
 	u.log.Info("ready", slog.Int("pid", os.Getpid()), slog.Int("generation", u.generation))
 	return nil
 }

@@ -6,6 +6,9 @@
 //	./httpserver -addr 127.0.0.1:8080 -pidfile app.pid &
 //	kill -USR2 $(cat app.pid)
 //
+// With -control app.sock, `handoff upgrade -control app.sock` upgrades it
+// and exits 0 with the new PID, or 1 with the reason the new build failed.
+//
 // SIGTERM and SIGINT stop it gracefully (exit status 0). GET /sleep?d=5s
 // answers like / after sleeping (at most an hour): a long request that
 // keeps an old generation draining.
@@ -33,6 +36,7 @@ func main() {
 	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
 	probation := flag.Duration("probation", 0, "how long a new generation must stay up after it is ready before this one hands over")
 	maxGenerations := flag.Int("max-generations", upgrade.DefaultMaxGenerations, "generations alive at once, draining ones included")
+	controlSocket := flag.String("control", "", "control socket for `handoff upgrade` and `handoff status` (empty: none)")
 	flag.Parse()
 	opts := upgrade.Options{
 		PIDFile:        *pidFile,
@@ -40,6 +44,8 @@ func main() {
 		DrainTimeout:   *drainTimeout,
 		Probation:      *probation,
 		MaxGenerations: *maxGenerations,
+		ControlSocket:  *controlSocket,
+		Version:        version,
 		UpgradeSignals: upgradeSignals,
 	}
 	if err := run(*addr, opts); err != nil {

@@ -1,0 +1,194 @@
+// Package control is the protocol of handoff's control socket: a unix
+// stream socket on which a deploy tool asks a running server (or the
+// `handoff run` supervisor) to upgrade and waits for the verdict, or asks
+// for its status. One JSON request line, one JSON response line, per
+// connection. Only peers with the server's UID, or root, are served.
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// MaxRequest bounds a request line; longer ones get an error reply.
+const MaxRequest = 4096
+
+// Commands.
+const (
+	CmdUpgrade = "upgrade"
+	CmdStatus  = "status"
+)
+
+// Request is one command.
+type Request struct {
+	Cmd string `json:"cmd"`
+}
+
+// UpgradeResult is the verdict of one upgrade.
+type UpgradeResult struct {
+	OK        bool      `json:"ok"`
+	OldPID    int       `json:"old_pid"`
+	NewPID    int       `json:"new_pid,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	TookMS    float64   `json:"took_ms"`
+	// On failure: how far it got, and why.
+	Stage    string `json:"stage,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Signal   string `json:"signal,omitempty"`
+	Stderr   string `json:"stderr,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Status describes the live process.
+type Status struct {
+	PID         int            `json:"pid"`
+	Version     string         `json:"version,omitempty"`
+	Generation  int            `json:"generation"`
+	StartedAt   time.Time      `json:"started_at"`
+	Listeners   []string       `json:"listeners"`
+	Draining    []int          `json:"draining"`
+	LastUpgrade *UpgradeResult `json:"last_upgrade,omitempty"`
+	// Supervisor is set by `handoff run`: its own PID is PID, and the
+	// worker's is WorkerPID.
+	Supervisor bool `json:"supervisor,omitempty"`
+	WorkerPID  int  `json:"worker_pid,omitempty"`
+}
+
+// Response answers a Request. Error is set when the request itself could
+// not be served (malformed, unknown command, refused); an upgrade that ran
+// and failed is reported in Upgrade, with OK false.
+type Response struct {
+	Error   string         `json:"error,omitempty"`
+	Upgrade *UpgradeResult `json:"upgrade,omitempty"`
+	Status  *Status        `json:"status,omitempty"`
+}
+
+// Handler carries out commands.
+type Handler interface {
+	Upgrade(ctx context.Context) UpgradeResult
+	Status() Status
+}
+
+// Server serves the control protocol on a listener.
+type Server struct {
+	Handler Handler
+	Logger  *slog.Logger // nil: discard
+
+	active sync.WaitGroup
+}
+
+// Serve accepts until ln is closed, then waits for the requests in
+// progress (an upgrade's verdict is always delivered) and returns.
+func (s *Server) Serve(ln net.Listener) error {
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	defer s.active.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		s.active.Add(1)
+		go func() {
+			defer s.active.Done()
+			defer c.Close()
+			s.serve(c, log)
+		}()
+	}
+}
+
+func (s *Server) serve(c net.Conn, log *slog.Logger) {
+	reply := func(r Response) {
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		b, _ := json.Marshal(r)
+		c.Write(append(b, '\n'))
+	}
+	if err := checkPeer(c); err != nil {
+		log.Warn("control: refused a client", slog.Any("error", err))
+		reply(Response{Error: err.Error()})
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReaderSize(io.LimitReader(c, MaxRequest+1), MaxRequest+1).ReadSlice('\n')
+	if err != nil {
+		msg := "control: send one JSON request line, e.g. {\"cmd\":\"status\"}"
+		if len(line) > MaxRequest {
+			msg = fmt.Sprintf("control: request longer than %d bytes", MaxRequest)
+		}
+		reply(Response{Error: msg})
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		reply(Response{Error: "control: malformed request: " + err.Error()})
+		return
+	}
+	switch req.Cmd {
+	case CmdStatus:
+		st := s.Handler.Status()
+		reply(Response{Status: &st})
+	case CmdUpgrade:
+		res := s.Handler.Upgrade(context.Background())
+		reply(Response{Upgrade: &res})
+	default:
+		reply(Response{Error: fmt.Sprintf("control: unknown command %q (want %q or %q)", req.Cmd, CmdUpgrade, CmdStatus)})
+	}
+}
+
+// Do sends req to the control socket at path and returns the response.
+// ctx bounds the whole exchange (an upgrade may take UpgradeTimeout plus
+// probation).
+func Do(ctx context.Context, path string, req Request) (Response, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return Response{}, fmt.Errorf("control: connect to %s: %w", path, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	b, _ := json.Marshal(req)
+	if _, err := c.Write(append(b, '\n')); err != nil {
+		return Response{}, fmt.Errorf("control: send: %w", err)
+	}
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil {
+		if ctx.Err() != nil {
+			return Response{}, fmt.Errorf("control: no answer from %s: %w", path, ctx.Err())
+		}
+		return Response{}, fmt.Errorf("control: read answer from %s: %w", path, err)
+	}
+	var resp Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return Response{}, fmt.Errorf("control: malformed answer from %s: %w", path, err)
+	}
+	return resp, nil
+}
+
+// Chmod restricts the socket at path to its owner (0600).
+func Chmod(path string) error {
+	return os.Chmod(path, 0o600)
+}

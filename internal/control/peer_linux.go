@@ -1,0 +1,38 @@
+//go:build linux
+
+package control
+
+import (
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// checkPeer admits a client with this process's UID, or root, as told by
+// the kernel (SO_PEERCRED), not by the client.
+func checkPeer(c net.Conn) error {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("control: not a unix connection")
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return err
+	}
+	if credErr != nil {
+		return os.NewSyscallError("getsockopt SO_PEERCRED", credErr)
+	}
+	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() {
+		return fmt.Errorf("control: permission denied: client UID %d is neither this process's (%d) nor root", cred.Uid, os.Getuid())
+	}
+	return nil
+}
