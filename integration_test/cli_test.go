@@ -195,3 +195,33 @@ func TestCLIUpgradeByPidfile(t *testing.T) {
 	require.NoError(t, err)
 	s.requireAnswer("v2", newPID)
 }
+
+// TestDeployScript runs examples/deploy/deploy.sh as a deploy would: it
+// builds, places the binary, upgrades through the control socket, and
+// exits with handoff's verdict.
+func TestDeployScript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example")
+	}
+	appDir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(appDir, "bin"), 0o755))
+	sock := filepath.Join(appDir, "app.sock")
+	bin := filepath.Join(appDir, "bin", "httpserver")
+	require.NoError(t, harness.Install(bins.v1, bin))
+	s := startServer(t, "", bin, "-control", sock)
+	root, err := harness.ModuleRoot()
+	require.NoError(t, err)
+	deploy := func(dir string) (int, string) {
+		cmd := exec.Command("sh", filepath.Join(root, "examples", "deploy", "deploy.sh"), dir)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "HANDOFF="+handoffCLI(t), "VERSION=v9")
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	code, out := deploy(appDir)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "deployed v9: PID ")
+	pid, err := s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	s.requireAnswer("v9", pid)
+}
