@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-go/handoff/internal/tail"
 	"github.com/handoff-go/handoff/pidfile"
 	"github.com/handoff-go/handoff/readiness"
 )
@@ -30,7 +31,7 @@ type child struct {
 	exited     chan struct{}    // closed once the process has been reaped
 	state      *os.ProcessState // nil if waiting failed
 	waitErr    error
-	stderr     *tail
+	stderr     *tail.Buffer
 	stderrDone chan struct{} // closed when the child's stderr pipe is drained
 }
 

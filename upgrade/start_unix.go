@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/internal/tail"
 	"github.com/handoff-go/handoff/readiness"
 )
 
@@ -132,7 +133,7 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		pid:        pid,
 		ctl:        ctl,
 		exited:     make(chan struct{}),
-		stderr:     &tail{max: 4096},
+		stderr:     tail.New(4096),
 		stderrDone: make(chan struct{}),
 	}
 	go func() {

@@ -171,10 +171,13 @@ func Do(ctx context.Context, path string, req Request) (Response, error) {
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	b, _ := json.Marshal(req)
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return Response{}, fmt.Errorf("control: send: %w", err)
-	}
+	_, werr := c.Write(append(b, '\n'))
+	// Read even if the write failed: a server that refuses a client
+	// answers why and closes before reading the request.
 	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil && werr != nil {
+		return Response{}, fmt.Errorf("control: send: %w", werr)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return Response{}, fmt.Errorf("control: no answer from %s: %w", path, ctx.Err())

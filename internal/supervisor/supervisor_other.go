@@ -1,0 +1,34 @@
+//go:build !unix
+
+package supervisor
+
+import (
+	"context"
+
+	"github.com/handoff-go/handoff/internal/control"
+)
+
+// Supervisor is not supported on this platform.
+type Supervisor struct{}
+
+// New returns [ErrNotSupported] on this platform, after checking cfg.
+func New(cfg Config) (*Supervisor, error) {
+	if _, err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	return nil, ErrNotSupported
+}
+
+// Run returns [ErrNotSupported].
+func (s *Supervisor) Run(ctx context.Context) error { return ErrNotSupported }
+
+// Upgrade reports [ErrNotSupported].
+func (s *Supervisor) Upgrade(ctx context.Context) control.UpgradeResult {
+	return control.UpgradeResult{Error: ErrNotSupported.Error()}
+}
+
+// Status returns an empty status.
+func (s *Supervisor) Status() control.Status { return control.Status{} }
+
+// Exec returns [ErrNotSupported].
+func Exec(args []string) error { return ErrNotSupported }

@@ -1,0 +1,556 @@
+//go:build unix
+
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/handoff-go/handoff/internal/control"
+	"github.com/handoff-go/handoff/pidfile"
+)
+
+// sock is one bound socket.
+type sock struct {
+	l    Listen
+	conn interface {
+		syscall.Conn
+		io.Closer
+	}
+}
+
+// Supervisor runs workers on sockets it holds. It implements
+// [control.Handler].
+type Supervisor struct {
+	cfg  Config
+	log  *slog.Logger
+	quit chan struct{} // closed when Run starts to stop
+
+	// socks and dir are set by Run before the first worker starts.
+	socks     []sock
+	dir       string       // private directory of the notify sockets
+	crashed   chan *worker // the current worker died on its own
+	restarted chan control.UpgradeResult
+
+	mu         sync.Mutex
+	ran        bool
+	startedAt  time.Time
+	stopping   bool
+	upgrading  bool
+	seq        int
+	current    *worker   // the ready worker that serves
+	launching  *worker   // the worker an upgrade or restart waits for
+	draining   []*worker // old workers told to stop, not yet reaped
+	generation int
+	last       *control.UpgradeResult
+}
+
+var _ control.Handler = (*Supervisor)(nil)
+
+// New checks cfg and returns a Supervisor for it. Errors wrap [ErrConfig].
+func New(cfg Config) (*Supervisor, error) {
+	c, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	return &Supervisor{
+		cfg:       c,
+		log:       c.Logger,
+		quit:      make(chan struct{}),
+		crashed:   make(chan *worker),
+		restarted: make(chan control.UpgradeResult),
+	}, nil
+}
+
+// Run binds the sockets, starts the first worker and waits until it is
+// ready (bounded by UpgradeTimeout), writes the pidfile, serves the control
+// socket, and supervises: upgrades on SIGHUP, SIGUSR2 and [Supervisor.Upgrade],
+// restarts crashed workers. When ctx ends or SIGTERM or SIGINT arrives it
+// stops the workers (SIGTERM, SIGKILL after DrainTimeout), removes the
+// pidfile and control socket, and returns nil if the worker exited 0 or by
+// that SIGTERM, or an [*ExitError] with its status. A first worker that
+// does not become ready is an error.
+func (s *Supervisor) Run(ctx context.Context) (err error) {
+	s.mu.Lock()
+	if s.ran {
+		s.mu.Unlock()
+		return errors.New("supervisor: Run called twice: a Supervisor runs once")
+	}
+	s.ran = true
+	s.startedAt = time.Now()
+	s.mu.Unlock()
+
+	if s.cfg.PIDFile != "" {
+		if err := pidfile.Check(s.cfg.PIDFile); err != nil {
+			return err
+		}
+	}
+	if err := s.bind(ctx); err != nil {
+		return err
+	}
+	defer s.unbind()
+	if s.dir, err = os.MkdirTemp("", "handoff-run-"); err != nil { // mode 0700
+		return fmt.Errorf("supervisor: directory for notify sockets: %w", err)
+	}
+	defer os.RemoveAll(s.dir)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	sigDone := make(chan struct{})
+	defer close(sigDone)
+	go s.signals(sigs, sigDone)
+	defer context.AfterFunc(ctx, s.stop)()
+
+	first := s.launch(context.Background())
+	if !first.OK {
+		s.shutdown()
+		return fmt.Errorf("supervisor: the first worker did not start: %s", first.Error)
+	}
+	s.log.Info("supervisor: worker ready", slog.Int("worker", first.NewPID), slog.Float64("took_ms", first.TookMS))
+
+	// The control socket first: a deploy script that sees the pidfile
+	// may use it at once.
+	if s.cfg.Control != "" {
+		stopControl, err := s.serveControl()
+		if err != nil {
+			s.shutdown()
+			return err
+		}
+		defer stopControl()
+	}
+	if s.cfg.PIDFile != "" {
+		if err := pidfile.Write(s.cfg.PIDFile, os.Getpid()); err != nil {
+			s.shutdown()
+			return err
+		}
+		defer func() {
+			if err := pidfile.Remove(s.cfg.PIDFile, os.Getpid()); err != nil {
+				s.log.Warn("supervisor: removing the pidfile", slog.Any("error", err))
+			}
+		}()
+	}
+	return s.loop()
+}
+
+// loop supervises until the supervisor stops.
+func (s *Supervisor) loop() error {
+	backoff := minBackoff
+	var restart <-chan time.Time
+	for {
+		select {
+		case <-s.quit:
+			return s.shutdown()
+		case w := <-s.crashed:
+			code, sig := w.status()
+			up := time.Since(w.started)
+			s.log.Error("supervisor: worker died on its own", slog.Int("worker", w.pid), slog.Int("exit_code", code),
+				slog.String("signal", sigName(sig)), slog.Duration("uptime", up), slog.String("on_crash", s.cfg.OnCrash.String()))
+			if s.cfg.OnCrash == CrashExit {
+				s.stop()
+				s.shutdown()
+				return exitError(w, true)
+			}
+			if up >= resetAfter {
+				backoff = minBackoff
+			}
+			restart = time.After(backoff)
+			s.log.Info("supervisor: restarting the worker", slog.Duration("after", backoff))
+			backoff = min(2*backoff, maxBackoff)
+		case <-restart:
+			restart = nil
+			go func() {
+				res := s.launch(context.Background())
+				select {
+				case s.restarted <- res:
+				case <-s.quit:
+				}
+			}()
+		case res := <-s.restarted:
+			s.mu.Lock()
+			serving := s.current != nil
+			s.mu.Unlock()
+			if res.OK || serving {
+				if res.OK {
+					s.log.Info("supervisor: worker restarted", slog.Int("worker", res.NewPID))
+				}
+				continue
+			}
+			s.log.Error("supervisor: restart failed", slog.String("error", res.Error), slog.Duration("retry_after", backoff))
+			restart = time.After(backoff)
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}
+}
+
+// signals carries out the signals until done is closed.
+func (s *Supervisor) signals(sigs <-chan os.Signal, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGTERM, syscall.SIGINT:
+				s.log.Info("supervisor: stopping", slog.String("signal", sig.String()))
+				s.stop()
+			default:
+				go func() {
+					s.log.Info("supervisor: upgrade requested", slog.String("signal", sig.String()))
+					s.Upgrade(context.Background())
+				}()
+			}
+		}
+	}
+}
+
+// stop starts the supervisor's end; safe to call more than once.
+func (s *Supervisor) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopping {
+		s.stopping = true
+		close(s.quit)
+	}
+}
+
+// shutdown stops every worker (SIGTERM, SIGKILL after DrainTimeout), waits
+// until all are reaped, and returns how the serving worker ended.
+func (s *Supervisor) shutdown() error {
+	s.stop()
+	s.mu.Lock()
+	cur := s.current
+	all := slices.Clone(s.draining)
+	if cur != nil {
+		all = append(all, cur)
+	}
+	if s.launching != nil {
+		all = append(all, s.launching)
+	}
+	s.mu.Unlock()
+	for _, w := range all {
+		w.terminate(s.cfg.DrainTimeout)
+	}
+	for _, w := range all {
+		<-w.exited
+	}
+	if cur == nil {
+		return nil
+	}
+	s.log.Info("supervisor: worker stopped", slog.Int("worker", cur.pid), slog.String("how", cur.how()))
+	if code, sig := cur.status(); code == 0 || sig == syscall.SIGTERM {
+		return nil
+	}
+	return exitError(cur, false)
+}
+
+func exitError(w *worker, crash bool) *ExitError {
+	code, sig := w.status()
+	e := &ExitError{PID: w.pid, Code: code, Crash: crash}
+	if sig != 0 {
+		e.Code, e.Signal = 1, sig.String()
+	}
+	return e
+}
+
+func sigName(sig syscall.Signal) string {
+	if sig == 0 {
+		return ""
+	}
+	return sig.String()
+}
+
+// reaped is called once w has exited.
+func (s *Supervisor) reaped(w *worker) {
+	s.mu.Lock()
+	crash := w == s.current && !w.stopped.Load() && !s.stopping
+	if w == s.current {
+		s.current = nil
+	}
+	s.draining = slices.DeleteFunc(s.draining, func(o *worker) bool { return o == w })
+	s.mu.Unlock()
+	if !crash {
+		if w.stopped.Load() {
+			w.log.Info("supervisor: worker exited", slog.String("how", w.how()))
+		}
+		return
+	}
+	select {
+	case s.crashed <- w:
+	case <-s.quit:
+	}
+}
+
+// Upgrade starts a new worker on the same sockets and waits until it is
+// ready, then tells the old one to stop (SIGTERM, SIGKILL after
+// DrainTimeout). A new worker that exits before it is ready, or is not
+// ready within UpgradeTimeout, is stopped and reaped, and the old one keeps
+// serving. Only one upgrade runs at a time: a request during another gets
+// a result with Stage "busy" and Error set at once. ctx ending abandons
+// the upgrade (Stage "canceled").
+func (s *Supervisor) Upgrade(ctx context.Context) control.UpgradeResult {
+	res := s.launch(ctx)
+	if res.Stage != StageBusy {
+		s.mu.Lock()
+		s.last = &res
+		s.mu.Unlock()
+	}
+	if res.OK {
+		s.log.Info("supervisor: upgraded", slog.Int("old", res.OldPID), slog.Int("new", res.NewPID), slog.Float64("took_ms", res.TookMS))
+	} else {
+		s.log.Error("supervisor: upgrade failed", slog.String("error", res.Error))
+	}
+	return res
+}
+
+// launch starts a worker and makes it the current one once it is ready:
+// the first start, an upgrade, or a restart after a crash.
+func (s *Supervisor) launch(ctx context.Context) (res control.UpgradeResult) {
+	start := time.Now()
+	res.StartedAt = start
+	s.mu.Lock()
+	if s.current != nil {
+		res.OldPID = s.current.pid
+	}
+	switch {
+	case s.stopping:
+		s.mu.Unlock()
+		res.Stage, res.Error = StageCanceled, "supervisor: stopping; no new worker is started"
+		return res
+	case s.upgrading:
+		s.mu.Unlock()
+		res.Stage, res.Error = StageBusy, "supervisor: an upgrade is already in progress; try again when it is done"
+		return res
+	}
+	s.upgrading = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.upgrading = false
+		s.mu.Unlock()
+		res.TookMS = float64(time.Since(start).Microseconds()) / 1000
+	}()
+	keeps := "; the old worker keeps serving"
+	if res.OldPID == 0 {
+		keeps = ""
+	}
+
+	w, err := s.startWorker()
+	if err != nil {
+		res.Stage, res.Error = StageStart, err.Error()+keeps
+		return res
+	}
+	res.NewPID = w.pid
+	s.mu.Lock()
+	stopping := s.stopping
+	s.launching = w
+	s.mu.Unlock()
+	// fail stops w if it still runs and fills in res.
+	fail := func(stage, what string) control.UpgradeResult {
+		if stage != StageExited {
+			w.terminate(killAfter)
+		}
+		<-w.exited
+		s.mu.Lock()
+		if s.launching == w {
+			s.launching = nil
+		}
+		s.mu.Unlock()
+		code, sig := w.status()
+		if sig != 0 {
+			res.Signal = sig.String()
+		} else if code >= 0 {
+			res.ExitCode = &code
+		}
+		res.Stage = stage
+		res.Stderr = w.stderrTail()
+		if stage != StageExited {
+			what += " (it ended " + w.how() + ")"
+		}
+		msg := fmt.Sprintf("supervisor: new worker %d (%s) %s", w.pid, strings.Join(s.cfg.Program, " "), what)
+		if tail := strings.TrimSpace(res.Stderr); tail != "" {
+			if len(tail) > 512 {
+				tail = "..." + tail[len(tail)-512:]
+			}
+			msg += " (stderr tail: " + tail + ")"
+		}
+		res.Error = msg + keeps
+		return res
+	}
+	if stopping {
+		return fail(StageCanceled, "was stopped because the supervisor is stopping")
+	}
+
+	timer := time.NewTimer(s.cfg.UpgradeTimeout)
+	defer timer.Stop()
+	readyHow := "send READY=1 to NOTIFY_SOCKET"
+	if s.cfg.ReadyDelay > 0 {
+		readyHow = fmt.Sprintf("stay up for %v", s.cfg.ReadyDelay)
+	}
+	select {
+	case <-w.ready:
+		select {
+		case <-w.exited: // said ready, and died
+			return fail(StageExited, "said it was ready, then exited "+w.how())
+		default:
+		}
+	case <-w.exited:
+		return fail(StageExited, "exited "+w.how()+" before it was ready")
+	case <-timer.C:
+		return fail(StageTimeout, fmt.Sprintf("did not %s within %v and was stopped", readyHow, s.cfg.UpgradeTimeout))
+	case <-ctx.Done():
+		return fail(StageCanceled, fmt.Sprintf("was stopped before it was ready: %v", ctx.Err()))
+	case <-s.quit:
+		return fail(StageCanceled, "was stopped before it was ready because the supervisor is stopping")
+	}
+
+	s.mu.Lock()
+	if s.stopping {
+		// shutdown stops it as s.launching.
+		s.mu.Unlock()
+		res.Stage, res.Error = StageCanceled, "supervisor: stopping; the new worker is stopped too"
+		return res
+	}
+	old := s.current
+	s.current, s.launching = w, nil
+	s.generation++
+	if old != nil {
+		s.draining = append(s.draining, old)
+	}
+	s.mu.Unlock()
+	if old != nil {
+		res.OldPID = old.pid
+		old.terminate(s.cfg.DrainTimeout)
+	}
+	res.OK = true
+	return res
+}
+
+// Status describes the supervisor, for the control socket.
+func (s *Supervisor) Status() control.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := control.Status{
+		PID:        os.Getpid(),
+		Supervisor: true,
+		Generation: s.generation,
+		StartedAt:  s.startedAt,
+		Listeners:  make([]string, 0, len(s.cfg.Listen)),
+		Draining:   []int{},
+	}
+	if s.current != nil {
+		st.WorkerPID = s.current.pid
+	}
+	for _, l := range s.cfg.Listen {
+		st.Listeners = append(st.Listeners, l.Name())
+	}
+	for _, w := range s.draining {
+		st.Draining = append(st.Draining, w.pid)
+	}
+	if s.last != nil {
+		r := *s.last
+		st.LastUpgrade = &r
+	}
+	return st
+}
+
+// bind binds every socket of the config.
+func (s *Supervisor) bind(ctx context.Context) error {
+	var lc net.ListenConfig
+	for _, l := range s.cfg.Listen {
+		var c sock
+		c.l = l
+		var err error
+		if l.stream() {
+			var ln net.Listener
+			ln, err = lc.Listen(ctx, l.Network, l.Addr)
+			if err == nil {
+				c.conn = ln.(interface {
+					net.Listener
+					syscall.Conn
+				})
+				s.log.Info("supervisor: listening", slog.String("name", l.Name()), slog.String("addr", ln.Addr().String()))
+			}
+		} else {
+			var pc net.PacketConn
+			pc, err = lc.ListenPacket(ctx, l.Network, l.Addr)
+			if err == nil {
+				c.conn = pc.(interface {
+					net.PacketConn
+					syscall.Conn
+				})
+				s.log.Info("supervisor: listening", slog.String("name", l.Name()), slog.String("addr", pc.LocalAddr().String()))
+			}
+		}
+		if err != nil {
+			s.unbind()
+			if strings.HasPrefix(l.Network, "unix") && errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("supervisor: listen %s: %w (if no process serves it, the socket file is stale: remove it)", l, err)
+			}
+			return fmt.Errorf("supervisor: listen %s: %w", l, err)
+		}
+		s.socks = append(s.socks, c)
+	}
+	return nil
+}
+
+// unbind closes the sockets; unix socket files are removed.
+func (s *Supervisor) unbind() {
+	for _, c := range s.socks {
+		c.conn.Close() // unlinks a unix listener's path
+		if c.l.Network == "unixgram" {
+			os.Remove(c.l.Addr)
+		}
+	}
+	s.socks = nil
+}
+
+// serveControl serves the control protocol on cfg.Control and returns the
+// function that stops it and removes the socket.
+func (s *Supervisor) serveControl() (func(), error) {
+	path := s.cfg.Control
+	ln, err := net.Listen("unix", path)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		// A stale socket from a supervisor that died: remove it, unless
+		// something still answers on it.
+		if c, derr := net.DialTimeout("unix", path, time.Second); derr == nil {
+			c.Close()
+			return nil, fmt.Errorf("supervisor: control socket %s is in use by another process: stop it or choose another path", path)
+		}
+		os.Remove(path)
+		ln, err = net.Listen("unix", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: control socket: %w", err)
+	}
+	if err := control.Chmod(path); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("supervisor: control socket: %w", err)
+	}
+	srv := &control.Server{Handler: s, Logger: s.log}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil {
+			s.log.Error("supervisor: control socket", slog.Any("error", err))
+		}
+	}()
+	return func() {
+		ln.Close() // removes the socket file
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	}, nil
+}
