@@ -18,19 +18,6 @@ const (
 	DefaultDrainTimeout   = 30 * time.Second
 )
 
-// Backoff of restarts after crashes: the first restart waits minBackoff,
-// each crash in a row doubles the wait up to maxBackoff, and a worker that
-// served for resetAfter starts the count again.
-const (
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 10 * time.Second
-	resetAfter = 30 * time.Second
-)
-
-// killAfter is how long a worker that failed to become ready gets between
-// SIGTERM and SIGKILL.
-const killAfter = 5 * time.Second
-
 // CrashPolicy says what to do when the worker dies on its own.
 type CrashPolicy int
 
