@@ -1,7 +1,6 @@
 package upgrade
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -49,15 +48,8 @@ func (u *Upgrader) adoptElders() {
 func (u *Upgrader) watchElders() {
 	for _, e := range u.elders {
 		go func() {
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := u.untilStop()
 			defer cancel()
-			go func() {
-				select {
-				case <-u.stopC:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
 			if readiness.WaitClosed(ctx, e.ctl) == nil {
 				close(e.gone)
 			}

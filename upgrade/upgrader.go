@@ -267,12 +267,9 @@ func (u *Upgrader) adoptParent() error {
 	return nil
 }
 
-// watchParent follows the parent through the readiness channel: goC is
-// closed when the parent says go (or is gone), parentGone when it has
-// exited and its end is closed. Stop ends the watch.
-func (u *Upgrader) watchParent() {
+// untilStop returns a context that ends when Stop is called.
+func (u *Upgrader) untilStop() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	go func() {
 		select {
 		case <-u.stopC:
@@ -280,6 +277,15 @@ func (u *Upgrader) watchParent() {
 		case <-ctx.Done():
 		}
 	}()
+	return ctx, cancel
+}
+
+// watchParent follows the parent through the readiness channel: goC is
+// closed when the parent says go (or is gone), parentGone when it has
+// exited and its end is closed. Stop ends the watch.
+func (u *Upgrader) watchParent() {
+	ctx, cancel := u.untilStop()
+	defer cancel()
 	if u.handshake {
 		err := readiness.WaitGo(ctx, u.parentCtl)
 		switch {
