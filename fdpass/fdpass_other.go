@@ -49,5 +49,15 @@ func (in *Inherited) PacketConn(name, network string) (net.PacketConn, error) {
 	return nil, ErrNotSupported
 }
 
+// ListenerAt is not supported on this platform.
+func (in *Inherited) ListenerAt(network, addr string) (net.Listener, error) {
+	return nil, ErrNotSupported
+}
+
+// PacketConnAt is not supported on this platform.
+func (in *Inherited) PacketConnAt(network, addr string) (net.PacketConn, error) {
+	return nil, ErrNotSupported
+}
+
 // CloseUnclaimed does nothing on this platform.
 func (in *Inherited) CloseUnclaimed() []string { return nil }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -234,6 +235,96 @@ func (in *Inherited) Listener(name, network string) (net.Listener, error) {
 // one of udp, udp4, udp6 or unixgram.
 func (in *Inherited) PacketConn(name, network string) (net.PacketConn, error) {
 	return takeSocket(in, name, network, false, net.FilePacketConn)
+}
+
+// ListenerAt takes an unclaimed inherited listening socket of network
+// that is bound to addr, whatever its name: the sockets of systemd socket
+// activation carry the unit's names, not the program's. An empty or
+// unspecified host matches only a socket bound to the unspecified address;
+// a port of 0 matches nothing. [ErrNotFound] if no socket matches.
+func (in *Inherited) ListenerAt(network, addr string) (net.Listener, error) {
+	return takeSocketAt(in, network, addr, true, net.FileListener)
+}
+
+// PacketConnAt is ListenerAt for datagram sockets.
+func (in *Inherited) PacketConnAt(network, addr string) (net.PacketConn, error) {
+	return takeSocketAt(in, network, addr, false, net.FilePacketConn)
+}
+
+func takeSocketAt[T any](in *Inherited, network, addr string, listen bool, adopt func(*os.File) (T, error)) (T, error) {
+	var zero T
+	want, err := kindOf(network, listen)
+	if err != nil {
+		return zero, err
+	}
+	in.mu.Lock()
+	var name string
+	for _, e := range in.files {
+		if !e.taken && want.check(e.fd, e.name) == nil && boundTo(e.fd, network, addr) {
+			name = e.name
+			// Put it first among its namesakes, for take below.
+			list := in.byName[name]
+			for i, o := range list {
+				if o == e {
+					list[0], list[i] = list[i], list[0]
+				}
+			}
+			break
+		}
+	}
+	in.mu.Unlock()
+	if name == "" {
+		return zero, fmt.Errorf("%w: no %s socket bound to %s", ErrNotFound, network, addr)
+	}
+	return takeSocket(in, name, network, listen, adopt)
+}
+
+// boundTo reports whether the socket fd is bound to addr.
+func boundTo(fd int, network, addr string) bool {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return false
+	}
+	if u, ok := sa.(*unix.SockaddrUnix); ok {
+		return u.Name == addr
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port == 0 {
+		return false
+	}
+	var ip net.IP
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		if a.Port != port {
+			return false
+		}
+		ip = net.IP(a.Addr[:])
+	case *unix.SockaddrInet6:
+		if a.Port != port {
+			return false
+		}
+		ip = net.IP(a.Addr[:])
+	default:
+		return false
+	}
+	want := net.ParseIP(host)
+	if host == "" || want != nil && want.IsUnspecified() {
+		return ip.IsUnspecified()
+	}
+	if want != nil {
+		return ip.Equal(want)
+	}
+	ips, _ := net.LookupIP(host) // a name such as localhost
+	for _, w := range ips {
+		if ip.Equal(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // takeSocket takes the socket named name after checking it is of the kind

@@ -34,7 +34,7 @@ func (u *Upgrader) Listen(ctx context.Context, network, addr string) (net.Listen
 		return nil, fmt.Errorf("upgrade: Listen: network %q is not a stream network (want tcp, tcp4, tcp6, unix or unixpacket)", network)
 	}
 	var lc net.ListenConfig
-	return adoptOrCreate(u, network, addr, u.inherited.Listener, func() (net.Listener, error) {
+	return adoptOrCreate(u, network, addr, u.inherited.Listener, u.inherited.ListenerAt, func() (net.Listener, error) {
 		return lc.Listen(ctx, network, addr)
 	})
 }
@@ -48,19 +48,26 @@ func (u *Upgrader) ListenPacket(ctx context.Context, network, addr string) (net.
 		return nil, fmt.Errorf("upgrade: ListenPacket: network %q is not a datagram network (want udp, udp4, udp6 or unixgram)", network)
 	}
 	var lc net.ListenConfig
-	return adoptOrCreate(u, network, addr, u.inherited.PacketConn, func() (net.PacketConn, error) {
+	return adoptOrCreate(u, network, addr, u.inherited.PacketConn, u.inherited.PacketConnAt, func() (net.PacketConn, error) {
 		return lc.ListenPacket(ctx, network, addr)
 	})
 }
 
-// adoptOrCreate takes the socket inherited under network and addr, or
-// creates it, and registers it for hand-over.
-func adoptOrCreate[T any](u *Upgrader, network, addr string, inherit func(name, network string) (T, error), create func() (T, error)) (T, error) {
+// adoptOrCreate takes the socket inherited under network and addr — by
+// handoff's name for it, or else, for systemd socket activation, by the
+// address it is bound to — or creates it, and registers it for hand-over
+// under handoff's name.
+func adoptOrCreate[T any](u *Upgrader, network, addr string,
+	inherit func(name, network string) (T, error), inheritAt func(network, addr string) (T, error),
+	create func() (T, error)) (T, error) {
 	k := key(network, addr)
 	var v T
 	err := u.register(k, func() (syscall.Conn, error) {
 		var err error
 		v, err = inherit(k, network)
+		if errors.Is(err, fdpass.ErrNotFound) {
+			v, err = inheritAt(network, addr)
+		}
 		if errors.Is(err, fdpass.ErrNotFound) {
 			v, err = create()
 			if errors.Is(err, syscall.EADDRINUSE) {
