@@ -99,8 +99,12 @@ type Options struct {
 	Version string
 
 	// UpgradeSignals are the signals HandleSignals upgrades on.
-	// Nil: SIGHUP and SIGUSR2.
+	// Nil: SIGHUP and SIGUSR2, and SIGUSR1 with UpgradeOnSIGUSR1.
 	UpgradeSignals []os.Signal
+	// UpgradeOnSIGUSR1 adds SIGUSR1 to the default UpgradeSignals, for
+	// deploy tools that send it. It does nothing where there is no SIGUSR1
+	// or when UpgradeSignals is set.
+	UpgradeOnSIGUSR1 bool
 	// StopSignals are the signals HandleSignals stops gracefully on.
 	// Nil: SIGTERM and SIGINT.
 	StopSignals []os.Signal

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 )
 
@@ -21,6 +22,9 @@ func (u *Upgrader) HandleSignals() (stop func()) {
 	up := u.opts.UpgradeSignals
 	if up == nil {
 		up = defaultUpgradeSignals
+		if u.opts.UpgradeOnSIGUSR1 {
+			up = append(slices.Clone(up), sigUSR1...)
+		}
 	}
 	down := u.opts.StopSignals
 	if down == nil {

@@ -10,4 +10,5 @@ import (
 var (
 	defaultUpgradeSignals []os.Signal
 	defaultStopSignals    = []os.Signal{syscall.SIGTERM, os.Interrupt}
+	sigUSR1               []os.Signal
 )

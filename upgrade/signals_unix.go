@@ -10,4 +10,5 @@ import (
 var (
 	defaultUpgradeSignals = []os.Signal{syscall.SIGHUP, syscall.SIGUSR2}
 	defaultStopSignals    = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+	sigUSR1               = []os.Signal{syscall.SIGUSR1}
 )

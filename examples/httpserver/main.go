@@ -39,14 +39,14 @@ func main() {
 	controlSocket := flag.String("control", "", "control socket for `handoff upgrade` and `handoff status` (empty: none)")
 	flag.Parse()
 	opts := upgrade.Options{
-		PIDFile:        *pidFile,
-		UpgradeTimeout: *upgradeTimeout,
-		DrainTimeout:   *drainTimeout,
-		Probation:      *probation,
-		MaxGenerations: *maxGenerations,
-		ControlSocket:  *controlSocket,
-		Version:        version,
-		UpgradeSignals: upgradeSignals,
+		PIDFile:          *pidFile,
+		UpgradeTimeout:   *upgradeTimeout,
+		DrainTimeout:     *drainTimeout,
+		Probation:        *probation,
+		MaxGenerations:   *maxGenerations,
+		ControlSocket:    *controlSocket,
+		Version:          version,
+		UpgradeOnSIGUSR1: true,
 	}
 	if err := run(*addr, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "httpserver:", err)

@@ -45,11 +45,11 @@ func main() {
 	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
 	flag.Parse()
 	opts := upgrade.Options{
-		PIDFile:        *pidFile,
-		UpgradeTimeout: *upgradeTimeout,
-		DrainTimeout:   *drainTimeout,
-		Version:        version,
-		UpgradeSignals: upgradeSignals,
+		PIDFile:          *pidFile,
+		UpgradeTimeout:   *upgradeTimeout,
+		DrainTimeout:     *drainTimeout,
+		Version:          version,
+		UpgradeOnSIGUSR1: true,
 	}
 	if err := run(*addr, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "tcpecho:", err)

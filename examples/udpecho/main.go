@@ -36,11 +36,11 @@ func main() {
 	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
 	flag.Parse()
 	opts := upgrade.Options{
-		PIDFile:        *pidFile,
-		UpgradeTimeout: *upgradeTimeout,
-		DrainTimeout:   *drainTimeout,
-		Version:        version,
-		UpgradeSignals: upgradeSignals,
+		PIDFile:          *pidFile,
+		UpgradeTimeout:   *upgradeTimeout,
+		DrainTimeout:     *drainTimeout,
+		Version:          version,
+		UpgradeOnSIGUSR1: true,
 	}
 	if err := run(*addr, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "udpecho:", err)

@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/handoff-go/handoff/upgrade"
@@ -43,7 +42,7 @@ func main() {
 	u, err := upgrade.New(upgrade.Options{
 		PIDFile: *pidFile, UpgradeTimeout: *upgradeTimeout, DrainTimeout: *drainTimeout,
 		Probation: *probation, MaxGenerations: *maxGenerations, Logger: log,
-		UpgradeSignals: []os.Signal{syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2},
+		UpgradeOnSIGUSR1: true,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faulty:", err)
