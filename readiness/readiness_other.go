@@ -33,3 +33,25 @@ func Live(f *os.File) error { return ErrNotSupported }
 
 // WaitLive is not supported on this platform.
 func WaitLive(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// Notifier is not supported on this platform; a nil *Notifier sends
+// nothing.
+type Notifier struct{}
+
+// NewNotifier returns nil for an empty socket and ErrNotSupported
+// otherwise.
+func NewNotifier(socket string) (*Notifier, error) {
+	if socket == "" {
+		return nil, nil
+	}
+	return nil, ErrNotSupported
+}
+
+// Notify does nothing for a nil Notifier, the only kind there is here.
+func (n *Notifier) Notify(state string) error { return nil }
+
+// Socket returns "".
+func (n *Notifier) Socket() string { return "" }
+
+// Reloading returns "RELOADING=1".
+func Reloading() string { return "RELOADING=1" }

@@ -3,6 +3,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +19,13 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/handoff-go/handoff/fdpass"
 	"github.com/handoff-go/handoff/internal/tail"
+	"github.com/handoff-go/handoff/readiness"
 )
+
+// maxStatus bounds a worker's STATUS= text kept for logging.
+const maxStatus = 256
 
 // EnvNotifySocket names the socket a worker sends READY=1 to.
 const EnvNotifySocket = "NOTIFY_SOCKET"
@@ -37,7 +40,7 @@ type worker struct {
 	stderr     *tail.Buffer
 	stderrDone chan struct{} // closed when the stderr pipe reached EOF
 
-	notify    *net.UnixConn
+	notify    *readiness.NotifyReceiver
 	readyOnce sync.Once
 	ready     chan struct{} // closed when the worker is ready
 
@@ -59,19 +62,15 @@ func (s *Supervisor) startWorker() (w *worker, err error) {
 	// so only this user can reach it; on Linux the sender's PID is checked
 	// as well.
 	path := filepath.Join(s.dir, "notify-"+strconv.Itoa(seq))
-	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	nc, err := readiness.ListenNotify(path)
 	if err != nil {
-		return nil, fmt.Errorf("supervisor: notify socket: %w", err)
+		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			nc.Close()
-			os.Remove(path)
 		}
 	}()
-	if err := passCred(nc); err != nil {
-		return nil, err
-	}
 
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -133,7 +132,6 @@ func (s *Supervisor) startWorker() (w *worker, err error) {
 	go func() {
 		w.state, _ = proc.Wait()
 		nc.Close()
-		os.Remove(path)
 		close(w.exited)
 		s.reaped(w)
 	}()
@@ -225,31 +223,23 @@ func (w *worker) setReady() { w.readyOnce.Do(func() { close(w.ready) }) }
 
 // readNotify reads sd_notify datagrams until the socket is closed.
 func (w *worker) readNotify() {
-	buf := make([]byte, maxNotify+1)
-	oob := make([]byte, oobSize)
 	for {
-		n, oobn, flags, _, err := w.notify.ReadMsgUnix(buf, oob)
+		n, err := w.notify.Receive(context.Background())
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				w.log.Warn("supervisor: reading the notify socket", slog.Any("error", err))
 			}
 			return
 		}
-		pid, known := sender(oob[:oobn])
-		if checkSender && (!known || pid != w.pid) {
+		if readiness.KnowsSender && n.PID != w.pid {
 			w.log.Warn("supervisor: ignored a notify message from another process: only the worker itself may send READY=1 (exec the server, do not fork it)",
-				slog.Int("sender", pid))
+				slog.Int("sender", n.PID))
 			continue
 		}
-		if flags&unix.MSG_TRUNC != 0 || n > maxNotify {
-			w.log.Warn("supervisor: ignored an oversized notify message", slog.Int("max", maxNotify))
-			continue
+		if st, ok := n.Value("STATUS"); ok {
+			w.log.Info("supervisor: worker status", slog.String("status", readiness.Printable(st, maxStatus)))
 		}
-		nt := parseNotify(buf[:n])
-		if nt.Status != "" {
-			w.log.Info("supervisor: worker status", slog.String("status", nt.Status))
-		}
-		if nt.Ready {
+		if v, _ := n.Value("READY"); v == "1" {
 			w.setReady()
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package supervisor
+package readiness
 
 import (
 	"net"
@@ -8,10 +8,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// checkSender: on Linux the kernel tells who sent a notify datagram, and
-// only the worker's own PID counts.
-const checkSender = true
 
 // oobSize fits the sender's credentials and some descriptors, which are
 // closed.
@@ -33,12 +29,12 @@ func passCred(c *net.UnixConn) error {
 	return os.NewSyscallError("setsockopt SO_PASSCRED", serr)
 }
 
-// sender returns the sending PID from a datagram's control messages, and
-// closes any descriptors that came along.
-func sender(oob []byte) (pid int, ok bool) {
+// sender returns the sending PID from a datagram's control messages (0 if
+// absent), and closes any descriptors that came along.
+func sender(oob []byte) (pid int) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return 0, false
+		return 0
 	}
 	for i := range msgs {
 		m := &msgs[i]
@@ -53,9 +49,13 @@ func sender(oob []byte) (pid int, ok bool) {
 			}
 		case unix.SCM_CREDENTIALS:
 			if c, err := unix.ParseUnixCredentials(m); err == nil {
-				pid, ok = int(c.Pid), true
+				pid = int(c.Pid)
 			}
 		}
 	}
-	return pid, ok
+	return pid
 }
+
+// KnowsSender is true where a [NotifyReceiver] learns each sender's PID
+// from the kernel.
+const KnowsSender = true

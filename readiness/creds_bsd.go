@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package supervisor
+package readiness
 
 import (
 	"net"
@@ -8,20 +8,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// checkSender: this platform does not tell who sent a notify datagram, so
-// any process that can reach the socket (in a 0700 directory) counts.
-const checkSender = false
-
 // oobSize fits some descriptors, which are closed.
 var oobSize = unix.CmsgSpace(16 * 4)
 
+// passCred does nothing: this platform does not tell who sent a datagram.
 func passCred(c *net.UnixConn) error { return nil }
 
 // sender closes any descriptors that came along; it cannot tell the PID.
-func sender(oob []byte) (pid int, ok bool) {
+func sender(oob []byte) (pid int) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return 0, false
+		return 0
 	}
 	for i := range msgs {
 		if msgs[i].Header.Level == unix.SOL_SOCKET && msgs[i].Header.Type == unix.SCM_RIGHTS {
@@ -31,5 +28,9 @@ func sender(oob []byte) (pid int, ok bool) {
 			}
 		}
 	}
-	return 0, false
+	return 0
 }
+
+// KnowsSender is true where a [NotifyReceiver] learns each sender's PID
+// from the kernel.
+const KnowsSender = false

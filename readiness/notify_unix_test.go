@@ -1,0 +1,111 @@
+//go:build unix
+
+package readiness
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestNotifyRoundTrip(t *testing.T) {
+	r, err := ListenNotify(filepath.Join(t.TempDir(), "notify"))
+	require.NoError(t, err)
+	defer r.Close()
+	n, err := NewNotifier(r.Path())
+	require.NoError(t, err)
+	assert.Equal(t, r.Path(), n.Socket())
+
+	require.NoError(t, n.Notify("READY=1\nSTATUS=serving"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := r.Receive(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"READY=1", "STATUS=serving"}, got.Lines)
+	if KnowsSender {
+		assert.Equal(t, os.Getpid(), got.PID, "the kernel names the sender")
+	}
+
+	// Garbage is skipped, not returned.
+	c, err := net.Dial("unixgram", r.Path())
+	require.NoError(t, err)
+	_, err = c.Write([]byte("READY=1\x00"))
+	require.NoError(t, err)
+	c.Close()
+	require.NoError(t, n.Notify(Reloading()))
+	got, err = r.Receive(ctx)
+	require.NoError(t, err)
+	require.Len(t, got.Lines, 2)
+	assert.Equal(t, "RELOADING=1", got.Lines[0])
+	usec, ok := got.Value("MONOTONIC_USEC")
+	require.True(t, ok)
+	v, err := strconv.ParseInt(usec, 10, 64)
+	require.NoError(t, err)
+	assert.Positive(t, v)
+}
+
+func TestNotifyReceiveEnds(t *testing.T) {
+	r, err := ListenNotify(filepath.Join(t.TempDir(), "notify"))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = r.Receive(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// A later Receive is not hit by the earlier deadline.
+	n, _ := NewNotifier(r.Path())
+	require.NoError(t, n.Notify("READY=1"))
+	got, err := r.Receive(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"READY=1"}, got.Lines)
+
+	closed := make(chan struct{})
+	go func() { time.Sleep(20 * time.Millisecond); r.Close(); close(closed) }()
+	_, err = r.Receive(context.Background())
+	assert.ErrorIs(t, err, net.ErrClosed)
+	<-closed
+	_, err = os.Stat(r.Path())
+	assert.ErrorIs(t, err, os.ErrNotExist, "Close removes the socket file")
+}
+
+func TestNotifierSockets(t *testing.T) {
+	n, err := NewNotifier("")
+	require.NoError(t, err)
+	assert.Nil(t, n)
+	assert.NoError(t, n.Notify("READY=1"), "a nil Notifier sends nothing")
+
+	for _, bad := range []string{"relative/path", "vsock:2:1234", "@"} {
+		_, err := NewNotifier(bad)
+		assert.ErrorIs(t, err, ErrNoNotifySocket, bad)
+	}
+	n, err = NewNotifier(filepath.Join(t.TempDir(), "nobody"))
+	require.NoError(t, err)
+	err = n.Notify("READY=1")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nobody")
+
+	if runtime.GOOS != "linux" {
+		return
+	}
+	name := "@handoff-test-" + strconv.Itoa(os.Getpid())
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
+	require.NoError(t, err)
+	defer c.Close()
+	n, err = NewNotifier(name)
+	require.NoError(t, err)
+	require.NoError(t, n.Notify("READY=1"))
+	buf := make([]byte, 64)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	k, err := c.Read(buf)
+	require.NoError(t, err)
+	assert.Equal(t, "READY=1", strings.TrimSpace(string(buf[:k])))
+}
