@@ -15,7 +15,8 @@ import (
 
 // client sends one request at a time, over its own connection.
 type client struct {
-	l *Load
+	l  *Load
+	id int // index in l.clients, for Result.Client
 
 	// Owned by the client's goroutine.
 	conn    net.Conn
@@ -35,12 +36,14 @@ type outcome struct {
 	status    int
 	body      []byte // the kept part of the body; valid until the next attempt
 	size      int64  // full body size
-	latency   time.Duration
+	start     time.Time
+	latency   time.Duration // to the end of the response, or of the failure
 }
 
-func newClient(l *Load) *client {
+func newClient(l *Load, id int) *client {
 	return &client{
 		l:       l,
+		id:      id,
 		scratch: make([]byte, 0, maxKeep),
 	}
 }
@@ -59,6 +62,17 @@ func (c *client) run(ctx context.Context) {
 		c.mu.Lock()
 		c.t.record(o)
 		c.mu.Unlock()
+		if f := c.l.cfg.OnResult; f != nil && o.attempted {
+			f(Result{
+				Client:  c.id,
+				Start:   o.start,
+				Latency: o.latency,
+				Kind:    o.kind,
+				Status:  o.status,
+				Body:    o.body,
+				Dialed:  o.dialed,
+			})
+		}
 		if iv := c.l.cfg.Interval; iv > 0 {
 			if pause == nil {
 				pause = time.NewTimer(iv)
@@ -78,7 +92,7 @@ func (c *client) run(ctx context.Context) {
 func (c *client) attempt(ctx context.Context) outcome {
 	cfg := &c.l.cfg
 	start := time.Now()
-	var o outcome
+	o := outcome{start: start}
 	if c.conn == nil {
 		d := net.Dialer{Timeout: cfg.Timeout}
 		conn, err := d.DialContext(ctx, cfg.Network, cfg.Addr)
@@ -114,6 +128,7 @@ func (c *client) attempt(ctx context.Context) outcome {
 // fail records err as the outcome of the attempt and drops the connection:
 // after a failed request its state is unknown.
 func (c *client) fail(o outcome, stage string, err error) outcome {
+	o.latency = time.Since(o.start)
 	c.closeConn()
 	o.attempted = true
 	o.kind = classify(stage, err)

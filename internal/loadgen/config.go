@@ -72,6 +72,42 @@ type Config struct {
 	// than the server's idle timeout makes the server close connections
 	// between requests, and each such request fails.
 	Interval time.Duration
+
+	// OnResult, if set, is called with every attempt that is counted in
+	// [Stats], ok or failed, right after it is counted, on the goroutine of
+	// the client that made it: calls for one client never overlap, calls
+	// for different clients do (use [Result.Client] to keep per-client
+	// state without locking). It delays that client's next request, so it
+	// must be quick. Attempts abandoned at the end of the load are not
+	// passed. Nil: none.
+	OnResult func(Result)
+}
+
+// Result is one counted attempt, as [Config.OnResult] sees it.
+type Result struct {
+	// Client is the index of the client that made the attempt, from 0 to
+	// Clients-1.
+	Client int
+
+	// Start is when the attempt began (its dial, if it needed one);
+	// Latency runs from Start to the last byte of the response, or to the
+	// failure.
+	Start   time.Time
+	Latency time.Duration
+
+	// Kind is "" if the attempt was ok, or its failure kind as counted in
+	// [Stats.Errors] ("dial: connection refused", "status 503", ...).
+	Kind string
+
+	// Status is the response's status code, or 0 if none was read.
+	Status int
+
+	// Body is the kept part of the response body (at most 256 bytes; nil
+	// if none was read). It is only valid during the call: copy it to keep it.
+	Body []byte
+
+	// Dialed reports whether the attempt opened a new connection.
+	Dialed bool
 }
 
 const (

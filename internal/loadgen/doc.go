@@ -67,4 +67,9 @@
 // Clients never back off after a failure: against a server that refuses
 // connections they fail as fast as the kernel answers. Use
 // [Config.Interval] to pace them.
+//
+// To see more than totals — a timeline, latencies in a window of time,
+// which process answered when — set [Config.OnResult]: it is called with
+// each counted attempt as it ends ([Result]: client, start, latency,
+// failure kind, status, body).
 package loadgen

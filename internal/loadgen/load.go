@@ -65,8 +65,8 @@ func Start(cfg Config) (*Load, error) {
 		start:  time.Now(),
 		cancel: cancel,
 	}
-	for range cfg.Clients {
-		l.clients = append(l.clients, newClient(l))
+	for i := range cfg.Clients {
+		l.clients = append(l.clients, newClient(l, i))
 	}
 	for _, c := range l.clients {
 		l.wg.Add(1)

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -357,4 +358,91 @@ func TestRequest(t *testing.T) {
 func TestStatsString(t *testing.T) {
 	s := Stats{Requests: 3, Failed: 2, Errors: map[string]int64{"status 500": 1, "read: EOF": 1}, Max: time.Millisecond}
 	assert.Equal(t, "requests=3 failed=2 conns=0 p50=0s p99=0s max=1ms elapsed=0s [read: EOF]=1 [status 500]=1", s.String())
+}
+
+// collector keeps what OnResult sees, per client, and checks that calls
+// for one client never overlap.
+type collector struct {
+	t       *testing.T
+	mu      sync.Mutex
+	results []Result
+	busy    map[int]bool
+}
+
+func (c *collector) on(r Result) {
+	c.mu.Lock()
+	if c.busy[r.Client] {
+		c.t.Errorf("overlapping OnResult calls for client %d", r.Client)
+	}
+	c.busy[r.Client] = true
+	c.mu.Unlock()
+	time.Sleep(time.Microsecond) // widen the window for an overlap
+	r.Body = bytes.Clone(r.Body)
+	c.mu.Lock()
+	c.results = append(c.results, r)
+	c.busy[r.Client] = false
+	c.mu.Unlock()
+}
+
+func TestOnResult(t *testing.T) {
+	addr := serve(t, hello)
+	for _, mode := range []Mode{NewConn, KeepAlive} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c := &collector{t: t, busy: map[int]bool{}}
+			begin := time.Now()
+			st := run(t, Config{Addr: addr, Clients: 3, Mode: mode, OnResult: c.on})
+			end := time.Now()
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			require.Len(t, c.results, int(st.Requests), "one call per counted attempt")
+			clients := map[int]bool{}
+			var dialed int64
+			for _, r := range c.results {
+				clients[r.Client] = true
+				assert.Empty(t, r.Kind)
+				assert.Equal(t, 200, r.Status)
+				assert.Equal(t, "hello", string(r.Body))
+				assert.Positive(t, r.Latency)
+				assert.False(t, r.Start.Before(begin))
+				assert.False(t, r.Start.Add(r.Latency).After(end))
+				if r.Dialed {
+					dialed++
+				}
+			}
+			assert.Equal(t, map[int]bool{0: true, 1: true, 2: true}, clients)
+			assert.Equal(t, st.Conns, dialed)
+		})
+	}
+}
+
+func TestOnResultFailures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	refused := ln.Addr().String()
+	ln.Close()
+	status := serve(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "boom", http.StatusServiceUnavailable)
+	})
+	for _, tc := range []struct {
+		name, addr, kind string
+		status           int
+	}{
+		{"refused", refused, "dial: connection refused", 0},
+		{"status", status, "status 503", 503},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &collector{t: t, busy: map[int]bool{}}
+			st := run(t, Config{Addr: tc.addr, Clients: 1, Interval: 10 * time.Millisecond, OnResult: c.on})
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			require.Len(t, c.results, int(st.Requests))
+			require.NotEmpty(t, c.results)
+			for _, r := range c.results {
+				assert.Equal(t, tc.kind, r.Kind)
+				assert.Equal(t, tc.status, r.Status)
+				assert.Positive(t, r.Latency, "a failure's latency runs to the failure")
+			}
+			assert.Equal(t, map[string]int64{tc.kind: st.Requests}, st.Errors)
+		})
+	}
 }
