@@ -249,6 +249,26 @@ type manifest struct {
 	control []string // follow names
 	meta    map[string]string
 	handoff bool // a HANDOFF variable was present
+
+	controlFirst bool // control fds come first, then names (tableflip)
+	tableflip    bool // a tableflip parent passed the files
+}
+
+// fds returns each described descriptor with its name, and whether it is a
+// control file, in descriptor order.
+func (m *manifest) fds() (names []string, control []bool) {
+	if m.controlFirst {
+		names = append(slices.Clip(m.control), m.names...)
+		for i := range names {
+			control = append(control, i < len(m.control))
+		}
+		return names, control
+	}
+	names = append(slices.Clip(m.names), m.control...)
+	for i := range names {
+		control = append(control, i >= len(m.names))
+	}
+	return names, control
 }
 
 // lookupFunc reads one environment variable.

@@ -61,3 +61,6 @@ func (in *Inherited) PacketConnAt(network, addr string) (net.PacketConn, error) 
 
 // CloseUnclaimed does nothing on this platform.
 func (in *Inherited) CloseUnclaimed() []string { return nil }
+
+// FromTableflip reports false on this platform.
+func (in *Inherited) FromTableflip() bool { return false }

@@ -5,6 +5,7 @@ package fdpass
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
@@ -69,8 +70,9 @@ type Inherited struct {
 	files   []*entry            // in descriptor order
 	byName  map[string][]*entry // unclaimed entries per name
 	control map[string]*entry
-	meta    map[string]string
-	handoff bool
+	meta      map[string]string
+	handoff   bool
+	tableflip bool
 }
 
 type entry struct {
@@ -90,6 +92,16 @@ func (e *entry) claim() *os.File {
 // each must be open, and each is marked close-on-exec so that programs this
 // process starts do not inherit it. Without variables the result is empty.
 func Inherit() (*Inherited, error) {
+	if _, ok := os.LookupEnv(EnvTableflip); ok {
+		if _, systemd := os.LookupEnv(EnvListenFDs); !systemd {
+			os.Unsetenv(EnvTableflip)
+			m, err := parseTableflip(fdReader(FirstFD + 1))
+			if err != nil {
+				return nil, err
+			}
+			return adopt(m)
+		}
+	}
 	m, err := parseEnv(os.LookupEnv, os.Getpid())
 	for _, k := range []string{EnvListenFDs, EnvListenFDNames, EnvListenPID, EnvHandoff} {
 		os.Unsetenv(k)
@@ -104,10 +116,11 @@ func adopt(m *manifest) (*Inherited, error) {
 	in := &Inherited{
 		byName:  make(map[string][]*entry),
 		control: make(map[string]*entry),
-		meta:    m.meta,
-		handoff: m.handoff,
+		meta:      m.meta,
+		handoff:   m.handoff,
+		tableflip: m.tableflip,
 	}
-	names := append(slices.Clip(m.names), m.control...)
+	names, isControl := m.fds()
 	// Check every descriptor before wrapping any in an *os.File: wrapping
 	// a non-blocking socket starts the runtime's poller, whose epoll and
 	// wake-up descriptors take the lowest free numbers — exactly the ones
@@ -140,14 +153,37 @@ func adopt(m *manifest) (*Inherited, error) {
 	// of adopting a thousand descriptors nobody may ask for.
 	for i, name := range names {
 		e := &entry{name: name, fd: FirstFD + i}
-		if i < len(m.names) {
+		if isControl[i] {
+			in.control[name] = e
+		} else {
 			in.files = append(in.files, e)
 			in.byName[name] = append(in.byName[name], e)
-		} else {
-			in.control[name] = e
 		}
 	}
 	return in, nil
+}
+
+// FromTableflip reports whether the files came from a parent built with
+// github.com/cloudflare/tableflip (see [EnvTableflip]).
+func (in *Inherited) FromTableflip() bool { return in.tableflip }
+
+// fdReader reads a descriptor without wrapping it in an *os.File, which
+// would take ownership of it.
+type fdReader int
+
+func (r fdReader) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(r), p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, os.NewSyscallError("read", err)
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
 
 // FromHandoff reports whether the files came from a handoff parent (the

@@ -29,11 +29,25 @@
 //	live\n
 //
 // ([Live], awaited by [WaitLive]), or says "failed: <reason>" if it
-// could not, while the starter still serves.
+// could not, while the starter still serves. A starter that reports to a
+// service manager, and has promised the program so, then tells the
+// manager that the program is the main process now and says
+//
+//	main\n
+//
+// ([Main], awaited by [WaitMain]), so that the program sends nothing to
+// the manager before the manager accepts it.
 //
 // The same channel works the other way for free: when the starter exits,
 // its end is closed by the kernel and [WaitClosed] in the started program
 // returns. Nothing polls.
+//
+// # Service managers
+//
+// [Notifier] speaks systemd's sd_notify protocol (READY=1, RELOADING=1,
+// MAINPID=, STATUS=, STOPPING=1, WATCHDOG=1) to the socket in
+// NOTIFY_SOCKET, with no cgo and no dependency; [NotifyReceiver] is the
+// other side, for a starter that lets the programs it starts notify it.
 //
 // # Limits
 //

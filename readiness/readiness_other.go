@@ -55,3 +55,12 @@ func (n *Notifier) Socket() string { return "" }
 
 // Reloading returns "RELOADING=1".
 func Reloading() string { return "RELOADING=1" }
+
+// Main is not supported on this platform.
+func Main(f *os.File) error { return ErrNotSupported }
+
+// WaitMain is not supported on this platform.
+func WaitMain(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// ReadyTableflip is not supported on this platform.
+func ReadyTableflip(f *os.File) error { return ErrNotSupported }

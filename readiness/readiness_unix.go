@@ -18,6 +18,7 @@ import (
 const (
 	msgGo   = "go"
 	msgLive = "live"
+	msgMain = "main"
 )
 
 // maxMessage bounds one message on the wire: "failed: " + reason + "\n".
@@ -119,6 +120,27 @@ func WaitLive(ctx context.Context, f *os.File) error {
 	return malformed(line) // "ready" again
 }
 
+// Main tells the program, after it said live, that the starter has
+// handed its place over: it told the service manager (systemd's
+// MAINPID=) that the program is the service's main process now.
+func Main(f *os.File) error {
+	return send(f, []byte(msgMain+"\n"))
+}
+
+// WaitMain blocks, in the program after [Live], until the starter says
+// main (nil), goes away ([ErrClosed]), sends anything else
+// ([*MessageError]), or ctx ends.
+func WaitMain(ctx context.Context, f *os.File) error {
+	line, err := readLine(ctx, f, len(msgMain)+1)
+	if err != nil {
+		return err
+	}
+	if string(line) != msgMain {
+		return malformed(line)
+	}
+	return nil
+}
+
 // readLine reads one message line of at most max bytes (newline
 // included). Each side sends one message at a time and waits for the
 // answer, so nothing past the newline is lost.
@@ -186,4 +208,16 @@ func readErr(ctx context.Context, err error) error {
 		return ErrClosed
 	}
 	return fmt.Errorf("readiness: read: %w", err)
+}
+
+// ReadyTableflip tells a parent built with github.com/cloudflare/tableflip
+// (v1.2.x) that this program is ready, the way tableflip's own Ready does:
+// one byte, 42, on the pipe tableflip passed as fd 3, which it then
+// closes. The parent hands over and exits when it reads it.
+func ReadyTableflip(f *os.File) error {
+	defer f.Close()
+	if _, err := f.Write([]byte{42}); err != nil {
+		return fmt.Errorf("readiness: tell the tableflip parent: %w", err)
+	}
+	return nil
 }

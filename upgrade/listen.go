@@ -65,6 +65,9 @@ func adoptOrCreate[T any](u *Upgrader, network, addr string,
 	err := u.register(k, func() (syscall.Conn, error) {
 		var err error
 		v, err = inherit(k, network)
+		if errors.Is(err, fdpass.ErrNotFound) && u.inherited.FromTableflip() {
+			v, err = inherit(fdpass.TableflipName(tableflipKind(network), network, addr), network)
+		}
 		if errors.Is(err, fdpass.ErrNotFound) {
 			v, err = inheritAt(network, addr)
 		}
@@ -97,6 +100,9 @@ func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, e
 	err := u.register(k, func() (syscall.Conn, error) {
 		var err error
 		f, err = u.inherited.File(k)
+		if errors.Is(err, fdpass.ErrNotFound) && u.inherited.FromTableflip() {
+			f, err = u.inherited.File(fdpass.TableflipName("fd", name, ""))
+		}
 		if errors.Is(err, fdpass.ErrNotFound) {
 			f, err = open()
 			if err == nil && f == nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -49,9 +50,15 @@ func (u *Upgrader) Upgrade(ctx context.Context) error {
 	files, err := u.begin()
 	if err != nil {
 		u.record(start, 0, err)
+		if errors.Is(err, ErrTooManyGenerations) {
+			// A refusal is still an answer to a reload systemd asked for.
+			u.notify(readiness.Reloading())
+			u.notify(status("upgrade refused: %v", err), "READY=1")
+		}
 		return err
 	}
 	defer u.end()
+	u.notify(readiness.Reloading(), status("upgrading: starting generation %d", u.generation+1))
 	c, err := u.start(files)
 	if err == nil {
 		u.log.Info("upgrade: new generation started", slog.Int("child_pid", c.pid), slog.Int("generation", u.generation+1))
@@ -60,6 +67,9 @@ func (u *Upgrader) Upgrade(ctx context.Context) error {
 	if err != nil {
 		u.record(start, 0, err)
 		u.log.Error("upgrade failed; this generation keeps serving", slog.Any("error", err))
+		if !errors.Is(err, ErrStopped) {
+			u.notify(status("upgrade failed: %v", err), "READY=1")
+		}
 		return err
 	}
 	u.record(start, c.pid, nil)
@@ -294,7 +304,19 @@ func (u *Upgrader) restorePIDFile(childPID int) {
 // handOver records that c is the live generation now and releases servers
 // to drain.
 func (u *Upgrader) handOver(c *child) {
+	if u.sd != nil {
+		u.notify("MAINPID="+strconv.Itoa(c.pid), "READY=1",
+			status("serving: generation %d, pid %d (upgraded from pid %d)", u.generation+1, c.pid, os.Getpid()))
+		if err := readiness.Main(c.ctl); err != nil {
+			u.log.Warn("could not tell the new generation it is the main process", slog.Any("error", err))
+		}
+	}
 	u.mu.Lock()
+	u.main = false
+	if u.wdStop != nil {
+		close(u.wdStop)
+		u.wdStop = nil
+	}
 	u.childPID = c.pid
 	u.childCtl = c.ctl // held open until this process exits: the child learns of it
 	for _, h := range u.files {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strconv"
 	"syscall"
 
@@ -73,6 +72,9 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		metaPPID: strconv.Itoa(os.Getpid()),
 		metaGo:   "1",
 	}}
+	if u.sd != nil {
+		h.Meta[metaNotify] = "1"
+	}
 	for _, f := range files {
 		fd, err := fdpass.DupFD(f.conn)
 		if err != nil {
@@ -118,7 +120,7 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 	if err != nil {
 		return fail(err)
 	}
-	attr.Env = append(slices.Clone(u.env), env...)
+	attr.Env = append(u.childEnv(), env...)
 
 	pid, _, err := syscall.StartProcess(u.path, u.args, attr)
 	if err != nil {

@@ -53,6 +53,8 @@ type Upgrader struct {
 
 	inherited  *fdpass.Inherited
 	parentCtl  *os.File // readiness channel to the parent; nil in a first generation
+	tfReady    *os.File // a tableflip parent's ready pipe, see tableflip.go; nil otherwise
+	tfParent   *os.File // a tableflip parent's names pipe: EOF when it exits
 	origStderr *os.File // stderr to restore at Ready; nil in a first generation
 	stderrPipe *os.File // see ctlStderrPipe; nil once stderr is restored
 	stderrOnce sync.Once
@@ -63,6 +65,12 @@ type Upgrader struct {
 	parentGone chan struct{} // closed when the parent has exited
 	parentPID  int
 	elders     []*elder                         // older generations than the parent, see elders.go
+	confirm    bool                             // the parent says main after live, see notify.go
+	mainC      chan struct{}                    // closed when the parent has said main, or is gone
+	mainSaid   bool                             // the parent said main; set before mainC is closed
+	sd         *readiness.Notifier              // the service manager; nil without one
+	watchdog   time.Duration                    // systemd's watchdog timeout; 0 without one
+	wdStop     chan struct{}                    // closed on hand-over; nil while not pinging
 	writePID   func(path string, pid int) error // pidfile.Write; a seam for tests
 
 	exitOnce sync.Once
@@ -91,6 +99,7 @@ type Upgrader struct {
 	childCtl    *os.File // readiness channel of the generation we handed over to
 	childPID    int
 	stopped     bool
+	main        bool // the service manager knows this process as the main one
 }
 
 // handed is one socket or file that is handed to each new generation.
@@ -117,6 +126,7 @@ func New(opts Options) (*Upgrader, error) {
 		generation: 1,
 		parentGone: make(chan struct{}),
 		goC:        make(chan struct{}),
+		mainC:      make(chan struct{}),
 		drainedC:   make(chan struct{}),
 		started:    time.Now(),
 		exitC:      make(chan struct{}),
@@ -131,6 +141,9 @@ func New(opts Options) (*Upgrader, error) {
 			readiness.Fail(u.parentCtl, err.Error())
 			u.parentCtl.Close()
 		}
+		if u.tfReady != nil {
+			u.tfReady.Close() // the tableflip parent sees no ready byte
+		}
 		if u.origStderr != nil {
 			u.origStderr.Close()
 		}
@@ -144,8 +157,13 @@ func New(opts Options) (*Upgrader, error) {
 }
 
 func (u *Upgrader) init(opts Options) error {
-	if u.inherited.FromHandoff() {
+	switch {
+	case u.inherited.FromHandoff():
 		if err := u.adoptParent(); err != nil {
+			return err
+		}
+	case u.inherited.FromTableflip():
+		if err := u.adoptTableflip(); err != nil {
 			return err
 		}
 	}
@@ -154,6 +172,7 @@ func (u *Upgrader) init(opts Options) error {
 		return err
 	}
 	u.opts, u.log = o, o.Logger
+	u.initNotify()
 	if o.PIDFile != "" {
 		if err := pidfile.Check(o.PIDFile); err != nil {
 			return fmt.Errorf("upgrade: %w", err)
@@ -170,6 +189,9 @@ func (u *Upgrader) init(opts Options) error {
 	if u.parentCtl != nil {
 		go u.watchParent()
 		u.watchElders()
+	}
+	if u.tfParent != nil {
+		go u.watchTableflip()
 	}
 	return nil
 }
@@ -256,6 +278,7 @@ func (u *Upgrader) adoptParent() error {
 		u.parentPID, _ = strconv.Atoi(p)
 	}
 	_, u.handshake = in.Meta(metaGo)
+	_, u.confirm = in.Meta(metaNotify)
 	u.adoptElders()
 	if g, ok := in.Meta(metaGen); ok {
 		n, err := strconv.Atoi(g)
@@ -296,12 +319,29 @@ func (u *Upgrader) watchParent() {
 			// that Ready, released by goC, finds them settled.
 			u.parentDied()
 			close(u.goC)
+			close(u.mainC)
 			return
 		case err != nil:
 			u.log.Warn("the parent broke the readiness protocol; going on alone", slog.Any("error", err))
 		}
 	}
 	close(u.goC)
+	if u.confirm {
+		err := readiness.WaitMain(ctx, u.parentCtl)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, readiness.ErrClosed):
+			u.parentDied()
+			close(u.mainC)
+			return
+		case err != nil:
+			u.log.Warn("the parent broke the readiness protocol; going on alone", slog.Any("error", err))
+		default:
+			u.mainSaid = true
+		}
+	}
+	close(u.mainC)
 	if readiness.WaitClosed(ctx, u.parentCtl) == nil {
 		u.parentDied()
 	}
@@ -348,7 +388,7 @@ func (u *Upgrader) Generation() int { return u.generation }
 
 // HasParent reports whether this process was started by a handoff parent
 // as a new generation.
-func (u *Upgrader) HasParent() bool { return u.parentCtl != nil }
+func (u *Upgrader) HasParent() bool { return u.parentCtl != nil || u.tfParent != nil }
 
 // WaitForParent blocks until the parent that started this generation has
 // exited (it learns so from the kernel closing the parent's end of a
@@ -403,6 +443,7 @@ func (u *Upgrader) Ready() error {
 	}
 	u.mu.Lock()
 	u.ready = true
+	u.main = true
 	u.mu.Unlock()
 	u.serveControl()
 	u.log.Info("ready", slog.Int("pid", os.Getpid()), slog.Int("generation", u.generation))
@@ -412,8 +453,16 @@ func (u *Upgrader) Ready() error {
 // takeOver makes this generation the live one: the pidfile, and in a new
 // generation the exchange with the parent.
 func (u *Upgrader) takeOver() error {
+	if u.tfReady != nil {
+		return u.tableflipTakeOver()
+	}
 	if u.parentCtl == nil {
-		return u.writePIDFile()
+		if err := u.writePIDFile(); err != nil {
+			return err
+		}
+		u.notify("READY=1", status("serving: generation %d, pid %d", u.generation, os.Getpid()))
+		u.becomeMain(false)
+		return nil
 	}
 	fail := func(err error) error {
 		readiness.Fail(u.parentCtl, err.Error())
@@ -426,6 +475,7 @@ func (u *Upgrader) takeOver() error {
 		}
 		u.ownStderr(false)
 		u.tellParent(readiness.Ready)
+		u.becomeMain(false)
 		return nil
 	}
 	if u.opts.PIDFile != "" {
@@ -445,6 +495,15 @@ func (u *Upgrader) takeOver() error {
 	}
 	u.ownStderr(false)
 	u.tellParent(readiness.Live)
+	// Wait until the parent has told the service manager that this
+	// process is the main one: before that, what this one sends would be
+	// refused (systemd's default NotifyAccess=main).
+	select {
+	case <-u.mainC:
+	case <-u.stopC:
+		return ErrStopped
+	}
+	u.becomeMain(u.confirm && !u.mainSaid) // announce itself if the parent could not
 	return nil
 }
 
@@ -475,6 +534,12 @@ func (u *Upgrader) tellParent(send func(*os.File) error) {
 // the old generation keeps serving. The caller should exit afterwards. In
 // a first generation Fail does nothing but return nil.
 func (u *Upgrader) Fail(reason error) error {
+	if u.tfReady != nil {
+		// tableflip's protocol has no reason: the pipe closes without a
+		// ready byte, and the parent learns of the failure when this
+		// process exits.
+		return u.tfReady.Close()
+	}
 	if u.parentCtl == nil {
 		return nil
 	}
@@ -505,6 +570,9 @@ func (u *Upgrader) Stop() {
 		}
 		u.mu.Lock()
 		final := u.childPID == 0
+		if final && u.main {
+			u.notify("STOPPING=1", status("stopping: draining generation %d, pid %d", u.generation, os.Getpid()))
+		}
 		if final {
 			for _, h := range u.files {
 				if h.unix != nil {

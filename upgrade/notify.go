@@ -1,0 +1,118 @@
+package upgrade
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/handoff-go/handoff/readiness"
+)
+
+// Environment variables of systemd's notify protocol.
+const (
+	envNotifySocket = "NOTIFY_SOCKET"
+	envWatchdogUsec = "WATCHDOG_USEC"
+	envWatchdogPID  = "WATCHDOG_PID"
+)
+
+// metaNotify in a child's handoff variable: the parent reports to a
+// service manager and, after "live", says "main" once it has told the
+// manager that the child is the main process.
+const metaNotify = "notify"
+
+// maxStatus bounds a STATUS= text.
+const maxStatus = 400
+
+// initNotify sets up reporting to systemd from NOTIFY_SOCKET and the
+// watchdog variables. Problems are logged, never fatal: a server must not
+// refuse to start because its notifications would not arrive.
+func (u *Upgrader) initNotify() {
+	n, err := readiness.NewNotifier(os.Getenv(envNotifySocket))
+	if err != nil {
+		u.log.Warn("not reporting to the service manager", slog.Any("error", err))
+	}
+	u.sd = n
+	if n == nil {
+		return
+	}
+	// A parent drops WATCHDOG_PID from a child's environment: the child
+	// is the one to ping once it is the main process.
+	wd, err := readiness.WatchdogInterval(os.Getenv(envWatchdogUsec), os.Getenv(envWatchdogPID), os.Getpid())
+	if err != nil {
+		u.log.Warn("watchdog disabled", slog.Any("error", err))
+	}
+	u.watchdog = wd
+}
+
+// notify sends state to the service manager if there is one. A failure is
+// logged: the service manager may be gone or restarting, and serving
+// matters more.
+func (u *Upgrader) notify(state ...string) {
+	if u.sd == nil {
+		return
+	}
+	if err := u.sd.Notify(strings.Join(state, "\n")); err != nil {
+		u.log.Warn("could not notify the service manager", slog.Any("error", err))
+	}
+}
+
+// status is a STATUS= line saying text.
+func status(format string, args ...any) string {
+	return "STATUS=" + readiness.Printable(fmt.Sprintf(format, args...), maxStatus)
+}
+
+// becomeMain starts what the main process of a service does: watchdog
+// pings. self says this process must announce itself (its parent is gone
+// without having done it).
+func (u *Upgrader) becomeMain(self bool) {
+	if self {
+		u.notify("MAINPID="+strconv.Itoa(os.Getpid()), "READY=1",
+			status("serving: generation %d, pid %d (its parent died during the upgrade)", u.generation, os.Getpid()))
+	}
+	if u.watchdog <= 0 {
+		return
+	}
+	u.wdStop = make(chan struct{})
+	go u.pingWatchdog(u.wdStop)
+}
+
+// pingWatchdog sends WATCHDOG=1 every half watchdog interval until stop is
+// closed (on hand-over) or Stop.
+func (u *Upgrader) pingWatchdog(stop <-chan struct{}) {
+	t := time.NewTicker(u.watchdog / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			u.notify("WATCHDOG=1")
+		case <-stop:
+			return
+		case <-u.stopC:
+			return
+		}
+	}
+}
+
+// childEnv is the environment a child starts with: u.env, with the
+// service manager's variables as this process uses them, whatever
+// Options.Env says, and without WATCHDOG_PID, which names this process.
+func (u *Upgrader) childEnv() []string {
+	env := make([]string, 0, len(u.env)+2)
+	for _, kv := range u.env {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case envWatchdogPID, envWatchdogUsec, envNotifySocket:
+			continue
+		}
+		env = append(env, kv)
+	}
+	if u.sd != nil {
+		env = append(env, envNotifySocket+"="+u.sd.Socket())
+	}
+	if u.watchdog > 0 {
+		env = append(env, envWatchdogUsec+"="+strconv.FormatInt(u.watchdog.Microseconds(), 10))
+	}
+	return env
+}
