@@ -66,10 +66,10 @@ func Dup(c syscall.Conn, name string) (*os.File, error) {
 // are safe for concurrent use. Each file can be taken once; what nobody
 // takes is closed by [Inherited.CloseUnclaimed].
 type Inherited struct {
-	mu      sync.Mutex
-	files   []*entry            // in descriptor order
-	byName  map[string][]*entry // unclaimed entries per name
-	control map[string]*entry
+	mu        sync.Mutex
+	files     []*entry            // in descriptor order
+	byName    map[string][]*entry // unclaimed entries per name
+	control   map[string]*entry
 	meta      map[string]string
 	handoff   bool
 	tableflip bool
@@ -114,8 +114,8 @@ func Inherit() (*Inherited, error) {
 
 func adopt(m *manifest) (*Inherited, error) {
 	in := &Inherited{
-		byName:  make(map[string][]*entry),
-		control: make(map[string]*entry),
+		byName:    make(map[string][]*entry),
+		control:   make(map[string]*entry),
 		meta:      m.meta,
 		handoff:   m.handoff,
 		tableflip: m.tableflip,
