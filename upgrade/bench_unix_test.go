@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,6 +52,39 @@ func BenchmarkUpgrade(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// BenchmarkForeignChild is BenchmarkUpgrade/fds=1 for a child that is
+// not a handoff program (Options.ForeignChild): started through /bin/sh so
+// that LISTEN_PID is its own PID, ready by sd_notify. The difference to
+// BenchmarkUpgrade/fds=1 is the cost of the LISTEN_PID mechanism.
+func BenchmarkForeignChild(b *testing.B) {
+	r, w, err := os.Pipe()
+	require.NoError(b, err)
+	w.Close()
+	defer r.Close()
+	env := append(os.Environ(), envHelper+"=systemd", "GORACE=atexit_sleep_ms=0")
+	var p percentiles
+	defer func() { p.report(b) }()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		u, err := New(Options{Env: env, ForeignChild: true})
+		require.NoError(b, err)
+		_, err = u.File(fileName(0), func() (*os.File, error) { return r, nil })
+		require.NoError(b, err)
+		require.NoError(b, u.Ready())
+		b.StartTimer()
+		start := time.Now()
+		err = u.Upgrade(b.Context())
+		p.add(time.Since(start))
+		b.StopTimer()
+		require.NoError(b, err)
+		syscall.Kill(u.childPID, syscall.SIGTERM)
+		u.childCtl.Close()
+		u.Stop()
+		b.StartTimer()
 	}
 }
 

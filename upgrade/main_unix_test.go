@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/pidfile"
+	"github.com/handoff-go/handoff/readiness"
 )
 
 // The tests re-execute the test binary as the new generation: TestMain
@@ -61,6 +62,37 @@ var helpers = map[string]func() int{
 			return 11
 		}
 		return 1
+	},
+	// systemd is a foreign (non-handoff) child: it checks the variables a
+	// systemd-style program relies on, says READY=1 with sd_notify and
+	// waits for SIGTERM. Anything wrong: it says why in STATUS= and exits 7.
+	"systemd": func() int {
+		n, err := readiness.NewNotifier(os.Getenv("NOTIFY_SOCKET"))
+		if err != nil || n == nil {
+			return 6
+		}
+		want := os.Getenv(envFiles)
+		if want == "" {
+			want = "1"
+		}
+		switch {
+		case os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()):
+			n.Notify("STATUS=LISTEN_PID=" + os.Getenv("LISTEN_PID") + ", want " + strconv.Itoa(os.Getpid()))
+			return 7
+		case os.Getenv("LISTEN_FDS") != want:
+			n.Notify("STATUS=LISTEN_FDS=" + os.Getenv("LISTEN_FDS") + ", want " + want)
+			return 7
+		case os.Getenv("HANDOFF") != "":
+			n.Notify("STATUS=a HANDOFF variable reached a foreign child")
+			return 7
+		}
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		if err := n.Notify("STATUS=up\nREADY=1"); err != nil {
+			return 8
+		}
+		<-term
+		return 0
 	},
 	// dies says ready and dies 300ms later, inside a longer probation.
 	"dies": func() int {

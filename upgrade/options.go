@@ -89,6 +89,21 @@ type Options struct {
 	// upgrade. Nil: os.Stderr.
 	Stderr io.Writer
 
+	// ForeignChild says the next generation is not a handoff program but
+	// a systemd-style one (go-systemd's activation package,
+	// sd_listen_fds): it is started through /bin/sh, which sets
+	// LISTEN_PID to the child's own PID before it execs the program, as
+	// such programs require; it gets its sockets as LISTEN_FDS and no
+	// handoff control files; and it says ready by sending READY=1 with
+	// sd_notify to a private NOTIFY_SOCKET. This process then writes the
+	// pidfile with the child's PID and hands over as usual. The child's
+	// stderr goes straight to this process's stderr (a failure cannot
+	// quote it), and its later notifications find no socket: under
+	// systemd this process sends MAINPID for it, but a watchdog the
+	// child should ping is not supported. False (zero) means the child
+	// is a handoff program.
+	ForeignChild bool
+
 	// ControlSocket, if set, is the path of a unix socket (mode 0600,
 	// clients of this UID or root only) on which `handoff upgrade` asks for
 	// an upgrade and gets the verdict, and `handoff status` asks what this

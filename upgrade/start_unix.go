@@ -55,6 +55,9 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		return fail(fmt.Errorf("stderr: %w", err))
 	}
 	toClose = append(toClose, origStderr)
+	if u.opts.ForeignChild {
+		return u.startForeign(files, []uintptr{uintptr(stdin), uintptr(stdout), uintptr(origStderr)})
+	}
 	pr, pwFD, err := stderrPipe()
 	if err != nil {
 		return fail(fmt.Errorf("stderr pipe: %w", err))
@@ -75,13 +78,12 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 	if u.sd != nil {
 		h.Meta[metaNotify] = "1"
 	}
-	for _, f := range files {
-		fd, err := fdpass.DupFD(f.conn)
-		if err != nil {
-			return fail(fmt.Errorf("hand over %q (was it closed before Exit?): %w", f.name, err))
-		}
-		toClose = append(toClose, fd)
-		h.Files = append(h.Files, fdpass.Named{Name: f.name})
+	fds, err := dupFiles(files, &h)
+	toClose = append(toClose, fds...)
+	if err != nil {
+		return fail(err)
+	}
+	for _, fd := range fds {
 		attr.Files = append(attr.Files, uintptr(fd))
 	}
 	ctl, childCtl, err := readiness.Pair()
@@ -152,6 +154,20 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		io.Copy(io.MultiWriter(&bestEffort{w: u.opts.Stderr}, c.stderr), pr)
 	}()
 	return c, nil
+}
+
+// dupFiles duplicates the files handed over and names them in h. It
+// returns the duplicates made, also on failure.
+func dupFiles(files []*handed, h *fdpass.Handover) (fds []int, err error) {
+	for _, f := range files {
+		fd, err := fdpass.DupFD(f.conn)
+		if err != nil {
+			return fds, fmt.Errorf("hand over %q (was it closed before Exit?): %w", f.name, err)
+		}
+		fds = append(fds, fd)
+		h.Files = append(h.Files, fdpass.Named{Name: f.name})
+	}
+	return fds, nil
 }
 
 // stderrPipe returns a pipe for the child's stderr: the read end for us,

@@ -48,7 +48,7 @@ func (u *Upgrader) watchTableflip() {
 // Ready does; the tableflip parent then stops serving. It does not report
 // to a service manager, so this process announces itself.
 func (u *Upgrader) tableflipTakeOver() error {
-	if err := u.writePIDFile(); err != nil {
+	if err := u.writePIDFile(os.Getpid()); err != nil {
 		u.tfReady.Close() // the parent sees the pipe close without a byte: a failure
 		return err
 	}

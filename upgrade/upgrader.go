@@ -457,7 +457,7 @@ func (u *Upgrader) takeOver() error {
 		return u.tableflipTakeOver()
 	}
 	if u.parentCtl == nil {
-		if err := u.writePIDFile(); err != nil {
+		if err := u.writePIDFile(os.Getpid()); err != nil {
 			return err
 		}
 		u.notify("READY=1", status("serving: generation %d, pid %d", u.generation, os.Getpid()))
@@ -470,7 +470,7 @@ func (u *Upgrader) takeOver() error {
 	}
 	if !u.handshake {
 		// A parent that does not say go hands over on "ready".
-		if err := u.writePIDFile(); err != nil {
+		if err := u.writePIDFile(os.Getpid()); err != nil {
 			return fail(err)
 		}
 		u.ownStderr(false)
@@ -490,7 +490,7 @@ func (u *Upgrader) takeOver() error {
 	case <-u.stopC:
 		return ErrStopped
 	}
-	if err := u.writePIDFile(); err != nil {
+	if err := u.writePIDFile(os.Getpid()); err != nil {
 		return fail(err)
 	}
 	u.ownStderr(false)
@@ -507,11 +507,11 @@ func (u *Upgrader) takeOver() error {
 	return nil
 }
 
-func (u *Upgrader) writePIDFile() error {
+func (u *Upgrader) writePIDFile(pid int) error {
 	if u.opts.PIDFile == "" {
 		return nil
 	}
-	if err := u.writePID(u.opts.PIDFile, os.Getpid()); err != nil {
+	if err := u.writePID(u.opts.PIDFile, pid); err != nil {
 		return fmt.Errorf("upgrade: write pidfile: %w", err)
 	}
 	return nil
