@@ -16,18 +16,18 @@ import (
 	"github.com/handoff-go/handoff/internal/harness"
 )
 
-// buildTableflipServer builds testdata/tfserver, a server on tableflip
-// v1.2.3 in a module of its own, so that tableflip stays out of handoff's
-// dependency graph.
-func buildTableflipServer(t *testing.T) string {
+// buildTestdata builds the program in testdata/name, a module of its own
+// so that what it depends on (tableflip, go-systemd) stays out of
+// handoff's dependency graph.
+func buildTestdata(t *testing.T, name string) string {
 	t.Helper()
 	root, err := harness.ModuleRoot()
 	require.NoError(t, err)
-	out := filepath.Join(t.TempDir(), "tfserver")
+	out := filepath.Join(t.TempDir(), name)
 	cmd := exec.Command("go", "build", "-o", out, ".")
-	cmd.Dir = filepath.Join(root, "integration_test", "testdata", "tfserver")
+	cmd.Dir = filepath.Join(root, "integration_test", "testdata", name)
 	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build tfserver:\n%s", b)
+	require.NoError(t, err, "go build %s:\n%s", name, b)
 	return out
 }
 
@@ -36,7 +36,7 @@ func buildTableflipServer(t *testing.T) string {
 // SIGHUP; the handoff build then upgrades on with handoff's protocol.
 // Nothing fails under load, and each old process is gone.
 func TestMigrateFromTableflip(t *testing.T) {
-	tf := buildTableflipServer(t)
+	tf := buildTestdata(t, "tfserver")
 	s := startServer(t, tf, "")
 	p0, err := s.WaitPID(t.Context(), 0)
 	require.NoError(t, err)
