@@ -54,6 +54,44 @@
 // probation, only by staying alive, and every upgrade takes that much
 // longer.
 //
+// # systemd
+//
+// When NOTIFY_SOCKET is set (systemd's Type=notify), the Upgrader reports
+// with sd_notify, one datagram per line below, and sends nothing otherwise:
+//
+//	start (first generation, at Ready):
+//	  READY=1, STATUS=serving: generation 1, pid P
+//	upgrade begins (parent P):
+//	  RELOADING=1, MONOTONIC_USEC=<now>, STATUS=upgrading: starting generation N
+//	upgrade done (parent P, once the child C said live, before P stops accepting):
+//	  MAINPID=C, READY=1, STATUS=serving: generation N, pid C (upgraded from pid P)
+//	upgrade failed (parent P, which keeps serving):
+//	  STATUS=upgrade failed: <the ChildError>, READY=1
+//	stop (the live generation only):
+//	  STOPPING=1, STATUS=stopping: draining generation N, pid P
+//
+// The parent, not the child, sends MAINPID: systemd accepts it from the
+// main process under its default NotifyAccess=main, and the parent knows
+// the child is live before it stops serving. The parent then tells the
+// child "main" over their channel, and only from then on does the child
+// send anything (its Ready returns then), so that systemd never sees the
+// child speak before it is the main process. A child whose parent died
+// before that announces itself (MAINPID=C, READY=1), which systemd accepts
+// only with NotifyAccess=all.
+//
+// With WATCHDOG_USEC set (and WATCHDOG_PID naming this process, or unset),
+// the main process sends WATCHDOG=1 every half interval; the parent stops
+// when it hands over, and the child, which gets WATCHDOG_USEC without
+// WATCHDOG_PID, starts when it becomes the main process. A failure to
+// send is logged, never fatal.
+//
+// Programs that are not handoff programs, such as ones built on
+// go-systemd's activation package, can be the next generation with
+// Options.ForeignChild (LISTEN_PID set to their own PID by a /bin/sh exec
+// shim, ready by sd_notify). A process started by a parent built with
+// github.com/cloudflare/tableflip v1.2.x takes over from it (see package
+// fdpass, EnvTableflip) and upgrades with handoff from then on.
+//
 // # Standard error
 //
 // The child's standard error goes through a pipe to the parent until the
