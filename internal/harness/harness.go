@@ -56,6 +56,29 @@ func Build(ctx context.Context, pkg, version, out string, vars ...string) error 
 	return nil
 }
 
+// BuildIn is [Build] for a main package of another module inside the
+// checkout, one with a go.mod of its own (examples/grpcserver keeps gRPC
+// out of handoff's dependencies that way): moduleDir is that module's
+// directory relative to handoff's root, and pkg is relative to moduleDir
+// (e.g. "./cmd/grpcload"). The go command downloads the module's
+// dependencies on first use.
+func BuildIn(ctx context.Context, moduleDir, pkg, version, out string, vars ...string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	ldflags := "-X main.version=" + version
+	for _, v := range vars {
+		ldflags += " -X 'main." + v + "'"
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", out, pkg)
+	cmd.Dir = filepath.Join(root, moduleDir)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("harness: go build %s in %s: %w\n%s", pkg, moduleDir, err, b)
+	}
+	return nil
+}
+
 // Install puts the binary src at dst atomically (copy beside dst, then
 // rename), the way a deploy replaces a running program's file.
 func Install(src, dst string) error {
