@@ -19,6 +19,7 @@ import (
 
 	"github.com/handoff-go/handoff/internal/control"
 	"github.com/handoff-go/handoff/pidfile"
+	"github.com/handoff-go/handoff/readiness"
 )
 
 // Backoff of restarts after crashes: the first restart waits minBackoff,
@@ -67,6 +68,9 @@ type Supervisor struct {
 	draining   []*worker // old workers told to stop, not yet reaped
 	generation int
 	last       *control.UpgradeResult
+
+	sd       *readiness.Notifier // systemd, when NOTIFY_SOCKET is set; nil otherwise
+	watchdog time.Duration       // systemd's watchdog timeout; 0 without one
 }
 
 var _ control.Handler = (*Supervisor)(nil)
@@ -77,13 +81,51 @@ func New(cfg Config) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Supervisor{
+	s := &Supervisor{
 		cfg:       c,
 		log:       c.Logger,
 		quit:      make(chan struct{}),
 		crashed:   make(chan *worker),
 		restarted: make(chan control.UpgradeResult),
-	}, nil
+	}
+	// The supervisor is the service's main process for good: it reports to
+	// systemd itself (its workers notify the supervisor instead).
+	if s.sd, err = readiness.NewNotifier(os.Getenv(EnvNotifySocket)); err != nil {
+		s.log.Warn("supervisor: not reporting to the service manager", slog.Any("error", err))
+	}
+	if s.sd != nil {
+		s.watchdog, err = readiness.WatchdogInterval(os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID"), os.Getpid())
+		if err != nil {
+			s.log.Warn("supervisor: watchdog disabled", slog.Any("error", err))
+		}
+	}
+	return s, nil
+}
+
+// notify tells systemd, if it is listening, the given state lines.
+func (s *Supervisor) notify(state ...string) {
+	if err := s.sd.Notify(strings.Join(state, "\n")); err != nil {
+		s.log.Warn("supervisor: could not notify the service manager", slog.Any("error", err))
+	}
+}
+
+// status is a STATUS= line.
+func status(format string, args ...any) string {
+	return "STATUS=" + readiness.Printable(fmt.Sprintf(format, args...), maxStatus)
+}
+
+// pingWatchdog sends WATCHDOG=1 every half interval until done is closed.
+func (s *Supervisor) pingWatchdog(done <-chan struct{}) {
+	t := time.NewTicker(s.watchdog / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.notify("WATCHDOG=1")
+		case <-done:
+			return
+		}
+	}
 }
 
 // Run binds the sockets, starts the first worker and waits until it is
@@ -126,6 +168,11 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	go s.signals(sigs, sigDone)
 	defer context.AfterFunc(ctx, s.stop)()
 
+	if s.watchdog > 0 {
+		wdDone := make(chan struct{})
+		defer close(wdDone)
+		go s.pingWatchdog(wdDone)
+	}
 	first := s.launch(context.Background())
 	if !first.OK {
 		s.shutdown()
@@ -154,6 +201,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 			}
 		}()
 	}
+	s.notify("READY=1", status("serving: worker %d", first.NewPID))
 	return s.loop()
 }
 
@@ -164,6 +212,7 @@ func (s *Supervisor) loop() error {
 	for {
 		select {
 		case <-s.quit:
+			s.notify("STOPPING=1", status("stopping: draining worker"))
 			return s.shutdown()
 		case w := <-s.crashed:
 			code, sig := w.status()
@@ -180,6 +229,7 @@ func (s *Supervisor) loop() error {
 			}
 			restart = time.After(backoff)
 			s.log.Info("supervisor: restarting the worker", slog.Duration("after", backoff))
+			s.notify(status("worker %d died (%s); restarting in %v", w.pid, w.how(), backoff))
 			backoff = min(2*backoff, maxBackoff)
 		case <-restart:
 			restart = nil
@@ -197,6 +247,7 @@ func (s *Supervisor) loop() error {
 			if res.OK || serving {
 				if res.OK {
 					s.log.Info("supervisor: worker restarted", slog.Int("worker", res.NewPID))
+					s.notify(status("serving: worker %d (restarted after a crash)", res.NewPID))
 				}
 				continue
 			}
@@ -313,16 +364,24 @@ func (s *Supervisor) reaped(w *worker) {
 // a result with Stage "busy" and Error set at once. ctx ending abandons
 // the upgrade (Stage "canceled").
 func (s *Supervisor) Upgrade(ctx context.Context) control.UpgradeResult {
+	// Taken now, sent once the upgrade has begun: systemd wants the time
+	// the reload started, and a refused upgrade is no reload.
+	reloading := readiness.Reloading()
 	res := s.launch(ctx)
 	if res.Stage != StageBusy {
 		s.mu.Lock()
 		s.last = &res
 		s.mu.Unlock()
+		s.notify(reloading)
 	}
 	if res.OK {
 		s.log.Info("supervisor: upgraded", slog.Int("old", res.OldPID), slog.Int("new", res.NewPID), slog.Float64("took_ms", res.TookMS))
+		s.notify("READY=1", status("serving: worker %d (upgraded from worker %d)", res.NewPID, res.OldPID))
 	} else {
 		s.log.Error("supervisor: upgrade failed", slog.String("error", res.Error))
+		if res.Stage != StageBusy {
+			s.notify("READY=1", status("upgrade failed: %s", res.Error))
+		}
 	}
 	return res
 }
