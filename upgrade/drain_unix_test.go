@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -387,4 +388,38 @@ func TestShutdownHooks(t *testing.T) {
 			assert.Contains(t, logs.String(), "registry unreachable")
 		})
 	}
+}
+
+// TestHold: a server that drains by itself, counted with Hold from its
+// start, keeps ServeConns from returning (and the AfterDrain hooks from
+// running) until it releases, however fast ServeConns drains.
+func TestHold(t *testing.T) {
+	u, err := New(Options{})
+	require.NoError(t, err)
+	t.Cleanup(u.Stop)
+	assert.Equal(t, DefaultDrainTimeout, u.Options().DrainTimeout, "Options reports the defaults in effect")
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var after atomic.Bool
+	u.OnShutdown(AfterDrain, "mark", 0, func(context.Context) error { after.Store(true); return nil })
+	require.NoError(t, u.Ready())
+	release := u.Hold()
+	served := make(chan error, 1)
+	go func() { served <- u.ServeConns(ln, func(ctx context.Context, c net.Conn) {}) }()
+	u.Stop()
+	select {
+	case err := <-served:
+		t.Fatalf("ServeConns returned (%v) while another server was held", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	assert.False(t, after.Load(), "AfterDrain ran while a server was held")
+	release()
+	release() // twice is fine
+	select {
+	case err := <-served:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeConns did not return after release")
+	}
+	assert.True(t, after.Load())
 }

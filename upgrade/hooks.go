@@ -3,6 +3,7 @@ package upgrade
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -60,7 +61,10 @@ func (u *Upgrader) OnShutdown(p Phase, name string, timeout time.Duration, fn fu
 }
 
 // Draining is for a server that drains by itself: call it once Exit is
-// closed (earlier, it would run the BeforeDrain hooks early). It runs the
+// closed (earlier, it would run the BeforeDrain hooks early). In a process
+// that also serves with ServeHTTP or ServeConns, call [Upgrader.Hold] when
+// the server starts, too, so that their drain cannot end the process
+// before this one is counted. It runs the
 // BeforeDrain hooks (once per process; a concurrent caller waits
 // for them) and returns done, to call when the drain is over. done
 // returns when every drain in progress (ServeHTTP, ServeConns and the
@@ -70,6 +74,26 @@ func (u *Upgrader) Draining() (done func()) {
 	leave := u.enterServe()
 	u.beforeDrain()
 	return leave
+}
+
+// Hold counts a server that drains by itself (see [Upgrader.Draining]) from
+// the moment it starts serving, rather than from the moment Exit closes:
+// until release is called, ServeHTTP, ServeConns and the done of other
+// servers' Draining neither run the AfterDrain hooks nor return, however
+// fast their own drain was. Call it before serving; call release (safe to
+// call twice) once the server's drain is over.
+func (u *Upgrader) Hold() (release func()) {
+	return u.enterServe()
+}
+
+// Options returns the options in effect: the ones given to [New], with
+// each zero value replaced by what it means (Options.DrainTimeout 30s,
+// say). A server that bounds its own drain reads its deadline here.
+func (u *Upgrader) Options() Options {
+	o := u.opts
+	o.Args, o.Env = slices.Clone(o.Args), slices.Clone(o.Env)
+	o.UpgradeSignals, o.StopSignals = slices.Clone(o.UpgradeSignals), slices.Clone(o.StopSignals)
+	return o
 }
 
 // enterServe counts a server that will drain when Exit closes.

@@ -67,11 +67,6 @@ func main() {
 	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
 	controlSocket := flag.String("control", "", "control socket for `handoff upgrade` and `handoff status` (empty: none)")
 	flag.Parse()
-	if *drainTimeout <= 0 {
-		// upgrade.Options would read zero as its default, but this program
-		// bounds GracefulStop itself and needs the actual value.
-		*drainTimeout = upgrade.DefaultDrainTimeout
-	}
 	opts := upgrade.Options{
 		PIDFile:          *pidFile,
 		UpgradeTimeout:   *upgradeTimeout,
@@ -123,14 +118,19 @@ func run(addr string, opts upgrade.Options) error {
 	if err := u.Ready(); err != nil {
 		return err
 	}
-	return serve(u, srv, ln, opts.DrainTimeout, log)
+	return serve(u, srv, ln, log)
 }
 
-// serve runs srv on ln until u's Exit closes, then drains it within
-// drainTimeout. It returns nil after a drain, once the process may exit,
+// serve runs srv on ln until u's Exit closes, then drains it within the
+// drain timeout in effect. It returns nil after a drain, once the process may exit,
 // or the error that stopped srv.Serve for good (after draining the RPCs
 // it had begun).
-func serve(u *upgrade.Upgrader, srv *grpc.Server, ln net.Listener, drainTimeout time.Duration, log *slog.Logger) error {
+func serve(u *upgrade.Upgrader, srv *grpc.Server, ln net.Listener, log *slog.Logger) error {
+	// Counted from now: a process that also ran ServeHTTP (a metrics port,
+	// say) would otherwise end when that drain ends, under this one.
+	release := u.Hold()
+	defer release()
+	drainTimeout, stopGrace := u.Options().DrainTimeout, u.Options().StopGrace
 	tl := &takeListener{Listener: ln}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(tl) }()
@@ -179,7 +179,7 @@ func serve(u *upgrade.Upgrader, srv *grpc.Server, ln net.Listener, drainTimeout 
 		go srv.Stop()
 		select {
 		case <-stopped:
-		case <-time.After(upgrade.DefaultStopGrace):
+		case <-time.After(stopGrace):
 			log.Warn("RPC handlers still running after their connections were cut; going on without them")
 		}
 	}
