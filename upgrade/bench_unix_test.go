@@ -20,37 +20,7 @@ import (
 func BenchmarkUpgrade(b *testing.B) {
 	for _, n := range []int{1, 3, 10, 100, 1000} {
 		b.Run("fds="+strconv.Itoa(n), func(b *testing.B) {
-			files := make([]*os.File, n)
-			for i := range files {
-				r, w, err := os.Pipe()
-				require.NoError(b, err)
-				w.Close()
-				files[i] = r
-				defer r.Close()
-			}
-			env := append(os.Environ(), envHelper+"=ready", envFiles+"="+strconv.Itoa(n))
-			var p percentiles
-			defer func() { p.report(b) }()
-			b.ResetTimer()
-			for range b.N {
-				b.StopTimer()
-				u, err := New(Options{Env: env})
-				require.NoError(b, err)
-				for i, f := range files {
-					_, err := u.File(fileName(i), func() (*os.File, error) { return f, nil })
-					require.NoError(b, err)
-				}
-				require.NoError(b, u.Ready())
-				b.StartTimer()
-				start := time.Now()
-				err = u.Upgrade(b.Context())
-				p.add(time.Since(start))
-				b.StopTimer()
-				require.NoError(b, err)
-				u.childCtl.Close()
-				u.Stop()
-				b.StartTimer()
-			}
+			benchUpgrade(b, n, Options{Env: append(os.Environ(), envHelper+"=ready", envFiles+"="+strconv.Itoa(n))})
 		})
 	}
 }
@@ -60,20 +30,31 @@ func BenchmarkUpgrade(b *testing.B) {
 // that LISTEN_PID is its own PID, ready by sd_notify. The difference to
 // BenchmarkUpgrade/fds=1 is the cost of the LISTEN_PID mechanism.
 func BenchmarkForeignChild(b *testing.B) {
-	r, w, err := os.Pipe()
-	require.NoError(b, err)
-	w.Close()
-	defer r.Close()
-	env := append(os.Environ(), envHelper+"=systemd", "GORACE=atexit_sleep_ms=0")
+	benchUpgrade(b, 1, Options{Env: append(os.Environ(), envHelper+"=systemd", "GORACE=atexit_sleep_ms=0"), ForeignChild: true})
+}
+
+// benchUpgrade times Upgrade() with n handed-over descriptors, a fresh
+// Upgrader per iteration, and reports percentiles.
+func benchUpgrade(b *testing.B, n int, opts Options) {
+	files := make([]*os.File, n)
+	for i := range files {
+		r, w, err := os.Pipe()
+		require.NoError(b, err)
+		w.Close()
+		files[i] = r
+		defer r.Close()
+	}
 	var p percentiles
 	defer func() { p.report(b) }()
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		u, err := New(Options{Env: env, ForeignChild: true})
+		u, err := New(opts)
 		require.NoError(b, err)
-		_, err = u.File(fileName(0), func() (*os.File, error) { return r, nil })
-		require.NoError(b, err)
+		for i, f := range files {
+			_, err := u.File(fileName(i), func() (*os.File, error) { return f, nil })
+			require.NoError(b, err)
+		}
 		require.NoError(b, u.Ready())
 		b.StartTimer()
 		start := time.Now()
@@ -81,7 +62,9 @@ func BenchmarkForeignChild(b *testing.B) {
 		p.add(time.Since(start))
 		b.StopTimer()
 		require.NoError(b, err)
-		syscall.Kill(u.childPID, syscall.SIGTERM)
+		if opts.ForeignChild {
+			syscall.Kill(u.childPID, syscall.SIGTERM) // it waits for it; a handoff child exits when its parent does
+		}
 		u.childCtl.Close()
 		u.Stop()
 		b.StartTimer()
