@@ -37,4 +37,13 @@
 // Malformed input is reported as an [*EnvError] or [*FDError], never a panic.
 // Descriptors nobody takes are closed by [Inherited.CloseUnclaimed]; a unix
 // socket's path is never unlinked by this package.
+//
+// # From tableflip
+//
+// A process started by a parent built with github.com/cloudflare/tableflip
+// v1.2.x ([EnvTableflip] set) is understood too: Inherit reads the names
+// tableflip sends on fd 4 and files the descriptors from fd 5 under
+// [TableflipName]s, with tableflip's two pipes as control files
+// ([TableflipReady], [TableflipParent]); [Inherited.FromTableflip] reports
+// it. This is how a tableflip server upgrades into a handoff build.
 package fdpass
