@@ -4,6 +4,7 @@ package readiness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -122,6 +123,11 @@ func (r *NotifyReceiver) Receive(ctx context.Context) (Notification, error) {
 		if err != nil {
 			if ctx.Err() != nil {
 				return Notification{}, ctx.Err()
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// Set by an earlier call's context as that call returned.
+				r.c.SetReadDeadline(time.Time{})
+				continue
 			}
 			return Notification{}, err
 		}
