@@ -156,17 +156,20 @@ func (d *driver) runTrial(ctx context.Context, t *trial) (err error) {
 	}
 
 	base := time.Now()
+	stalls := startStallMonitor(base)
 	rec := newRecorder(base, c.Clients)
 	l, err := loadgen.Start(loadgen.Config{Addr: addr, Clients: c.Clients, Mode: c.Mode, OnResult: rec.on})
 	if err != nil {
+		stalls.Stop()
 		return err
 	}
 	stopLoad := func() {
 		t.End = time.Since(base)
 		st := l.Stop()
+		t.Stalls = stalls.Stop()
 		t.Errors, t.Versions = st.Errors, versions(st.Bodies)
 		events := rec.events()
-		t.Metrics = analyze(events, t.Marks, d.opts.Warmup, t.End)
+		t.Metrics = analyze(events, t.Marks, t.Stalls, d.opts.Warmup, t.End)
 		t.Timeline = newTimeline(events, t.End)
 	}
 	if err := sleepUntil(ctx, base.Add(d.opts.Warmup+d.opts.Baseline)); err != nil {

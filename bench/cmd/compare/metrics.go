@@ -146,6 +146,7 @@ type upgradeResult struct {
 	Gone           time.Duration // signal -> old process exited
 	FirstAnswer    time.Duration // signal -> first response from the new PID; -1: none
 	Gap            time.Duration // longest time without any ok response, signal to next signal
+	Stall          time.Duration // longest stall of the load generator itself, same window
 	Failed         int64         // failures that ended between this signal and the next
 	Kinds          [numKinds]int64
 }
@@ -159,6 +160,7 @@ type windowStats struct {
 	PerSec     float64 // ok responses per second
 	P50, P99   time.Duration
 	Gap        time.Duration // longest time without an ok response
+	Stall      time.Duration // longest stall of the load generator itself
 }
 
 // trialMetrics are the measurements of one load against one mechanism.
@@ -171,10 +173,11 @@ type trialMetrics struct {
 }
 
 // analyze measures a load from its events (ordered by end), the upgrades
-// the driver made, the end of the warm-up (the baseline window runs from
-// there to the first signal) and the end of the load. The "during" window
-// runs from the first signal to the end of the load.
-func analyze(events []event, marks []upgradeMark, warmup, end time.Duration) trialMetrics {
+// the driver made, the stalls of the load generator, the end of the
+// warm-up (the baseline window runs from there to the first signal) and
+// the end of the load. The "during" window runs from the first signal to
+// the end of the load.
+func analyze(events []event, marks []upgradeMark, stalls []window, warmup, end time.Duration) trialMetrics {
 	var m trialMetrics
 	okEnds := make([]time.Duration, 0, len(events))
 	for _, e := range events {
@@ -195,8 +198,8 @@ func analyze(events []event, marks []upgradeMark, warmup, end time.Duration) tri
 			m.BaselineFailed++
 		}
 	}
-	m.Baseline = measureWindow(events, okEnds, window{warmup, first})
-	m.During = measureWindow(events, okEnds, window{first, end})
+	m.Baseline = measureWindow(events, okEnds, stalls, window{warmup, first})
+	m.During = measureWindow(events, okEnds, stalls, window{first, end})
 
 	for i, mk := range marks {
 		next := end
@@ -222,6 +225,7 @@ func analyze(events []event, marks []upgradeMark, warmup, end time.Duration) tri
 			}
 		}
 		u.Gap = longestGap(okEnds, window{mk.Signal, next})
+		u.Stall = longestStall(stalls, window{mk.Signal, next})
 		m.Upgrades = append(m.Upgrades, u)
 	}
 	return m
@@ -233,7 +237,7 @@ func searchEnd(events []event, t time.Duration) int {
 	return i
 }
 
-func measureWindow(events []event, okEnds []time.Duration, w window) windowStats {
+func measureWindow(events []event, okEnds []time.Duration, stalls []window, w window) windowStats {
 	var s windowStats
 	if w.to <= w.from {
 		return s
@@ -254,6 +258,7 @@ func measureWindow(events []event, okEnds []time.Duration, w window) windowStats
 	s.P50, s.P99 = quantile(lats, 0.50), quantile(lats, 0.99)
 	s.PerSec = float64(s.OK) / (w.to - w.from).Seconds()
 	s.Gap = longestGap(okEnds, w)
+	s.Stall = longestStall(stalls, w)
 	return s
 }
 

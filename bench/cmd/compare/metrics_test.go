@@ -113,7 +113,8 @@ func TestAnalyze(t *testing.T) {
 		{Signal: 1000 * msec, Ready: 1040 * msec, Gone: 1060 * msec, OldPID: 1, NewPID: 2},
 		{Signal: 1500 * msec, Ready: 1520 * msec, Gone: 1530 * msec, OldPID: 2, NewPID: 3},
 	}
-	m := analyze(ev, marks, 500*msec, 2000*msec)
+	stalls := []window{{400 * msec, 600 * msec}, {1005 * msec, 1030 * msec}}
+	m := analyze(ev, marks, stalls, 500*msec, 2000*msec)
 
 	assert.Equal(t, int64(len(ev)), m.Requests)
 	assert.Equal(t, int64(4), m.Failed)
@@ -125,6 +126,8 @@ func TestAnalyze(t *testing.T) {
 	assert.Equal(t, 2*msec, m.Baseline.P50)
 	assert.Equal(t, 2*msec, m.Baseline.P99)
 	assert.Equal(t, msec, m.Baseline.Gap)
+	assert.Equal(t, 100*msec, m.Baseline.Stall, "clipped to the window")
+	assert.Equal(t, 25*msec, m.During.Stall)
 
 	assert.Equal(t, int64(950), m.During.OK)
 	assert.Equal(t, int64(3), m.During.Failed)
@@ -134,7 +137,7 @@ func TestAnalyze(t *testing.T) {
 	require.Len(t, m.Upgrades, 2)
 	u := m.Upgrades[0]
 	assert.Equal(t, upgradeResult{OldPID: 1, NewPID: 2, Ready: 40 * msec, Gone: 60 * msec, FirstAnswer: 50 * msec,
-		Gap: 50 * msec, Failed: 3, Kinds: [numKinds]int64{kindReset: 1, kindEOF: 2}}, u)
+		Gap: 50 * msec, Stall: 25 * msec, Failed: 3, Kinds: [numKinds]int64{kindReset: 1, kindEOF: 2}}, u)
 	u = m.Upgrades[1]
 	assert.Equal(t, upgradeResult{OldPID: 2, NewPID: 3, Ready: 20 * msec, Gone: 30 * msec, FirstAnswer: 0,
 		Gap: msec}, u)
@@ -142,15 +145,32 @@ func TestAnalyze(t *testing.T) {
 
 func TestAnalyzeNoAnswerNoUpgrades(t *testing.T) {
 	ev := okEvents(0, 100*msec, msec, msec, 1)
-	m := analyze(ev, []upgradeMark{{Signal: 50 * msec, OldPID: 1, NewPID: 9}}, 0, 100*msec)
+	m := analyze(ev, []upgradeMark{{Signal: 50 * msec, OldPID: 1, NewPID: 9}}, nil, 0, 100*msec)
 	require.Len(t, m.Upgrades, 1)
 	assert.Equal(t, time.Duration(-1), m.Upgrades[0].FirstAnswer, "pid 9 never answered")
 	assert.Zero(t, m.Upgrades[0].Ready, "not seen")
 
-	m = analyze(ev, nil, 10*msec, 100*msec)
+	m = analyze(ev, nil, nil, 10*msec, 100*msec)
 	assert.Empty(t, m.Upgrades)
 	assert.Equal(t, int64(90), m.Baseline.OK, "without upgrades the baseline runs to the end")
 	assert.Zero(t, m.During.OK)
+}
+
+func TestLongestStall(t *testing.T) {
+	stalls := []window{{10 * msec, 20 * msec}, {50 * msec, 80 * msec}}
+	assert.Equal(t, 30*msec, longestStall(stalls, window{0, 100 * msec}))
+	assert.Equal(t, 10*msec, longestStall(stalls, window{0, 60 * msec}), "clipped")
+	assert.Equal(t, 5*msec, longestStall(stalls, window{15 * msec, 40 * msec}))
+	assert.Zero(t, longestStall(stalls, window{20 * msec, 50 * msec}))
+	assert.Zero(t, longestStall(nil, window{0, time.Second}))
+}
+
+func TestStallMonitorStops(t *testing.T) {
+	s := startStallMonitor(time.Now())
+	time.Sleep(20 * time.Millisecond)
+	for _, w := range s.Stop() { // normally none; any must be well formed
+		assert.Greater(t, w.to-w.from, stallThreshold)
+	}
 }
 
 func TestTimeline(t *testing.T) {

@@ -17,6 +17,7 @@ type trial struct {
 	Config   loadConfig
 	Mech     mechanism
 	Marks    []upgradeMark
+	Stalls   []window      // when the load generator itself did not run
 	End      time.Duration // of the load, from its start
 	Metrics  trialMetrics
 	Timeline timeline
@@ -71,6 +72,9 @@ type summary struct {
 	GapP50         float64 `json:"gap_p50_ms"` // longest time without an ok response, per upgrade
 	GapMax         float64 `json:"gap_max_ms"`
 	GapBaseline    float64 `json:"gap_baseline_ms_median"` // the same in the baseline window
+	StallP50       float64 `json:"loadgen_stall_p50_ms"`   // longest stall of the load generator, per upgrade
+	StallMax       float64 `json:"loadgen_stall_max_ms"`
+	StallBaseline  float64 `json:"loadgen_stall_baseline_ms_median"`
 
 	P50Baseline    float64 `json:"latency_p50_baseline_ms_median"`
 	P50During      float64 `json:"latency_p50_during_ms_median"`
@@ -101,10 +105,10 @@ func summarize(trials []*trial) summary {
 	s.Runs = len(trials)
 	s.KindsMedian, s.KindsTotal = map[string]float64{}, map[string]int64{}
 	var (
-		failed, requests                        []float64
-		kinds                                   [numKinds][]float64
-		ready, answer, gone, gaps               []time.Duration
-		gapBase, p50b, p50d, p99b, p99d, rb, rd []float64
+		failed, requests                                   []float64
+		kinds                                              [numKinds][]float64
+		ready, answer, gone, gaps, stalls                  []time.Duration
+		gapBase, stallBase, p50b, p50d, p99b, p99d, rb, rd []float64
 	)
 	for _, t := range trials {
 		m := &t.Metrics
@@ -125,6 +129,7 @@ func summarize(trials []*trial) summary {
 			ready = append(ready, u.Ready)
 			gone = append(gone, u.Gone)
 			gaps = append(gaps, u.Gap)
+			stalls = append(stalls, u.Stall)
 			if u.FirstAnswer >= 0 {
 				answer = append(answer, u.FirstAnswer)
 			} else {
@@ -132,6 +137,7 @@ func summarize(trials []*trial) summary {
 			}
 		}
 		gapBase = append(gapBase, ms(m.Baseline.Gap))
+		stallBase = append(stallBase, ms(m.Baseline.Stall))
 		p50b, p50d = append(p50b, ms(m.Baseline.P50)), append(p50d, ms(m.During.P50))
 		p99b, p99d = append(p99b, ms(m.Baseline.P99)), append(p99d, ms(m.During.P99))
 		rb, rd = append(rb, m.Baseline.PerSec), append(rd, m.During.PerSec)
@@ -148,6 +154,8 @@ func summarize(trials []*trial) summary {
 	s.GoneP50, s.GoneMax = ms(median(gone)), ms(maxOf(gone))
 	s.GapP50, s.GapMax = ms(median(gaps)), ms(maxOf(gaps))
 	s.GapBaseline = median(gapBase)
+	s.StallP50, s.StallMax = ms(median(stalls)), ms(maxOf(stalls))
+	s.StallBaseline = median(stallBase)
 	s.P50Baseline, s.P50During = median(p50b), median(p50d)
 	s.P99Baseline, s.P99During = median(p99b), median(p99d)
 	s.PerSecBaseline, s.PerSecDuring = math.Round(median(rb)), math.Round(median(rd))
@@ -249,14 +257,15 @@ type trialRecord struct {
 }
 
 type windowRecord struct {
-	OK     int64   `json:"ok"`
-	Failed int64   `json:"failed"`
-	PerSec float64 `json:"ok_per_sec"`
-	P50MS  float64 `json:"p50_ms"`
-	P99MS  float64 `json:"p99_ms"`
-	GapMS  float64 `json:"longest_gap_ms"`
-	FromMS float64 `json:"from_ms"`
-	ToMS   float64 `json:"to_ms"`
+	OK      int64   `json:"ok"`
+	Failed  int64   `json:"failed"`
+	PerSec  float64 `json:"ok_per_sec"`
+	P50MS   float64 `json:"p50_ms"`
+	P99MS   float64 `json:"p99_ms"`
+	GapMS   float64 `json:"longest_gap_ms"`
+	StallMS float64 `json:"loadgen_stall_ms"`
+	FromMS  float64 `json:"from_ms"`
+	ToMS    float64 `json:"to_ms"`
 }
 
 type upgradeRecord struct {
@@ -267,6 +276,7 @@ type upgradeRecord struct {
 	NewAnswersMS  *float64         `json:"new_pid_answers_ms"` // null: never answered
 	GoneMS        float64          `json:"old_gone_ms"`
 	GapMS         float64          `json:"longest_gap_ms"`
+	StallMS       float64          `json:"loadgen_stall_ms"`
 	Failed        int64            `json:"failed"`
 	FailedByKinds map[string]int64 `json:"failed_by_kind,omitempty"`
 }
@@ -297,14 +307,14 @@ func newTrialRecord(t *trial, warmup time.Duration) trialRecord {
 	}
 	win := func(w windowStats, from, to time.Duration) windowRecord {
 		return windowRecord{OK: w.OK, Failed: w.Failed, PerSec: math.Round(w.PerSec), P50MS: ms(w.P50), P99MS: ms(w.P99),
-			GapMS: ms(w.Gap), FromMS: ms(from), ToMS: ms(to)}
+			GapMS: ms(w.Gap), StallMS: ms(w.Stall), FromMS: ms(from), ToMS: ms(to)}
 	}
 	r.Baseline = win(m.Baseline, warmup, first)
 	r.During = win(m.During, first, t.End)
 	for i, u := range m.Upgrades {
 		ur := upgradeRecord{
 			SignalMS: ms(t.Marks[i].Signal), OldPID: u.OldPID, NewPID: u.NewPID,
-			ReadyMS: ms(u.Ready), GoneMS: ms(u.Gone), GapMS: ms(u.Gap),
+			ReadyMS: ms(u.Ready), GoneMS: ms(u.Gone), GapMS: ms(u.Gap), StallMS: ms(u.Stall),
 			Failed: u.Failed, FailedByKinds: kindMap(u.Kinds),
 		}
 		if u.FirstAnswer >= 0 {
@@ -376,7 +386,7 @@ func fmtRatio(s summary, name string) string {
 // text and Markdown reports print: failures, timings, ratios.
 func tables(sums []summary) (failures, timings, ratios [][]string) {
 	failures = [][]string{{"mechanism", "failed/run", "per upgrade", "max in 1 upgrade", "refused", "reset", "EOF", "timeout", "non-200", "other", "all runs"}}
-	timings = [][]string{{"mechanism", "ready p50/max", "new PID answers p50", "old gone p50/max", "gap p50/max (baseline)", "p50 base→during", "p99 base→during", "ok/s base→during"}}
+	timings = [][]string{{"mechanism", "ready p50/max", "new PID answers p50", "old gone p50/max", "gap p50/max (baseline)", "loadgen stall p50/max (baseline)", "p50 base→during", "p99 base→during", "ok/s base→during"}}
 	ratios = [][]string{{"mechanism", "failed", "ready p50", "old gone p50", "gap max", "p99 during", "ok/s during"}}
 	for _, s := range sums {
 		row := []string{s.Mechanism, fmtCount(s.FailedMedian), fmt.Sprintf("%.2f", s.FailedPerUpgrade), fmt.Sprint(s.FailedMaxUpgrade)}
@@ -396,6 +406,7 @@ func tables(sums []summary) (failures, timings, ratios [][]string) {
 			answers,
 			fmtMS(s.GoneP50) + " / " + fmtMS(s.GoneMax),
 			fmtMS(s.GapP50) + " / " + fmtMS(s.GapMax) + " (" + fmtMS(s.GapBaseline) + ")",
+			fmtMS(s.StallP50) + " / " + fmtMS(s.StallMax) + " (" + fmtMS(s.StallBaseline) + ")",
 			fmtMS(s.P50Baseline) + " → " + fmtMS(s.P50During),
 			fmtMS(s.P99Baseline) + " → " + fmtMS(s.P99During),
 			fmt.Sprintf("%.0f → %.0f", s.PerSecBaseline, s.PerSecDuring),
@@ -410,7 +421,8 @@ func tables(sums []summary) (failures, timings, ratios [][]string) {
 func writeText(w io.Writer, rep *report, configs []loadConfig) {
 	fmt.Fprintf(w, "\n%d run(s) × %d upgrades per mechanism and configuration, one every %v, mechanisms alternating; medians over runs.\n",
 		rep.Settings.Runs, rep.Settings.Upgrades, time.Duration(rep.Settings.IntervalMS*1e6))
-	fmt.Fprintln(w, "Times in ms from the upgrade signal (stopstart: SIGTERM). gap: longest time without a successful response.")
+	fmt.Fprintln(w, "Times in ms from the upgrade signal (stopstart: SIGTERM). gap: longest time without a successful response;")
+	fmt.Fprintln(w, "loadgen stall: longest time the load generator itself did not run (a gap that short may be the clients').")
 	for _, c := range configs {
 		sums := byConfig(rep.Summaries, c.Name())
 		if len(sums) == 0 {
@@ -454,6 +466,7 @@ func writeMarkdown(w io.Writer, rep *report, configs []loadConfig) {
 	fmt.Fprintln(w, "- **ready**: signal → the pidfile names the new, live PID. **new PID answers**: signal → first response from it.")
 	fmt.Fprintln(w, "- **old gone**: signal → the old process has exited (`/proc/PID/stat` gone or state Z).")
 	fmt.Fprintln(w, "- **gap**: the longest time without any successful response between one upgrade signal and the next; (baseline): the same in the pre-upgrade window.")
+	fmt.Fprintln(w, "- **loadgen stall**: the longest time the load generator's own process did not run (a 1 ms sleep woke more than 5 ms late), in the same windows: a gap no longer than this may be the clients', not the server's. A lower bound.")
 	fmt.Fprintln(w, "- **base→during**: the pre-upgrade window vs. from the first signal to the end of the load.")
 	fmt.Fprintln(w, "- stopstart's signal is SIGTERM; the driver starts the new build once the old one has exited. Its refused count depends on how fast clients retry (they do not back off); its gap is the downtime.")
 	for _, c := range configs {
