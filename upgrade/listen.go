@@ -19,9 +19,12 @@ import (
 // again and receives the same socket. ':' and '%' are escaped because
 // LISTEN_FDNAMES separates names with ':'.
 func key(kind, addr string) string {
-	r := strings.NewReplacer("%", "%25", ":", "%3A")
-	return kind + "/" + r.Replace(addr)
+	return kind + "/" + keyEscaper.Replace(addr)
 }
+
+// keyEscaper is built once: building a Replacer costs more than using it,
+// which adds up in a child that takes a thousand listeners.
+var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 // Listen returns a listener for network (tcp, tcp4, tcp6, unix or
 // unixpacket) and addr: the one the previous generation handed over under

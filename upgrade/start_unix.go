@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/handoff-go/handoff/fdpass"
 	"github.com/handoff-go/handoff/internal/tail"
 	"github.com/handoff-go/handoff/readiness"
@@ -154,6 +156,27 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		io.Copy(io.MultiWriter(&bestEffort{w: u.opts.Stderr}, c.stderr), pr)
 	}()
 	return c, nil
+}
+
+// reserveFDs grows this process's descriptor table, now, to fit a copy
+// of n handed-over files and the control files beside the descriptors
+// open. Growing it during an upgrade instead, when the copies for the child
+// go past its size, stalls for milliseconds in a multi-threaded process
+// (the kernel waits for an RCU grace period): measured 1-9 ms at 1000
+// sockets. The table never shrinks, so one probe descriptor at the far
+// end, closed at once, is enough.
+func reserveFDs(n int) {
+	if n < 64 {
+		return // the table a process starts with fits these
+	}
+	low, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 0) // the lowest free descriptor
+	if err != nil {
+		return
+	}
+	unix.Close(low)
+	if fd, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, low+2*n+64); err == nil {
+		unix.Close(fd)
+	}
 }
 
 // dupFiles duplicates the files handed over and names them in h. It

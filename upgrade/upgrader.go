@@ -444,7 +444,9 @@ func (u *Upgrader) Ready() error {
 	u.mu.Lock()
 	u.ready = true
 	u.main = true
+	handed := len(u.files)
 	u.mu.Unlock()
+	reserveFDs(handed)
 	u.serveControl()
 	u.log.Info("ready", slog.Int("pid", os.Getpid()), slog.Int("generation", u.generation))
 	return nil
