@@ -17,9 +17,10 @@
 // # Atomic replacement
 //
 // [Write] creates a temporary file named ".<base>.tmp-<random>" in the pidfile's own directory,
-// writes the PID, sets the mode, fsyncs it, renames it over the pidfile and fsyncs the
-// directory. A reader therefore sees either the previous content or the new one, never a mix,
-// and after a crash the file holds one or the other. On any failure before the rename the
+// writes the PID, sets the mode and renames it over the pidfile. A reader therefore sees either
+// the previous content or the new one, never a mix. Nothing is fsynced: after a machine crash
+// the process a pidfile names is gone whatever the file says (the next Write replaces a stale
+// file), and an fsync would lengthen every upgrade. On any failure before the rename the
 // temporary file is removed and the previous pidfile is left as it was. A symbolic link at
 // the pidfile's path is replaced by a regular file; its target is never written.
 //

@@ -107,12 +107,14 @@ func probeDir(dir, base string) error {
 
 // Write atomically replaces the file at path with pid in decimal and a newline, mode 0644
 // whatever the umask. It writes a temporary file named ".<base>.tmp-<random>" in the same
-// directory, fsyncs it, renames it over path and fsyncs the directory. Readers see the old
-// content or the new, never a mix.
+// directory and renames it over path. Readers see the old content or the new, never a mix.
+// Nothing is fsynced: a pidfile describes a running process, and after a machine crash no
+// process is running, whatever the file says; an fsync would only lengthen every upgrade
+// (measured 2-5 ms on a loaded virtual disk, in the window between the new process being
+// told to go and it serving).
 //
 // On any failure before the rename the temporary file is removed and the previous pidfile
-// is left unchanged. If only the final directory fsync fails, path already names pid and the
-// error says so. A symbolic link at path is replaced by a regular file; its target is never
+// is left unchanged. A symbolic link at path is replaced by a regular file; its target is never
 // opened.
 func Write(path string, pid int) error {
 	return write(path, pid, osFileOps{})
@@ -141,14 +143,10 @@ func write(path string, pid int, ops fileOps) error {
 	if err := ops.rename(tmp, path); err != nil {
 		return discard(ops, tmp, fmt.Errorf("pidfile: cannot replace %s, previous pidfile left unchanged: %w", path, err))
 	}
-	if err := ops.syncDir(dir); err != nil {
-		return fmt.Errorf("pidfile: %s names PID %d, but directory %s could not be synced, so the change may not survive a crash: %w",
-			path, pid, dir, err)
-	}
 	return nil
 }
 
-// fill writes pid to f, sets its mode and makes it durable, then closes f whatever happened.
+// fill writes pid to f and sets its mode, then closes f whatever happened.
 func fill(f tempFile, pid int) error {
 	b := strconv.AppendInt(nil, int64(pid), 10)
 	b = append(b, '\n')
@@ -157,12 +155,8 @@ func fill(f tempFile, pid int) error {
 		err = io.ErrShortWrite
 	}
 	if err == nil {
-		// Set explicitly: the mode given at creation is filtered by the umask. Done before
-		// the fsync so that the mode is made durable along with the content.
+		// Set explicitly: the mode given at creation is filtered by the umask.
 		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
 	}
 	// After an earlier failure the file is discarded, so its close error adds nothing.
 	if cerr := f.Close(); err == nil {
@@ -377,15 +371,12 @@ type fileOps interface {
 	create(name string) (tempFile, error)
 	rename(oldpath, newpath string) error
 	remove(name string) error
-	// syncDir makes a rename in dir durable.
-	syncDir(dir string) error
 }
 
 // tempFile is the part of *os.File that write uses.
 type tempFile interface {
 	io.Writer
 	Chmod(mode os.FileMode) error
-	Sync() error
 	Close() error
 }
 
@@ -404,17 +395,3 @@ func (osFileOps) create(name string) (tempFile, error) {
 func (osFileOps) rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
 
 func (osFileOps) remove(name string) error { return os.Remove(name) }
-
-func (osFileOps) syncDir(dir string) error {
-	fd, err := openNoEINTR(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	// Closing a read-only descriptor cannot lose data; there is nothing to report.
-	defer unix.Close(fd)
-	// EINVAL means this filesystem cannot sync a directory at all; nothing more can be done.
-	if err := unix.Fsync(fd); err != nil && err != unix.EINVAL {
-		return &os.PathError{Op: "fsync", Path: dir, Err: err}
-	}
-	return nil
-}
