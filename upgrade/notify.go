@@ -95,24 +95,3 @@ func (u *Upgrader) pingWatchdog(stop <-chan struct{}) {
 		}
 	}
 }
-
-// childEnv is the environment a child starts with: u.env, with the
-// service manager's variables as this process uses them, whatever
-// Options.Env says, and without WATCHDOG_PID, which names this process.
-func (u *Upgrader) childEnv() []string {
-	env := make([]string, 0, len(u.env)+2)
-	for _, kv := range u.env {
-		switch k, _, _ := strings.Cut(kv, "="); k {
-		case envWatchdogPID, envWatchdogUsec, envNotifySocket:
-			continue
-		}
-		env = append(env, kv)
-	}
-	if u.sd != nil {
-		env = append(env, envNotifySocket+"="+u.sd.Socket())
-	}
-	if u.watchdog > 0 {
-		env = append(env, envWatchdogUsec+"="+strconv.FormatInt(u.watchdog.Microseconds(), 10))
-	}
-	return env
-}

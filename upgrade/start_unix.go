@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -230,4 +231,25 @@ func (b *bestEffort) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// childEnv is the environment a child starts with: u.env, with the
+// service manager's variables as this process uses them, whatever
+// Options.Env says, and without WATCHDOG_PID, which names this process.
+func (u *Upgrader) childEnv() []string {
+	env := make([]string, 0, len(u.env)+2)
+	for _, kv := range u.env {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case envWatchdogPID, envWatchdogUsec, envNotifySocket:
+			continue
+		}
+		env = append(env, kv)
+	}
+	if u.sd != nil {
+		env = append(env, envNotifySocket+"="+u.sd.Socket())
+	}
+	if u.watchdog > 0 {
+		env = append(env, envWatchdogUsec+"="+strconv.FormatInt(u.watchdog.Microseconds(), 10))
+	}
+	return env
 }
