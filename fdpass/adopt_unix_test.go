@@ -3,6 +3,8 @@
 package fdpass
 
 import (
+	"bytes"
+	"encoding/gob"
 	"errors"
 	"fmt"
 	"net"
@@ -307,4 +309,29 @@ func TestCloseUnclaimed(t *testing.T) {
 	c, err = unixLn.Accept()
 	require.NoError(t, err)
 	c.Close()
+}
+
+// TestTableflipNamesLate: a tableflip parent's names pipe is non-blocking
+// (Go makes its pipes so) and the names arrive after the child has
+// started, in pieces: the reader waits for them.
+func TestTableflipNamesLate(t *testing.T) {
+	r, w, err := os.Pipe() // non-blocking, as tableflip's
+	require.NoError(t, err)
+	defer r.Close()
+	var fd int
+	rc, err := r.SyscallConn()
+	require.NoError(t, err)
+	require.NoError(t, rc.Control(func(f uintptr) { fd = int(f) }))
+	var b bytes.Buffer
+	require.NoError(t, gob.NewEncoder(&b).Encode([][]string{{"listener", "tcp", "127.0.0.1:8080"}}))
+	go func() {
+		for _, c := range bytes.SplitAfter(b.Bytes(), b.Bytes()[:1]) { // several writes
+			time.Sleep(20 * time.Millisecond)
+			w.Write(c)
+		}
+	}()
+	m, err := parseTableflip(fdReader(fd))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"listener:tcp:127.0.0.1:8080"}, m.names)
+	w.Close()
 }

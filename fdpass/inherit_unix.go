@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -93,8 +94,8 @@ func (e *entry) claim() *os.File {
 // process starts do not inherit it. Without variables the result is empty.
 func Inherit() (*Inherited, error) {
 	if _, ok := os.LookupEnv(EnvTableflip); ok {
-		if _, systemd := os.LookupEnv(EnvListenFDs); !systemd {
-			os.Unsetenv(EnvTableflip)
+		os.Unsetenv(EnvTableflip)
+		if !systemdFor(os.Getpid()) && tableflipPipes() {
 			m, err := parseTableflip(fdReader(FirstFD + 1))
 			if err != nil {
 				return nil, err
@@ -167,15 +168,56 @@ func adopt(m *manifest) (*Inherited, error) {
 // github.com/cloudflare/tableflip (see [EnvTableflip]).
 func (in *Inherited) FromTableflip() bool { return in.tableflip }
 
+// systemdFor reports whether systemd's variables are meant for the
+// process pid: a tableflip process started by socket activation may pass
+// its own stale LISTEN_FDS on to the process it starts.
+func systemdFor(pid int) bool {
+	if _, ok := os.LookupEnv(EnvListenFDs); !ok {
+		return false
+	}
+	v, ok := os.LookupEnv(EnvListenPID)
+	return !ok || v == strconv.Itoa(pid)
+}
+
+// tableflipPipes reports whether fds 3 and 4 are pipes, as a tableflip
+// parent passes them. tableflip never unsets its variable, so any program
+// a tableflip process starts inherits it, with whatever fds 3 and 4 are.
+func tableflipPipes() bool {
+	for _, fd := range []int{FirstFD, FirstFD + 1} {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+			return false
+		}
+	}
+	return true
+}
+
 // fdReader reads a descriptor without wrapping it in an *os.File, which
-// would take ownership of it.
+// would take ownership of it. A tableflip parent's pipe is non-blocking (Go
+// makes its pipes so) and its names may not be written yet: Read waits for
+// them with poll, up to tableflipWait.
 type fdReader int
 
+// tableflipWait bounds the wait for a tableflip parent's names; tableflip
+// itself gives up on a child after a minute by default.
+const tableflipWait = time.Minute
+
 func (r fdReader) Read(p []byte) (int, error) {
+	deadline := time.Now().Add(tableflipWait)
 	for {
 		n, err := unix.Read(int(r), p)
 		switch {
 		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			left := time.Until(deadline)
+			if left <= 0 {
+				return 0, fmt.Errorf("nothing from the parent within %v", tableflipWait)
+			}
+			fds := []unix.PollFd{{Fd: int32(r), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
+				return 0, os.NewSyscallError("poll", err)
+			}
 			continue
 		case err != nil:
 			return 0, os.NewSyscallError("read", err)

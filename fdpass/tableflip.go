@@ -43,8 +43,9 @@ func TableflipName(kind, network, addr string) string {
 func parseTableflip(r io.Reader) (*manifest, error) {
 	var names [][]string
 	// The names come first on the pipe and nothing follows until the
-	// parent exits; a limited reader keeps a hostile stream bounded.
-	if err := gob.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&names); err != nil {
+	// parent exits; a limited reader keeps a hostile stream bounded (8 MiB
+	// fits MaxFiles names of over 100 bytes each).
+	if err := gob.NewDecoder(io.LimitReader(r, 8<<20)).Decode(&names); err != nil {
 		return nil, &EnvError{Var: EnvTableflip, Value: "yes", Reason: fmt.Sprintf("cannot decode the parent's file names on fd 4: %v", err)}
 	}
 	if len(names) > MaxFiles {
