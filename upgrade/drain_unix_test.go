@@ -392,7 +392,8 @@ func TestShutdownHooks(t *testing.T) {
 
 // TestHold: a server that drains by itself, counted with Hold from its
 // start, keeps ServeConns from returning (and the AfterDrain hooks from
-// running) until it releases, however fast ServeConns drains.
+// running) until its own drain is done, however fast ServeConns drains;
+// and its own done does not wait for itself.
 func TestHold(t *testing.T) {
 	u, err := New(Options{})
 	require.NoError(t, err)
@@ -400,10 +401,11 @@ func TestHold(t *testing.T) {
 	assert.Equal(t, DefaultDrainTimeout, u.Options().DrainTimeout, "Options reports the defaults in effect")
 	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	var after atomic.Bool
+	var before, after atomic.Bool
+	u.OnShutdown(BeforeDrain, "mark", 0, func(context.Context) error { before.Store(true); return nil })
 	u.OnShutdown(AfterDrain, "mark", 0, func(context.Context) error { after.Store(true); return nil })
 	require.NoError(t, u.Ready())
-	release := u.Hold()
+	drain := u.Hold()
 	served := make(chan error, 1)
 	go func() { served <- u.ServeConns(ln, func(ctx context.Context, c net.Conn) {}) }()
 	u.Stop()
@@ -413,13 +415,20 @@ func TestHold(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 	assert.False(t, after.Load(), "AfterDrain ran while a server was held")
-	release()
-	release() // twice is fine
-	select {
-	case err := <-served:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("ServeConns did not return after release")
+	done := drain()
+	assert.True(t, before.Load(), "drain runs the BeforeDrain hooks")
+	returned := make(chan struct{})
+	go func() { done(); done(); close(returned) }() // twice is fine
+	for _, c := range []<-chan struct{}{returned, func() <-chan struct{} {
+		ch := make(chan struct{})
+		go func() { assert.NoError(t, <-served); close(ch) }()
+		return ch
+	}()} {
+		select {
+		case <-c:
+		case <-time.After(10 * time.Second): // far below DrainTimeout+StopGrace, which a self-wait would take
+			t.Fatal("done or ServeConns did not return after the held server drained")
+		}
 	}
 	assert.True(t, after.Load())
 }

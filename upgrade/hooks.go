@@ -61,34 +61,41 @@ func (u *Upgrader) OnShutdown(p Phase, name string, timeout time.Duration, fn fu
 }
 
 // Draining is for a server that drains by itself: call it once Exit is
-// closed (earlier, it would run the BeforeDrain hooks early). In a process
-// that also serves with ServeHTTP or ServeConns, call [Upgrader.Hold] when
-// the server starts, too, so that their drain cannot end the process
-// before this one is counted. It runs the
+// closed (earlier, it would run the BeforeDrain hooks early). It runs the
 // BeforeDrain hooks (once per process; a concurrent caller waits
 // for them) and returns done, to call when the drain is over. done
 // returns when every drain in progress (ServeHTTP, ServeConns and the
 // control socket count too) is over, after the AfterDrain and then
-// BeforeExit hooks: the process may exit then.
+// BeforeExit hooks: the process may exit then. In a process that also
+// serves with ServeHTTP or ServeConns, use [Upgrader.Hold] instead, from
+// the moment the server starts.
 func (u *Upgrader) Draining() (done func()) {
-	leave := u.enterServe()
-	u.beforeDrain()
-	return leave
+	return u.Hold()()
 }
 
-// Hold counts a server that drains by itself (see [Upgrader.Draining]) from
-// the moment it starts serving, rather than from the moment Exit closes:
-// until release is called, ServeHTTP, ServeConns and the done of other
-// servers' Draining neither run the AfterDrain hooks nor return, however
-// fast their own drain was. Call it before serving; call release (safe to
-// call twice) once the server's drain is over.
-func (u *Upgrader) Hold() (release func()) {
-	return u.enterServe()
+// Hold is Draining in two steps, for a server that drains by itself in a
+// process that also serves with ServeHTTP or ServeConns: call Hold when
+// the server starts, so that it is counted from then on and a fast drain
+// of the others cannot end the process under it; once Exit is closed,
+// call drain, which runs the BeforeDrain hooks and returns done, as
+// Draining does. A server that stops before Exit calls drain()() at once
+// (no hooks run then).
+func (u *Upgrader) Hold() (drain func() (done func())) {
+	leave := u.enterServe()
+	return func() func() {
+		select {
+		case <-u.Exit():
+			u.beforeDrain()
+		default: // the server failed on its own: not a drain
+		}
+		return leave
+	}
 }
 
 // Options returns the options in effect: the ones given to [New], with
-// each zero value replaced by what it means (Options.DrainTimeout 30s,
-// say). A server that bounds its own drain reads its deadline here.
+// each zero duration or count replaced by what it means
+// (Options.DrainTimeout 30s, say); Path, Args, Env and Dir as given. A
+// server that bounds its own drain reads its deadline here.
 func (u *Upgrader) Options() Options {
 	o := u.opts
 	o.Args, o.Env = slices.Clone(o.Args), slices.Clone(o.Env)

@@ -16,7 +16,8 @@
 // # Draining
 //
 // grpc.Server drains by itself (GracefulStop), so this program uses
-// [upgrade.Upgrader.Draining] rather than ServeHTTP or ServeConns: when
+// [upgrade.Upgrader.Hold] (Draining in two steps) rather than ServeHTTP or
+// ServeConns: when
 // Exit closes, it stops accepting (the new generation accepts from the
 // same socket), waits until gRPC has taken up every connection it
 // accepted (see takeListener), then GracefulStop sends GOAWAY on every
@@ -128,8 +129,7 @@ func run(addr string, opts upgrade.Options) error {
 func serve(u *upgrade.Upgrader, srv *grpc.Server, ln net.Listener, log *slog.Logger) error {
 	// Counted from now: a process that also ran ServeHTTP (a metrics port,
 	// say) would otherwise end when that drain ends, under this one.
-	release := u.Hold()
-	defer release()
+	drain := u.Hold()
 	drainTimeout, stopGrace := u.Options().DrainTimeout, u.Options().StopGrace
 	tl := &takeListener{Listener: ln}
 	serveErr := make(chan error, 1)
@@ -139,10 +139,11 @@ func serve(u *upgrade.Upgrader, srv *grpc.Server, ln net.Listener, log *slog.Log
 	case err = <-serveErr:
 		// Accepting failed for good: drain what was accepted, without the
 		// shutdown hooks, which belong to the end of the generation.
+		defer drain()()
 	case <-u.Exit():
 		// The BeforeDrain hooks run now; done runs the AfterDrain and
 		// BeforeExit hooks once every server of the process has drained.
-		done := u.Draining()
+		done := drain()
 		defer done()
 		// Stop accepting ourselves, rather than let GracefulStop close the
 		// listener: GracefulStop first marks the server as stopping, and a
