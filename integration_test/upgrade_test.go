@@ -67,8 +67,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 
 	// Once the clients have gone, the live generation holds no more
 	// descriptors than the first did before any load. (Not exactly as
-	// many: the first may be caught with its pidfile's directory still
-	// open for the fsync after the rename.)
+	// many: the first may be caught in the middle of writing its pidfile.)
 	var fds int
 	assert.Eventually(t, func() bool {
 		fds, err = harness.FDs(pid)

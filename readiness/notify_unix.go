@@ -45,7 +45,8 @@ func NewNotifier(socket string) (*Notifier, error) {
 // Notify sends state, newline-separated KEY=VALUE lines such as
 // "READY=1\nSTATUS=serving", as one datagram. It returns once the kernel
 // has queued the datagram for the service manager, which handles
-// datagrams in the order they arrive.
+// datagrams in the order they arrive, or after a second if the manager's
+// queue stays full.
 func (n *Notifier) Notify(state string) error {
 	if n == nil {
 		return nil
@@ -55,6 +56,9 @@ func (n *Notifier) Notify(state string) error {
 		return fmt.Errorf("readiness: notify %s: %w", n.addr.Name, err)
 	}
 	defer c.Close()
+	// A service manager that does not read (systemd re-executing itself,
+	// say) must not block the caller for long.
+	c.SetWriteDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte(state)); err != nil {
 		return fmt.Errorf("readiness: notify %s: %w", n.addr.Name, err)
 	}

@@ -65,8 +65,10 @@
 //	  RELOADING=1, MONOTONIC_USEC=<now>, STATUS=upgrading: starting generation N
 //	upgrade done (parent P, once the child C said live, before P stops accepting):
 //	  MAINPID=C, READY=1, STATUS=serving: generation N, pid C (upgraded from pid P)
-//	upgrade failed (parent P, which keeps serving):
+//	upgrade failed (parent P, which keeps serving; not when Stop cancelled it):
 //	  STATUS=upgrade failed: <the ChildError>, READY=1
+//	upgrade refused, too many generations draining (P):
+//	  RELOADING=1, MONOTONIC_USEC=<now>; then STATUS=upgrade refused: <why>, READY=1
 //	stop (the live generation only):
 //	  STOPPING=1, STATUS=stopping: draining generation N, pid P
 //

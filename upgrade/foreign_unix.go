@@ -19,8 +19,11 @@ import (
 // shimPath runs shimScript. Go cannot set a variable between fork and exec,
 // and a systemd-style program checks LISTEN_PID against its own PID: the
 // shell learns its PID ($$), exports it, and execs the program, which
-// keeps that PID. Any POSIX sh will do; it leaves inherited descriptors
-// above 2 alone across exec.
+// keeps that PID. Arguments pass through "$0" "$@" unchanged, whatever
+// they hold, and any POSIX sh leaves inherited descriptors above 2 alone
+// across exec. The shell does touch the environment: it sets PWD (bash
+// also SHLVL), and dash drops variables whose names are not shell
+// identifiers (such as "a.b"); the child's argv[0] is its path.
 const (
 	shimPath   = "/bin/sh"
 	shimScript = `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`
@@ -68,8 +71,13 @@ func (u *Upgrader) startForeign(files []*handed, stdio []uintptr) (c *child, err
 	for _, fd := range fds {
 		attr.Files = append(attr.Files, uintptr(fd))
 	}
+	// The child's notifications reach only the relay, which ends at
+	// hand-over: it cannot ping systemd's watchdog, so it is not told of one.
+	if u.watchdog > 0 {
+		u.log.Warn("a foreign child cannot ping the systemd watchdog after the hand-over; set WatchdogSec only for handoff programs")
+	}
 	for _, kv := range u.childEnv() {
-		if !strings.HasPrefix(kv, envNotifySocket+"=") {
+		if !strings.HasPrefix(kv, envNotifySocket+"=") && !strings.HasPrefix(kv, envWatchdogUsec+"=") {
 			attr.Env = append(attr.Env, kv)
 		}
 	}
@@ -103,10 +111,8 @@ func (u *Upgrader) startForeign(files []*handed, stdio []uintptr) (c *child, err
 		close(c.exited)
 	}()
 	go func() {
-		defer os.RemoveAll(dir)
-		defer rcv.Close()
 		defer agent.Close()
-		u.relay(c, agent, rcv)
+		u.relay(c, agent, rcv, dir)
 	}()
 	return c, nil
 }
@@ -117,7 +123,9 @@ func (u *Upgrader) startForeign(files []*handed, stdio []uintptr) (c *child, err
 // It ends when the child has taken over, has exited, or Stop is called;
 // the child's later notifications then find no socket (a foreign child
 // does not report to systemd itself: the parent sends MAINPID for it).
-func (u *Upgrader) relay(c *child, agent *os.File, rcv *readiness.NotifyReceiver) {
+func (u *Upgrader) relay(c *child, agent *os.File, rcv *readiness.NotifyReceiver, dir string) {
+	closeSocket := func() { rcv.Close(); os.RemoveAll(dir) }
+	defer closeSocket() // twice is harmless
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -146,6 +154,7 @@ func (u *Upgrader) relay(c *child, agent *os.File, rcv *readiness.NotifyReceiver
 			break
 		}
 	}
+	closeSocket() // now, not when this process exits: nothing is left behind in /tmp
 	if readiness.Ready(agent) != nil || readiness.WaitGo(ctx, agent) != nil {
 		return
 	}

@@ -75,6 +75,9 @@ func (u *Upgrader) becomeMain(self bool) {
 	if u.watchdog <= 0 {
 		return
 	}
+	// At once: the previous main process's last ping may be up to half
+	// an interval old.
+	u.notify("WATCHDOG=1")
 	u.wdStop = make(chan struct{})
 	go u.pingWatchdog(u.wdStop)
 }

@@ -99,9 +99,11 @@ type Options struct {
 	// pidfile with the child's PID and hands over as usual. The child's
 	// stderr goes straight to this process's stderr (a failure cannot
 	// quote it), and its later notifications find no socket: under
-	// systemd this process sends MAINPID for it, but a watchdog the
-	// child should ping is not supported. False (zero) means the child
-	// is a handoff program.
+	// systemd this process sends MAINPID for it, but nobody pings a
+	// systemd watchdog after the hand-over (WatchdogSec would kill the
+	// service), so the child is not given WATCHDOG_USEC. The shell sets
+	// PWD and may drop variables whose names are not shell identifiers.
+	// False (zero) means the child is a handoff program.
 	ForeignChild bool
 
 	// ControlSocket, if set, is the path of a unix socket (mode 0600,

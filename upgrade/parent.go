@@ -304,6 +304,12 @@ func (u *Upgrader) restorePIDFile(childPID int) {
 // handOver records that c is the live generation now and releases servers
 // to drain.
 func (u *Upgrader) handOver(c *child) {
+	u.mu.Lock()
+	if u.wdStop != nil {
+		close(u.wdStop) // before MAINPID: a ping after it would be refused
+		u.wdStop = nil
+	}
+	u.mu.Unlock()
 	if u.sd != nil {
 		u.notify("MAINPID="+strconv.Itoa(c.pid), "READY=1",
 			status("serving: generation %d, pid %d (upgraded from pid %d)", u.generation+1, c.pid, os.Getpid()))
@@ -313,10 +319,6 @@ func (u *Upgrader) handOver(c *child) {
 	}
 	u.mu.Lock()
 	u.main = false
-	if u.wdStop != nil {
-		close(u.wdStop)
-		u.wdStop = nil
-	}
 	u.childPID = c.pid
 	u.childCtl = c.ctl // held open until this process exits: the child learns of it
 	for _, h := range u.files {

@@ -45,8 +45,11 @@ func (u *Upgrader) watchTableflip() {
 }
 
 // tableflipTakeOver writes the pidfile and says ready, as tableflip's own
-// Ready does; the tableflip parent then stops serving. It does not report
-// to a service manager, so this process announces itself.
+// Ready does; the tableflip parent then stops serving. tableflip does not
+// report to a service manager, so this process announces itself
+// (MAINPID=, READY=1), which systemd accepts only with NotifyAccess=all;
+// it pings a systemd watchdog only if WATCHDOG_PID names it, which the
+// tableflip process's does not.
 func (u *Upgrader) tableflipTakeOver() error {
 	if err := u.writePIDFile(os.Getpid()); err != nil {
 		u.tfReady.Close() // the parent sees the pipe close without a byte: a failure

@@ -304,7 +304,9 @@ func (u *Upgrader) untilStop() (context.Context, context.CancelFunc) {
 }
 
 // watchParent follows the parent through the readiness channel: goC is
-// closed when the parent says go (or is gone), parentGone when it has
+// closed when the parent says go (or is gone), mainC when it says main
+// (after it told systemd this process is the main one; at once when it
+// has no service manager to tell) or is gone, parentGone when it has
 // exited and its end is closed. Stop ends the watch.
 func (u *Upgrader) watchParent() {
 	ctx, cancel := u.untilStop()
@@ -386,8 +388,8 @@ func (u *Upgrader) ownStderr(drain bool) {
 // parent's for each new generation.
 func (u *Upgrader) Generation() int { return u.generation }
 
-// HasParent reports whether this process was started by a handoff parent
-// as a new generation.
+// HasParent reports whether this process was started as a new
+// generation, by a handoff parent or by a tableflip one.
 func (u *Upgrader) HasParent() bool { return u.parentCtl != nil || u.tfParent != nil }
 
 // WaitForParent blocks until the parent that started this generation has
@@ -419,7 +421,9 @@ func (u *Upgrader) exit() { u.exitOnce.Do(func() { close(u.exitC) }) }
 // generation it tells the parent, waits for the parent's go — at once, or
 // after Options.Probation in the parent, during which the parent alone
 // keeps serving and this process's death costs no request — then writes
-// the pidfile and confirms, and the parent stops accepting and drains. If
+// the pidfile and confirms, and the parent stops accepting and drains.
+// Under systemd it also waits for the parent to say it has made this
+// process the main one (see "systemd" in the package documentation). If
 // the parent is gone, Ready does not wait for it. Once Ready returns,
 // serve. Call it once all listeners are taken; calling it again does
 // nothing. It returns ErrStopped if Stop is called meanwhile.
@@ -534,8 +538,14 @@ func (u *Upgrader) tellParent(send func(*os.File) error) {
 // Fail tells the parent that this generation cannot start, and why; the
 // parent's Upgrade returns a [*ChildError] carrying reason verbatim and
 // the old generation keeps serving. The caller should exit afterwards. In
-// a first generation Fail does nothing but return nil.
+// a first generation, or after Ready, Fail does nothing but return nil.
 func (u *Upgrader) Fail(reason error) error {
+	u.mu.Lock()
+	ready := u.ready
+	u.mu.Unlock()
+	if ready {
+		return nil // too late: this generation is the live one
+	}
 	if u.tfReady != nil {
 		// tableflip's protocol has no reason: the pipe closes without a
 		// ready byte, and the parent learns of the failure when this
@@ -572,9 +582,12 @@ func (u *Upgrader) Stop() {
 		}
 		u.mu.Lock()
 		final := u.childPID == 0
-		if final && u.main {
+		main := u.main
+		u.mu.Unlock()
+		if final && main {
 			u.notify("STOPPING=1", status("stopping: draining generation %d, pid %d", u.generation, os.Getpid()))
 		}
+		u.mu.Lock()
 		if final {
 			for _, h := range u.files {
 				if h.unix != nil {

@@ -17,8 +17,7 @@
 //
 // grpc.Server drains by itself (GracefulStop), so this program uses
 // [upgrade.Upgrader.Hold] (Draining in two steps) rather than ServeHTTP or
-// ServeConns: when
-// Exit closes, it stops accepting (the new generation accepts from the
+// ServeConns: when Exit closes, it stops accepting (the new generation accepts from the
 // same socket), waits until gRPC has taken up every connection it
 // accepted (see takeListener), then GracefulStop sends GOAWAY on every
 // connection and waits for the RPCs in flight. Clients open a new

@@ -45,9 +45,10 @@ func TestSupervisorNotifiesSystemd(t *testing.T) {
 	res := h.s.Upgrade(t.Context())
 	require.True(t, res.OK, res.Error)
 	lines := next()
-	require.Len(t, lines, 2)
+	require.Len(t, lines, 3)
 	assert.Equal(t, "RELOADING=1", lines[0])
 	assert.True(t, strings.HasPrefix(lines[1], "MONOTONIC_USEC="), lines[1])
+	assert.Equal(t, "STATUS=upgrading: starting a new worker", lines[2])
 	assert.Equal(t, []string{"READY=1", fmt.Sprintf("STATUS=serving: worker %d (upgraded from worker %d)", res.NewPID, first)}, next())
 
 	h.setMode("exit3")

@@ -173,7 +173,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		defer close(wdDone)
 		go s.pingWatchdog(wdDone)
 	}
-	first := s.launch(context.Background())
+	first := s.launch(context.Background(), nil)
 	if !first.OK {
 		s.shutdown()
 		return fmt.Errorf("supervisor: the first worker did not start: %s", first.Error)
@@ -234,7 +234,7 @@ func (s *Supervisor) loop() error {
 		case <-restart:
 			restart = nil
 			go func() {
-				res := s.launch(context.Background())
+				res := s.launch(context.Background(), nil)
 				select {
 				case s.restarted <- res:
 				case <-s.quit:
@@ -364,15 +364,12 @@ func (s *Supervisor) reaped(w *worker) {
 // a result with Stage "busy" and Error set at once. ctx ending abandons
 // the upgrade (Stage "canceled").
 func (s *Supervisor) Upgrade(ctx context.Context) control.UpgradeResult {
-	// Taken now, sent once the upgrade has begun: systemd wants the time
-	// the reload started, and a refused upgrade is no reload.
-	reloading := readiness.Reloading()
-	res := s.launch(ctx)
+	// RELOADING=1 once the upgrade has begun: a refused one is no reload.
+	res := s.launch(ctx, func() { s.notify(readiness.Reloading(), status("upgrading: starting a new worker")) })
 	if res.Stage != StageBusy {
 		s.mu.Lock()
 		s.last = &res
 		s.mu.Unlock()
-		s.notify(reloading)
 	}
 	if res.OK {
 		s.log.Info("supervisor: upgraded", slog.Int("old", res.OldPID), slog.Int("new", res.NewPID), slog.Float64("took_ms", res.TookMS))
@@ -387,8 +384,9 @@ func (s *Supervisor) Upgrade(ctx context.Context) control.UpgradeResult {
 }
 
 // launch starts a worker and makes it the current one once it is ready:
-// the first start, an upgrade, or a restart after a crash.
-func (s *Supervisor) launch(ctx context.Context) (res control.UpgradeResult) {
+// the first start, an upgrade, or a restart after a crash. began, if not
+// nil, is called once the launch is sure to go ahead.
+func (s *Supervisor) launch(ctx context.Context, began func()) (res control.UpgradeResult) {
 	start := time.Now()
 	res.StartedAt = start
 	s.mu.Lock()
@@ -407,6 +405,9 @@ func (s *Supervisor) launch(ctx context.Context) (res control.UpgradeResult) {
 	}
 	s.upgrading = true
 	s.mu.Unlock()
+	if began != nil {
+		began()
+	}
 	defer func() {
 		s.mu.Lock()
 		s.upgrading = false
