@@ -13,10 +13,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
-	"time"
 
+	"github.com/handoff-go/handoff/bench/servers/internal/hello"
 	"github.com/handoff-go/handoff/upgrade"
 )
 
@@ -46,11 +45,7 @@ func run(addr, pidFile string) error {
 	if err != nil {
 		return err
 	}
-	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, body) }),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := hello.Server(version)
 	if err := u.Ready(); err != nil {
 		return err
 	}

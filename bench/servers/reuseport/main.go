@@ -33,6 +33,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/handoff-go/handoff/bench/servers/internal/hello"
 	"github.com/handoff-go/handoff/pidfile"
 )
 
@@ -84,11 +85,7 @@ func run(addr, pidFile string) error {
 	if err != nil {
 		return err
 	}
-	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, body) }),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := hello.Server(version)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-go/handoff/bench/servers/internal/hello"
 	"github.com/handoff-go/handoff/pidfile"
 )
 
@@ -46,11 +47,7 @@ func run(addr, pidFile string) error {
 	if err != nil {
 		return err
 	}
-	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, body) }),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := hello.Server(version)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if pidFile != "" {

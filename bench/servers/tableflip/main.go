@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/handoff-go/handoff/bench/servers/internal/hello"
 )
 
 // version is set at build time with -ldflags "-X main.version=v2".
@@ -58,11 +59,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, body) }),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := hello.Server(version)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Println("serve:", err)
