@@ -214,3 +214,52 @@ func TestSupervisorFirstWorkerFails(t *testing.T) {
 	_, err = os.Stat(filepath.Join(dir, "s"))
 	assert.ErrorIs(t, err, os.ErrNotExist, "the socket file is removed")
 }
+
+// TestSupervisorNoLeaks: upgrades and failed upgrades leave the
+// supervisor with as many descriptors and goroutines as before them.
+func TestSupervisorNoLeaks(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("counts /proc/self/fd")
+	}
+	h := start(t, nil)
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		require.NoError(t, err)
+		return len(ents)
+	}
+	settled := func() {
+		require.Eventually(t, func() bool { return len(h.s.Status().Draining) == 0 }, 10*time.Second, 5*time.Millisecond)
+	}
+	// One upgrade first, so that lazily created runtime resources exist.
+	require.True(t, h.s.Upgrade(t.Context()).OK)
+	settled()
+	fd0, g0 := fds(), runtime.NumGoroutine()
+	n := 15
+	if testing.Short() {
+		n = 5
+	}
+	for i := range n {
+		if i%5 == 4 {
+			h.setMode("exit3")
+			require.False(t, h.s.Upgrade(t.Context()).OK)
+			h.setMode("ready")
+			continue
+		}
+		res := h.s.Upgrade(t.Context())
+		require.True(t, res.OK, res.Error)
+		settled()
+	}
+	settled()
+	// Polled here, not with assert.Eventually, whose own goroutine would
+	// be counted.
+	var fd1, g1 int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		fd1, g1 = fds(), runtime.NumGoroutine()
+		if fd1 <= fd0 && g1 <= g0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	assert.LessOrEqual(t, fd1, fd0, "descriptors after %d upgrades", n)
+	assert.LessOrEqual(t, g1, g0, "goroutines after %d upgrades", n)
+	t.Logf("after %d upgrades (1 in 5 failed): descriptors %d -> %d, goroutines %d -> %d", n, fd0, fd1, g0, g1)
+}
