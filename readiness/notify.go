@@ -14,6 +14,9 @@ import (
 // starter reads needs more).
 const MaxNotify = 4096
 
+// MaxStatus bounds the text of a STATUS= line made by [Status], in bytes.
+const MaxStatus = 400
+
 // ErrNoNotifySocket is returned by [NewNotifier] for a NOTIFY_SOCKET this
 // package cannot send to (only unix socket paths and, on Linux, abstract
 // "@name" sockets are supported).
@@ -72,6 +75,12 @@ func Printable(s string, max int) string {
 		b.WriteByte(c)
 	}
 	return b.String()
+}
+
+// Status returns a STATUS= line saying text, made printable (see
+// [Printable]) and cut to MaxStatus bytes, so that it stays one line.
+func Status(text string) string {
+	return "STATUS=" + Printable(text, MaxStatus)
 }
 
 // WatchdogInterval reads systemd's watchdog settings (the values of

@@ -49,6 +49,11 @@ func TestPrintable(t *testing.T) {
 	assert.Equal(t, "??", Printable("é", 10))
 }
 
+func TestStatus(t *testing.T) {
+	assert.Equal(t, "STATUS=upgrade failed: a?b", Status("upgrade failed: a\nb"), "one line")
+	assert.Len(t, Status(strings.Repeat("x", 2*MaxStatus)), len("STATUS=")+MaxStatus)
+}
+
 func TestWatchdogInterval(t *testing.T) {
 	for _, c := range []struct {
 		usec, pid string

@@ -73,6 +73,28 @@ func (n *Notifier) Socket() string {
 	return n.addr.Name
 }
 
+// Watchdog sends WATCHDOG=1 at once and then every half timeout (the
+// WatchdogInterval), until ctx ends. A failed send is passed to failed, if
+// not nil, and the pings go on. Send from the service's main process only.
+func (n *Notifier) Watchdog(ctx context.Context, timeout time.Duration, failed func(error)) {
+	ping := func() {
+		if err := n.Notify("WATCHDOG=1"); err != nil && failed != nil {
+			failed(err)
+		}
+	}
+	ping()
+	t := time.NewTicker(timeout / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			ping()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // Reloading returns the lines that tell systemd a reload has begun:
 // RELOADING=1 with MONOTONIC_USEC, the CLOCK_MONOTONIC time systemd
 // requires since version 253 to tell this reload from an earlier one.

@@ -109,3 +109,53 @@ func TestNotifierSockets(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "READY=1", strings.TrimSpace(string(buf[:k])))
 }
+
+// TestWatchdog: a ping at once, then one every half timeout, until the
+// context ends; a failed send is reported and the pings go on.
+func TestWatchdog(t *testing.T) {
+	r, err := ListenNotify(filepath.Join(t.TempDir(), "notify"))
+	require.NoError(t, err)
+	defer r.Close()
+	n, err := NewNotifier(r.Path())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		n.Watchdog(ctx, 40*time.Millisecond, func(err error) { t.Errorf("ping failed: %v", err) })
+		close(done)
+	}()
+	for range 3 {
+		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		got, err := r.Receive(rctx)
+		rcancel()
+		require.NoError(t, err)
+		assert.Equal(t, []string{"WATCHDOG=1"}, got.Lines)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watchdog did not return when its context ended")
+	}
+
+	// Nobody listening: failures are reported, and it keeps trying.
+	gone, err := NewNotifier(filepath.Join(t.TempDir(), "nobody"))
+	require.NoError(t, err)
+	failures := make(chan error, 8)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go gone.Watchdog(ctx, 20*time.Millisecond, func(err error) {
+		select {
+		case failures <- err:
+		default:
+		}
+	})
+	for range 2 {
+		select {
+		case err := <-failures:
+			assert.Error(t, err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a failed ping was not reported")
+		}
+	}
+}

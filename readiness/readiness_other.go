@@ -5,6 +5,7 @@ package readiness
 import (
 	"context"
 	"os"
+	"time"
 )
 
 // Pair is not supported on this platform.
@@ -64,3 +65,6 @@ func WaitMain(ctx context.Context, f *os.File) error { return ErrNotSupported }
 
 // ReadyTableflip is not supported on this platform.
 func ReadyTableflip(f *os.File) error { return ErrNotSupported }
+
+// Watchdog does nothing for a nil Notifier, the only kind there is here.
+func (n *Notifier) Watchdog(ctx context.Context, timeout time.Duration, failed func(error)) {}

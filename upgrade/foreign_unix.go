@@ -148,7 +148,7 @@ func (u *Upgrader) relay(c *child, agent *os.File, rcv *readiness.NotifyReceiver
 			continue
 		}
 		if st, ok := n.Value("STATUS"); ok {
-			log.Info("new generation status", slog.String("status", readiness.Printable(st, maxStatus)))
+			log.Info("new generation status", slog.String("status", readiness.Printable(st, readiness.MaxStatus)))
 		}
 		if v, _ := n.Value("READY"); v == "1" {
 			break

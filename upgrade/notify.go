@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/handoff-go/handoff/readiness"
 )
@@ -22,9 +21,6 @@ const (
 // service manager and, after "live", says "main" once it has told the
 // manager that the child is the main process.
 const metaNotify = "notify"
-
-// maxStatus bounds a STATUS= text.
-const maxStatus = 400
 
 // initNotify sets up reporting to systemd from NOTIFY_SOCKET and the
 // watchdog variables. Problems are logged, never fatal: a server must not
@@ -59,9 +55,9 @@ func (u *Upgrader) notify(state ...string) {
 	}
 }
 
-// status is a STATUS= line saying text.
+// status is a STATUS= line.
 func status(format string, args ...any) string {
-	return "STATUS=" + readiness.Printable(fmt.Sprintf(format, args...), maxStatus)
+	return readiness.Status(fmt.Sprintf(format, args...))
 }
 
 // becomeMain starts what the main process of a service does: watchdog
@@ -75,26 +71,11 @@ func (u *Upgrader) becomeMain(self bool) {
 	if u.watchdog <= 0 {
 		return
 	}
-	// At once: the previous main process's last ping may be up to half
-	// an interval old.
-	u.notify("WATCHDOG=1")
-	u.wdStop = make(chan struct{})
-	go u.pingWatchdog(u.wdStop)
-}
-
-// pingWatchdog sends WATCHDOG=1 every half watchdog interval until stop is
-// closed (on hand-over) or Stop.
-func (u *Upgrader) pingWatchdog(stop <-chan struct{}) {
-	t := time.NewTicker(u.watchdog / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			u.notify("WATCHDOG=1")
-		case <-stop:
-			return
-		case <-u.stopC:
-			return
-		}
-	}
+	// Pinged at once: the previous main process's last ping may be half
+	// an interval old. Stopped on hand-over and by Stop.
+	ctx, cancel := u.untilStop()
+	u.wdCancel = cancel
+	go u.sd.Watchdog(ctx, u.watchdog, func(err error) {
+		u.log.Warn("could not ping the systemd watchdog", slog.Any("error", err))
+	})
 }

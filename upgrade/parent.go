@@ -305,9 +305,9 @@ func (u *Upgrader) restorePIDFile(childPID int) {
 // to drain.
 func (u *Upgrader) handOver(c *child) {
 	u.mu.Lock()
-	if u.wdStop != nil {
-		close(u.wdStop) // before MAINPID: a ping after it would be refused
-		u.wdStop = nil
+	if u.wdCancel != nil {
+		u.wdCancel() // before MAINPID: a ping after it would be refused
+		u.wdCancel = nil
 	}
 	u.mu.Unlock()
 	if u.sd != nil {

@@ -70,7 +70,7 @@ type Upgrader struct {
 	mainSaid   bool                             // the parent said main; set before mainC is closed
 	sd         *readiness.Notifier              // the service manager; nil without one
 	watchdog   time.Duration                    // systemd's watchdog timeout; 0 without one
-	wdStop     chan struct{}                    // closed on hand-over; nil while not pinging
+	wdCancel   context.CancelFunc               // stops the watchdog pings on hand-over; nil while none
 	writePID   func(path string, pid int) error // pidfile.Write; a seam for tests
 
 	exitOnce sync.Once

@@ -111,21 +111,7 @@ func (s *Supervisor) notify(state ...string) {
 
 // status is a STATUS= line.
 func status(format string, args ...any) string {
-	return "STATUS=" + readiness.Printable(fmt.Sprintf(format, args...), maxStatus)
-}
-
-// pingWatchdog sends WATCHDOG=1 every half interval until done is closed.
-func (s *Supervisor) pingWatchdog(done <-chan struct{}) {
-	t := time.NewTicker(s.watchdog / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			s.notify("WATCHDOG=1")
-		case <-done:
-			return
-		}
-	}
+	return readiness.Status(fmt.Sprintf(format, args...))
 }
 
 // Run binds the sockets, starts the first worker and waits until it is
@@ -169,9 +155,11 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	defer context.AfterFunc(ctx, s.stop)()
 
 	if s.watchdog > 0 {
-		wdDone := make(chan struct{})
-		defer close(wdDone)
-		go s.pingWatchdog(wdDone)
+		wdCtx, stopWatchdog := context.WithCancel(context.Background())
+		defer stopWatchdog()
+		go s.sd.Watchdog(wdCtx, s.watchdog, func(err error) {
+			s.log.Warn("supervisor: could not ping the systemd watchdog", slog.Any("error", err))
+		})
 	}
 	first := s.launch(context.Background(), nil)
 	if !first.OK {

@@ -24,9 +24,6 @@ import (
 	"github.com/handoff-go/handoff/readiness"
 )
 
-// maxStatus bounds a worker's STATUS= text kept for logging.
-const maxStatus = 256
-
 // EnvNotifySocket names the socket a worker sends READY=1 to.
 const EnvNotifySocket = "NOTIFY_SOCKET"
 
@@ -237,7 +234,7 @@ func (w *worker) readNotify() {
 			continue
 		}
 		if st, ok := n.Value("STATUS"); ok {
-			w.log.Info("supervisor: worker status", slog.String("status", readiness.Printable(st, maxStatus)))
+			w.log.Info("supervisor: worker status", slog.String("status", readiness.Printable(st, readiness.MaxStatus)))
 		}
 		if v, _ := n.Value("READY"); v == "1" {
 			w.setReady()
