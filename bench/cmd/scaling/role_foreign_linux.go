@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-go/handoff/readiness"
 	"github.com/handoff-go/handoff/upgrade"
 )
 
@@ -84,7 +84,12 @@ func foreignChild(ctx context.Context, n int) error {
 		lns = append(lns, ln)
 	}
 	adopted := time.Now()
-	if err := sdNotify(os.Getenv("NOTIFY_SOCKET"), "READY=1"); err != nil {
+	// What go-systemd's daemon.SdNotify does, with handoff's own client.
+	notifier, err := readiness.NewNotifier(os.Getenv("NOTIFY_SOCKET"))
+	if err != nil || notifier == nil {
+		return fmt.Errorf("NOTIFY_SOCKET %q: %v", os.Getenv("NOTIFY_SOCKET"), err)
+	}
+	if err := notifier.Notify("READY=1"); err != nil {
 		return err
 	}
 	err = childReady(ctx, adopted, func(ctx context.Context) error {
@@ -101,19 +106,3 @@ func foreignChild(ctx context.Context, n int) error {
 	return err
 }
 
-// sdNotify sends state to systemd's notify socket, as sd_notify(3) does.
-func sdNotify(socket, state string) error {
-	if socket == "" {
-		return errors.New("NOTIFY_SOCKET is not set")
-	}
-	if socket[0] == '@' {
-		socket = "\x00" + socket[1:] // abstract socket
-	}
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: socket, Net: "unixgram"})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = c.Write([]byte(state))
-	return err
-}
