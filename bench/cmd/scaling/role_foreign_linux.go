@@ -105,4 +105,3 @@ func foreignChild(ctx context.Context, n int) error {
 	runtime.KeepAlive(lns) // a listener nobody refers to may be closed by its finalizer
 	return err
 }
-
