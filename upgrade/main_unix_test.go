@@ -210,6 +210,28 @@ var helpers = map[string]func() int{
 		}
 		return 0
 	},
+	// tableflip is a handoff build started by a tableflip parent: it asks
+	// for the listener the parent made on "127.0.0.1:0" (only tableflip's
+	// name for it can match: port 0 matches no bound address), prints
+	// the address it got and its generation, and says ready.
+	"tableflip": func() int {
+		u, err := New(Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 10
+		}
+		ln, err := u.Listen(context.Background(), "tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 11
+		}
+		fmt.Printf("%s %d %v\n", ln.Addr(), u.Generation(), u.HasParent())
+		if err := u.Ready(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 12
+		}
+		return 0
+	},
 	// bare writes one byte to fd 3 and exits: the cost of fork+exec alone.
 	"bare": func() int {
 		os.NewFile(3, "pipe").Write([]byte{1})
