@@ -96,20 +96,8 @@ func (u *Upgrader) startForeign(files []*handed, stdio []uintptr) (c *child, err
 		os.RemoveAll(dir)
 		return fail(fmt.Errorf("start %s through %s: %w", u.path, shimPath, err))
 	}
-	proc, _ := os.FindProcess(pid) // cannot fail on unix
-	c = &child{
-		proc:       proc,
-		pid:        pid,
-		ctl:        ctl,
-		exited:     make(chan struct{}),
-		stderr:     tail.New(0), // its stderr is ours: nothing to quote
-		stderrDone: make(chan struct{}),
-	}
+	c = watchChild(pid, ctl, tail.New(0)) // its stderr is ours: nothing to quote
 	close(c.stderrDone)
-	go func() {
-		c.state, c.waitErr = proc.Wait()
-		close(c.exited)
-	}()
 	go func() {
 		defer agent.Close()
 		u.relay(c, agent, rcv, dir)

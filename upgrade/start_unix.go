@@ -131,24 +131,7 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 	if err != nil {
 		return fail(fmt.Errorf("start %s: %w", u.path, err))
 	}
-	proc, err := os.FindProcess(pid) // cannot fail on unix; the child is ours until reaped
-	if err != nil {
-		return fail(err)
-	}
-	c = &child{
-		proc:       proc,
-		pid:        pid,
-		ctl:        ctl,
-		exited:     make(chan struct{}),
-		stderr:     tail.New(4096),
-		stderrDone: make(chan struct{}),
-	}
-	go func() {
-		// Fails only if something else reaped the child (SIGCHLD ignored,
-		// a reaper in PID 1): await then reports an unknown exit status.
-		c.state, c.waitErr = proc.Wait()
-		close(c.exited)
-	}()
+	c = watchChild(pid, ctl, tail.New(4096))
 	go func() {
 		defer close(c.stderrDone)
 		defer pr.Close()
@@ -178,6 +161,28 @@ func reserveFDs(n int) {
 	if fd, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, low+2*n+64); err == nil {
 		unix.Close(fd)
 	}
+}
+
+// watchChild returns the child started as pid, with ctl our end of its
+// readiness channel and stderr the buffer its stderr tail goes to, and
+// reaps it when it exits. The caller closes stderrDone.
+func watchChild(pid int, ctl *os.File, stderr *tail.Buffer) *child {
+	proc, _ := os.FindProcess(pid) // cannot fail on unix; the child is ours until reaped
+	c := &child{
+		proc:       proc,
+		pid:        pid,
+		ctl:        ctl,
+		exited:     make(chan struct{}),
+		stderr:     stderr,
+		stderrDone: make(chan struct{}),
+	}
+	go func() {
+		// Fails only if something else reaped the child (SIGCHLD ignored,
+		// a reaper in PID 1): await then reports an unknown exit status.
+		c.state, c.waitErr = proc.Wait()
+		close(c.exited)
+	}()
+	return c
 }
 
 // dupFiles duplicates the files handed over and names them in h. It
