@@ -63,6 +63,9 @@ type ChildError struct {
 	// Stderr is the tail of what the child wrote to standard error before
 	// it failed, at most 4 KiB.
 	Stderr string
+	// Status is the last STATUS= line a foreign child (Options.ForeignChild)
+	// sent with sd_notify before it failed: such a program's way to say why.
+	Status string
 	Err    error // the cause
 }
 
@@ -95,6 +98,9 @@ func (e *ChildError) Error() string {
 		fmt.Fprintf(&b, "said ready, then died %s during its probation, before it served a request", e.how())
 	default:
 		fmt.Fprintf(&b, "failed: %v", e.Err)
+	}
+	if e.Status != "" {
+		fmt.Fprintf(&b, " (its last status: %s)", e.Status)
 	}
 	if e.Stderr != "" {
 		tail := strings.TrimSpace(e.Stderr)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/handoff-go/handoff/fdpass"
 	"github.com/handoff-go/handoff/internal/tail"
@@ -97,7 +98,6 @@ func (u *Upgrader) startForeign(files []*handed, stdio []uintptr) (c *child, err
 		return fail(fmt.Errorf("start %s through %s: %w", u.path, shimPath, err))
 	}
 	c = watchChild(pid, ctl, tail.New(0)) // its stderr is ours: nothing to quote
-	close(c.stderrDone)
 	go func() {
 		defer agent.Close()
 		u.relay(c, agent, rcv, dir)
@@ -119,30 +119,23 @@ func (u *Upgrader) relay(c *child, agent *os.File, rcv *readiness.NotifyReceiver
 	go func() {
 		select {
 		case <-c.exited:
+			// What it sent before it exited is queued already: give the
+			// loop a moment to read it (its last STATUS= says why).
+			select {
+			case <-time.After(exitedGrace / 2):
+			case <-ctx.Done():
+			}
 		case <-u.stopC:
 		case <-ctx.Done():
 		}
 		cancel()
 	}()
-	log := u.log.With(slog.Int("child_pid", c.pid))
-	for {
-		n, err := rcv.Receive(ctx)
-		if err != nil {
-			return
-		}
-		if readiness.KnowsSender && n.PID != c.pid {
-			log.Warn("ignored a notify message from another process: the new generation must send READY=1 itself (exec, do not fork)",
-				slog.Int("sender", n.PID))
-			continue
-		}
-		if st, ok := n.Value("STATUS"); ok {
-			log.Info("new generation status", slog.String("status", readiness.Printable(st, readiness.MaxStatus)))
-		}
-		if v, _ := n.Value("READY"); v == "1" {
-			break
-		}
-	}
+	ready := u.awaitForeign(ctx, c, rcv)
+	close(c.stderrDone)
 	closeSocket() // now, not when this process exits: nothing is left behind in /tmp
+	if !ready {
+		return
+	}
 	if readiness.Ready(agent) != nil || readiness.WaitGo(ctx, agent) != nil {
 		return
 	}
@@ -155,5 +148,30 @@ func (u *Upgrader) relay(c *child, agent *os.File, rcv *readiness.NotifyReceiver
 	}
 	if u.sd != nil {
 		readiness.WaitMain(ctx, agent)
+	}
+}
+
+// awaitForeign reads a foreign child's notifications until it says
+// READY=1 (true) or ctx ends, and keeps its last STATUS= line.
+func (u *Upgrader) awaitForeign(ctx context.Context, c *child, rcv *readiness.NotifyReceiver) bool {
+	log := u.log.With(slog.Int("child_pid", c.pid))
+	for {
+		n, err := rcv.Receive(ctx)
+		if err != nil {
+			return false
+		}
+		if readiness.KnowsSender && n.PID != c.pid {
+			log.Warn("ignored a notify message from another process: the new generation must send READY=1 itself (exec, do not fork)",
+				slog.Int("sender", n.PID))
+			continue
+		}
+		if st, ok := n.Value("STATUS"); ok {
+			st = readiness.Printable(st, readiness.MaxStatus)
+			c.setStatus(st)
+			log.Info("new generation status", slog.String("status", st))
+		}
+		if v, _ := n.Value("READY"); v == "1" {
+			return true
+		}
 	}
 }

@@ -77,3 +77,21 @@ func TestForeignChildFails(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, syscall.Getpid(), pid)
 }
+
+// TestForeignChildStatus: a foreign child's last STATUS= before it exits
+// is its reason, carried in the ChildError. The helper, told to expect 5
+// descriptors and given 1, says so in a STATUS= line and exits 7.
+func TestForeignChildStatus(t *testing.T) {
+	u := newTestUpgrader(t, "systemd", Options{ForeignChild: true}, envFiles+"=5")
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	require.NoError(t, u.Ready())
+	err = u.Upgrade(t.Context())
+	var ce *ChildError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, StageExited, ce.Stage)
+	assert.Equal(t, 7, ce.ExitCode)
+	assert.Equal(t, "LISTEN_FDS=1, want 5", ce.Status)
+	assert.Contains(t, err.Error(), "(its last status: LISTEN_FDS=1, want 5)")
+}

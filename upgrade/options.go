@@ -98,7 +98,8 @@ type Options struct {
 	// sd_notify to a private NOTIFY_SOCKET. This process then writes the
 	// pidfile with the child's PID and hands over as usual. The child's
 	// stderr goes straight to this process's stderr (a failure cannot
-	// quote it), and its later notifications find no socket: under
+	// quote it; ChildError.Status carries the last STATUS= it sent
+	// instead), and its later notifications find no socket: under
 	// systemd this process sends MAINPID for it, but nobody pings a
 	// systemd watchdog after the hand-over (WatchdogSec would kill the
 	// service), so the child is not given WATCHDOG_USEC. The shell sets

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,7 +34,25 @@ type child struct {
 	state      *os.ProcessState // nil if waiting failed
 	waitErr    error
 	stderr     *tail.Buffer
-	stderrDone chan struct{} // closed when the child's stderr pipe is drained
+	// stderrDone is closed when the child's stderr pipe is drained or,
+	// for a foreign child, when its relay has read what it sent before
+	// it said ready or exited.
+	stderrDone chan struct{}
+
+	mu     sync.Mutex
+	status string // a foreign child's last STATUS= before READY=1
+}
+
+func (c *child) setStatus(s string) {
+	c.mu.Lock()
+	c.status = s
+	c.mu.Unlock()
+}
+
+func (c *child) lastStatus() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
 }
 
 // Upgrade starts a new generation of the program with this process's
@@ -129,6 +148,7 @@ func (u *Upgrader) await(ctx context.Context, c *child) error {
 	case <-time.After(exitedGrace): // a grandchild holds the pipe
 	}
 	ce.Stderr = c.stderr.String()
+	ce.Status = c.lastStatus()
 	c.ctl.Close()
 	u.restorePIDFile(c.pid)
 	return ce
