@@ -27,13 +27,13 @@ var errExited = errors.New("upgrade: child exited")
 
 // child is a new generation that has been started but is not yet ready.
 type child struct {
-	proc       *os.Process
-	pid        int
-	ctl        *os.File         // our end of the readiness channel
-	exited     chan struct{}    // closed once the process has been reaped
-	state      *os.ProcessState // nil if waiting failed
-	waitErr    error
-	stderr     *tail.Buffer
+	proc    *os.Process
+	pid     int
+	ctl     *os.File         // our end of the readiness channel
+	exited  chan struct{}    // closed once the process has been reaped
+	state   *os.ProcessState // nil if waiting failed
+	waitErr error
+	stderr  *tail.Buffer
 	// stderrDone is closed when the child's stderr pipe is drained or,
 	// for a foreign child, when its relay has read what it sent before
 	// it said ready or exited.
