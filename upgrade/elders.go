@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"strconv"
@@ -62,11 +63,13 @@ func (u *Upgrader) watchElders() {
 // elders whose channels can be handed to a new generation.
 func (u *Upgrader) aliveElders() []*elder {
 	var alive []*elder
-	if u.parentCtl != nil {
+	// A tableflip parent's names pipe reaches EOF when it exits, as a
+	// handoff parent's channel does: it is handed on the same way.
+	if ctl := cmp.Or(u.parentCtl, u.tfParent); ctl != nil {
 		select {
 		case <-u.parentGone:
 		default:
-			alive = append(alive, &elder{pid: u.parentPID, ctl: u.parentCtl, gone: u.parentGone})
+			alive = append(alive, &elder{pid: u.parentPID, ctl: ctl, gone: u.parentGone})
 		}
 	}
 	for _, e := range u.elders {

@@ -215,7 +215,7 @@ var helpers = map[string]func() int{
 	// name for it can match: port 0 matches no bound address), prints
 	// the address it got and its generation, and says ready.
 	"tableflip": func() int {
-		u, err := New(Options{})
+		u, err := New(Options{MaxGenerations: 2})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 10
@@ -230,6 +230,10 @@ var helpers = map[string]func() int{
 			fmt.Fprintln(os.Stderr, err)
 			return 12
 		}
+		// The tableflip parent is still alive: with it, a new generation
+		// would make three.
+		err = u.Upgrade(context.Background())
+		fmt.Printf("refused: %v\n", errors.Is(err, ErrTooManyGenerations))
 		return 0
 	},
 	// bare writes one byte to fd 3 and exits: the cost of fork+exec alone.

@@ -42,7 +42,8 @@ type Options struct {
 	Probation time.Duration
 
 	// MaxGenerations caps the generations alive at once: the live one and
-	// older ones still draining long-lived connections. A process may
+	// older ones still draining long-lived connections (a tableflip process
+	// that handed over to a handoff build counts too). A process may
 	// upgrade while older generations drain; an upgrade that would exceed
 	// the cap is refused with ErrTooManyGenerations.
 	// Zero: DefaultMaxGenerations (4). Values below 2 are an error.

@@ -20,7 +20,8 @@ import (
 // TestTableflipParent: this test plays a tableflip v1.2.x parent (ready pipe
 // at fd 3, gob-encoded names on fd 4, the listener at fd 5, its variable
 // set) for a handoff build, which must take the listener by tableflip's
-// name for it and answer with tableflip's ready byte.
+// name for it and answer with tableflip's ready byte, and count the
+// parent, alive until this test ends, against Options.MaxGenerations.
 func TestTableflipParent(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -52,6 +53,7 @@ func TestTableflipParent(t *testing.T) {
 	require.NoError(t, waitErr, "stderr: %s", errOut.String())
 	require.Equal(t, 1, n, "no ready byte")
 	assert.Equal(t, byte(42), b[0], "tableflip's ready byte")
-	assert.Equal(t, fmt.Sprintf("%s 2 true\n", ln.Addr()), out.String(),
-		"the child took the parent's listener by tableflip's name, counts itself generation 2 and has a parent")
+	assert.Equal(t, fmt.Sprintf("%s 2 true\nrefused: true\n", ln.Addr()), out.String(),
+		"the child took the parent's listener by tableflip's name, counts itself generation 2, has a parent, "+
+			"and counts the parent against MaxGenerations while it is alive")
 }
