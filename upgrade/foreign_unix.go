@@ -175,3 +175,9 @@ func (u *Upgrader) awaitForeign(ctx context.Context, c *child, rcv *readiness.No
 		}
 	}
 }
+
+func (c *child) setStatus(s string) {
+	c.mu.Lock()
+	c.status = s
+	c.mu.Unlock()
+}

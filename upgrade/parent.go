@@ -43,12 +43,6 @@ type child struct {
 	status string // a foreign child's last STATUS= before READY=1
 }
 
-func (c *child) setStatus(s string) {
-	c.mu.Lock()
-	c.status = s
-	c.mu.Unlock()
-}
-
 func (c *child) lastStatus() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
