@@ -73,9 +73,15 @@ func (u *Upgrader) becomeMain(self bool) {
 	}
 	// Pinged at once: the previous main process's last ping may be half
 	// an interval old. Stopped on hand-over and by Stop.
+	// wdCancel waits for the pinger to return, so that no ping of this
+	// process can follow the MAINPID it sends at hand-over.
 	ctx, cancel := u.untilStop()
-	u.wdCancel = cancel
-	go u.sd.Watchdog(ctx, u.watchdog, func(err error) {
-		u.log.Warn("could not ping the systemd watchdog", slog.Any("error", err))
-	})
+	done := make(chan struct{})
+	u.wdCancel = func() { cancel(); <-done }
+	go func() {
+		defer close(done)
+		u.sd.Watchdog(ctx, u.watchdog, func(err error) {
+			u.log.Warn("could not ping the systemd watchdog", slog.Any("error", err))
+		})
+	}()
 }

@@ -70,7 +70,7 @@ type Upgrader struct {
 	mainSaid   bool                             // the parent said main; set before mainC is closed
 	sd         *readiness.Notifier              // the service manager; nil without one
 	watchdog   time.Duration                    // systemd's watchdog timeout; 0 without one
-	wdCancel   context.CancelFunc               // stops the watchdog pings on hand-over; nil while none
+	wdCancel   func()                           // stops the watchdog pings on hand-over and waits; nil while none
 	writePID   func(path string, pid int) error // pidfile.Write; a seam for tests
 
 	exitOnce sync.Once
