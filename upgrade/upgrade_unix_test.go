@@ -280,6 +280,11 @@ func TestBindConflict(t *testing.T) {
 	assert.ErrorContains(t, err, "a socket file nobody listens on, left by an earlier run; remove it")
 }
 
+// slowStart bounds the children that never become ready: long enough for a
+// race-built child on a loaded machine to reach the point the test checks
+// (its stderr line, its signal.Ignore) before it is stopped.
+const slowStart = 2 * time.Second
+
 // TestUpgradeFailures checks that each way a child can fail is reported
 // with its reason, leaves the pidfile naming this process, leaves no
 // process behind, and leaks neither fds nor goroutines.
@@ -302,7 +307,7 @@ func TestUpgradeFailures(t *testing.T) {
 			assert.Equal(t, StageFailed, e.Stage)
 			assert.Equal(t, `bad config: key "port" missing`, e.Reason)
 		}},
-		{"hang", Options{UpgradeTimeout: 300 * time.Millisecond}, func(t *testing.T, e *ChildError) {
+		{"hang", Options{UpgradeTimeout: slowStart}, func(t *testing.T, e *ChildError) {
 			assert.Equal(t, StageTimeout, e.Stage)
 			assert.ErrorIs(t, e, ErrTimeout)
 			assert.Equal(t, "terminated", e.Signal)
@@ -313,7 +318,7 @@ func TestUpgradeFailures(t *testing.T) {
 			assert.Equal(t, "lost the race", e.Reason)
 			// The pidfile check below proves it was pointed back at us.
 		}},
-		{"stubborn", Options{UpgradeTimeout: 300 * time.Millisecond, StopGrace: 200 * time.Millisecond}, func(t *testing.T, e *ChildError) {
+		{"stubborn", Options{UpgradeTimeout: slowStart, StopGrace: 200 * time.Millisecond}, func(t *testing.T, e *ChildError) {
 			assert.Equal(t, StageTimeout, e.Stage)
 			assert.Equal(t, "killed", e.Signal)
 		}},
