@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -125,27 +126,42 @@ func TestOverlappingDrains(t *testing.T) {
 	require.NoError(t, err)
 	l := startLoad(t, s.addr, 16)
 
-	slow := make(chan string, 2)
-	longRequest := func() {
+	// longRequest returns once the request is being served (its headers
+	// came back, naming the generation), and later sends its outcome on slow.
+	slow := make(chan string, 16)
+	long := 0
+	longRequest := func() (servedBy string) {
+		long++
 		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
 		resp, err := c.Get("http://" + s.addr + "/sleep?d=8s")
-		if err != nil {
-			slow <- "error: " + err.Error()
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		slow <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+		require.NoError(t, err)
+		go func() {
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				slow <- "error: " + err.Error()
+				return
+			}
+			slow <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}()
+		return resp.Header.Get("X-Pid")
 	}
-	go longRequest() // held by v1 through its drain
-	time.Sleep(100 * time.Millisecond)
 	v1 := pid
+	require.Equal(t, strconv.Itoa(v1), longRequest(), "held by v1 through its drain")
 	require.NoError(t, harness.Install(bins.v2, s.bin))
 	require.NoError(t, syscall.Kill(v1, syscall.SIGUSR2))
 	v2, err := s.WaitPID(t.Context(), v1)
 	require.NoError(t, err)
-	go longRequest() // held by v2 through its drain
-	time.Sleep(100 * time.Millisecond)
+	// v2 may not accept yet in the moment after its pidfile names it: ask
+	// until it is v2 that serves the long request.
+	for {
+		by := longRequest()
+		if by == strconv.Itoa(v2) {
+			break
+		}
+		require.Equal(t, strconv.Itoa(v1), by, "a long request served by neither v1 nor v2")
+		require.Less(t, long, cap(slow), "v2 never served a long request")
+	}
 	require.NoError(t, harness.Install(bins.v1, s.bin))
 	require.NoError(t, syscall.Kill(v2, syscall.SIGUSR2))
 	v3, err := s.WaitPID(t.Context(), v2)
@@ -162,7 +178,7 @@ func TestOverlappingDrains(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, v3, got)
 
-	for range 2 {
+	for range long {
 		body := <-slow
 		assert.Regexp(t, `^200 version=v\d pid=\d+$`, body, "a long request finished by its draining generation")
 	}

@@ -10,8 +10,9 @@
 // and exits 0 with the new PID, or 1 with the reason the new build failed.
 //
 // SIGTERM and SIGINT stop it gracefully (exit status 0). GET /sleep?d=5s
-// answers like / after sleeping (at most an hour): a long request that
-// keeps an old generation draining.
+// sends its headers (X-Pid: the generation serving it) at once and the
+// body of / after sleeping (at most an hour): a long request that keeps an
+// old generation draining.
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/handoff-go/handoff/upgrade"
@@ -78,6 +80,11 @@ func run(addr string, opts upgrade.Options) error {
 			http.Error(w, "d must be a duration up to 1h, e.g. /sleep?d=5s", http.StatusBadRequest)
 			return
 		}
+		// Headers at once, so that a client knows its request is being
+		// served (and by which generation: X-Pid) before the body.
+		w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():
