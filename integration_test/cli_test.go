@@ -77,7 +77,7 @@ func errorsAs(err error, target **exec.ExitError) bool {
 func TestCLIVerdicts(t *testing.T) {
 	ctx := t.Context()
 	sock := filepath.Join(t.TempDir(), "app.sock")
-	s := startServer(t, bins.v1, "", "-upgrade-timeout", "1s", "-control", sock)
+	s := startServer(t, bins.v1, "", "-upgrade-timeout", "2s", "-control", sock)
 	pid, err := s.WaitPID(ctx, 0)
 	require.NoError(t, err)
 	l := startLoad(t, s.addr, 16)
@@ -177,7 +177,7 @@ func TestControlSocketGuards(t *testing.T) {
 // TestCLIUpgradeByPidfile: without a control socket, the verdict comes by
 // observation: 0 and the new PID, or 1 saying no reason can be known.
 func TestCLIUpgradeByPidfile(t *testing.T) {
-	s := startServer(t, bins.v1, "", "-upgrade-timeout", "500ms")
+	s := startServer(t, bins.v1, "", "-upgrade-timeout", "2s")
 	pid, err := s.WaitPID(t.Context(), 0)
 	require.NoError(t, err)
 	crash := filepath.Join(s.dir, "crash.sh")

@@ -48,7 +48,7 @@ func (l *load) stop(t *testing.T) (requests, failed int64) {
 // fails with its reason, the old PID stays in the pidfile and answers,
 // no request fails; then a good build takes over.
 func TestFaultsUnderLoad(t *testing.T) {
-	s := startServer(t, bins.v1, "", "-upgrade-timeout", "1s", "-probation", "2s")
+	s := startServer(t, bins.v1, "", "-upgrade-timeout", "2s", "-probation", "2s")
 	pid, err := s.WaitPID(t.Context(), 0)
 	require.NoError(t, err)
 	l := startLoad(t, s.addr, 32)

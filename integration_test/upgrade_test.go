@@ -106,7 +106,7 @@ func TestUpgradeFollowsSymlink(t *testing.T) {
 // its reason logged, the old generation must keep serving every request,
 // no process may be left over, and a good build must upgrade afterwards.
 func TestFailedUpgradesKeepServing(t *testing.T) {
-	s := startServer(t, bins.v1, "", "-upgrade-timeout", "1s")
+	s := startServer(t, bins.v1, "", "-upgrade-timeout", "2s")
 	pid, err := s.WaitPID(t.Context(), 0)
 	require.NoError(t, err)
 	load, err := loadgen.Start(loadgen.Config{Addr: s.addr, Clients: 32, Mode: loadgen.KeepAlive})

@@ -142,7 +142,7 @@ func TestSupervisorUpgrade(t *testing.T) {
 }
 
 func TestSupervisorFailedUpgrade(t *testing.T) {
-	h := start(t, func(c *Config) { c.UpgradeTimeout = time.Second })
+	h := start(t, func(c *Config) { c.UpgradeTimeout = 2 * time.Second })
 	old := h.s.Status().WorkerPID
 
 	h.setMode("exit3")
