@@ -84,8 +84,10 @@ func rawGet(t *testing.T, c net.Conn, r *bufio.Reader, path string) (*http.Respo
 func TestServeHTTPDrain(t *testing.T) {
 	u, ln, _ := newServing(t, Options{DrainTimeout: 5 * time.Second, IdleGrace: 2 * time.Second})
 	release := make(chan struct{})
+	entered := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
 		<-release
 		io.WriteString(w, "slow done")
 	})
@@ -113,12 +115,20 @@ func TestServeHTTPDrain(t *testing.T) {
 		resp, body := rawGet(t, slow, bufio.NewReader(slow), "/slow")
 		slowDone <- result{body, resp.Close}
 	}()
-	time.Sleep(50 * time.Millisecond) // the slow request is in its handler
+	<-entered // the slow request is in its handler
 
 	u.Stop()
-	time.Sleep(50 * time.Millisecond) // the drain has begun
-	resp, body = rawGet(t, idle, idleR, "/")
-	assert.Equal(t, "ok", body, "the idle keep-alive connection is still answered")
+	// The drain begins as ServeHTTP sees Exit: until then the idle
+	// connection is answered as before; from then on, answered and told
+	// to close.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		resp, body = rawGet(t, idle, idleR, "/")
+		require.Equal(t, "ok", body, "the idle keep-alive connection is still answered")
+		if resp.Close || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	assert.True(t, resp.Close, "and told to close")
 	close(release)
 	slowResp := <-slowDone
@@ -135,14 +145,15 @@ func TestServeHTTPDrainDeadline(t *testing.T) {
 	u, ln, logs := newServing(t, Options{DrainTimeout: 300 * time.Millisecond, IdleGrace: 50 * time.Millisecond, StopGrace: 100 * time.Millisecond})
 	block := make(chan struct{})
 	defer close(block)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block })
+	entered := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { close(entered); <-block })
 	served := make(chan error, 1)
 	go func() { served <- u.ServeHTTP(&http.Server{Handler: h}, ln) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer c.Close()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(50 * time.Millisecond)
+	<-entered
 	u.Stop()
 	requireServed(t, served, "ServeHTTP did not return after DrainTimeout")
 	c.SetReadDeadline(time.Now().Add(time.Second))
@@ -158,9 +169,11 @@ func TestServeHTTPDrainDeadline(t *testing.T) {
 func TestServeConns(t *testing.T) {
 	u, ln, logs := newServing(t, Options{DrainTimeout: 300 * time.Millisecond})
 	served := make(chan error, 1)
+	entered := make(chan struct{}, 2)
 	go func() {
 		served <- u.ServeConns(ln, func(ctx context.Context, c net.Conn) {
 			line, _ := bufio.NewReader(c).ReadString('\n')
+			entered <- struct{}{}
 			if strings.HasPrefix(line, "polite") {
 				<-ctx.Done()
 				io.WriteString(c, "bye\n")
@@ -177,7 +190,8 @@ func TestServeConns(t *testing.T) {
 	require.NoError(t, err)
 	defer rude.Close()
 	io.WriteString(rude, "rude\n")
-	time.Sleep(50 * time.Millisecond)
+	<-entered
+	<-entered
 	u.Stop()
 	line, err := bufio.NewReader(polite).ReadString('\n')
 	require.NoError(t, err)
