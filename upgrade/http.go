@@ -19,7 +19,12 @@ import (
 //     generation accepts from the same sockets, whose queues are never
 //     closed;
 //  2. it answers every further request with "Connection: close", so each
-//     keep-alive connection ends cleanly after its next response;
+//     keep-alive connection ends cleanly after its next response (a
+//     response whose header went out before the drain began, such as a
+//     long stream, cannot say so: its connection closes after it, as
+//     net/http closes connections during Shutdown, and a client that
+//     reuses it must retry, as HTTP/1.1 clients do for idempotent
+//     requests);
 //  3. it gives connections up to Options.IdleGrace to bring that request
 //     and close, rather than closing idle ones under a client's feet;
 //  4. it calls srv.Shutdown bounded by Options.DrainTimeout (counted from

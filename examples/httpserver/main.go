@@ -81,7 +81,9 @@ func run(addr string, opts upgrade.Options) error {
 			return
 		}
 		// Headers at once, so that a client knows its request is being
-		// served (and by which generation: X-Pid) before the body.
+		// served (and by which generation: X-Pid) before the body. Sent
+		// before a drain, they cannot carry "Connection: close": the
+		// connection closes after the body instead (see ServeHTTP).
 		w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
 		w.WriteHeader(http.StatusOK)
 		http.NewResponseController(w).Flush()
