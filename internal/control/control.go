@@ -33,9 +33,24 @@ type Request struct {
 	Cmd string `json:"cmd"`
 }
 
-// UpgradeResult is the verdict of one upgrade.
+// The stages of a failed upgrade, as UpgradeResult.Stage names them: how
+// far the new generation got. They are the values of package upgrade's
+// Stage, and `handoff run` uses the same.
+const (
+	StageStart     = "start"     // it could not be started at all
+	StageFailed    = "failed"    // it reported a failure, or broke the protocol
+	StageExited    = "exited"    // it exited before it was ready
+	StageTimeout   = "timeout"   // it was not ready in time and was stopped
+	StageCanceled  = "canceled"  // the request, or the server, ended first
+	StageProbation = "probation" // it said ready, then died within its probation
+)
+
+// UpgradeResult is the verdict of one upgrade request.
 type UpgradeResult struct {
-	OK        bool      `json:"ok"`
+	OK bool `json:"ok"`
+	// Refused says the upgrade did not begin (another was in progress,
+	// say); Error says why, and nothing was started.
+	Refused   bool      `json:"refused,omitempty"`
 	OldPID    int       `json:"old_pid"`
 	NewPID    int       `json:"new_pid,omitempty"`
 	StartedAt time.Time `json:"started_at"`

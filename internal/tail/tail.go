@@ -2,7 +2,11 @@
 // quoted in the error that reports it.
 package tail
 
-import "sync"
+import (
+	"io"
+	"strings"
+	"sync"
+)
 
 // Buffer keeps the last Max bytes written to it. Safe for concurrent use.
 type Buffer struct {
@@ -35,4 +39,36 @@ func (t *Buffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
+}
+
+// Excerpt returns s without surrounding space, cut to its last 512 bytes
+// (marked "..."), fit to quote in one error message.
+func Excerpt(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 512 {
+		s = "..." + s[len(s)-512:]
+	}
+	return s
+}
+
+// Drain copies r to w, keeping its last bytes in t, until r ends, whatever
+// happens to w: a stderr pipe that nobody reads would kill the process
+// writing to it with SIGPIPE. After w fails once, it gets nothing more.
+func (t *Buffer) Drain(w io.Writer, r io.Reader) {
+	io.Copy(io.MultiWriter(&bestEffort{w: w}, t), r)
+}
+
+// bestEffort forwards writes to w until w fails once, and never fails.
+type bestEffort struct {
+	w      io.Writer
+	failed bool
+}
+
+func (b *bestEffort) Write(p []byte) (int, error) {
+	if !b.failed && b.w != nil {
+		if _, err := b.w.Write(p); err != nil {
+			b.failed = true
+		}
+	}
+	return len(p), nil
 }

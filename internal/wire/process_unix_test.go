@@ -1,6 +1,6 @@
 //go:build unix
 
-package readiness_test
+package wire_test
 
 import (
 	"bufio"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/handoff-go/handoff/readiness"
+	"github.com/handoff-go/handoff/internal/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -25,27 +25,27 @@ const helperEnv = "READINESS_TEST_HELPER"
 
 var helpers = map[string]func(f *os.File) int{
 	"ready": func(f *os.File) int {
-		if err := readiness.Ready(f); err != nil {
+		if err := wire.Ready(f); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		return 0
 	},
 	"fail": func(f *os.File) int {
-		readiness.Fail(f, "open /etc/app.conf: no such file\nsecond line")
+		wire.Fail(f, "open /etc/app.conf: no such file\nsecond line")
 		return 1
 	},
 	"exit3": func(*os.File) int { return 3 },
 	// waitclosed says ready, then waits for its starter to go away.
 	"waitclosed": func(f *os.File) int {
-		if err := readiness.Ready(f); err != nil {
+		if err := wire.Ready(f); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		fmt.Println("waiting")
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		fmt.Printf("gone: %v\n", readiness.WaitClosed(ctx, f))
+		fmt.Printf("gone: %v\n", wire.WaitClosed(ctx, f))
 		return 0
 	},
 }
@@ -70,7 +70,7 @@ func TestMain(m *testing.M) {
 // at fd 3 and returns the parent end.
 func startHelper(t *testing.T, name string) (*exec.Cmd, *os.File) {
 	t.Helper()
-	parent, child, err := readiness.Pair()
+	parent, child, err := wire.Pair()
 	require.NoError(t, err)
 	t.Cleanup(func() { parent.Close() })
 	exe, err := os.Executable()
@@ -117,7 +117,7 @@ func TestProcessReady(t *testing.T) {
 func TestProcessFail(t *testing.T) {
 	cmd, parent := startHelper(t, "fail")
 	start(t, cmd)
-	var failed *readiness.FailedError
+	var failed *wire.FailedError
 	require.ErrorAs(t, wait(t, parent), &failed)
 	assert.Equal(t, "open /etc/app.conf: no such file second line", failed.Reason)
 	assert.Equal(t, 1, exitCode(cmd.Wait()))
@@ -126,7 +126,7 @@ func TestProcessFail(t *testing.T) {
 func TestProcessExitWithoutMessage(t *testing.T) {
 	cmd, parent := startHelper(t, "exit3")
 	start(t, cmd)
-	assert.ErrorIs(t, wait(t, parent), readiness.ErrClosed)
+	assert.ErrorIs(t, wait(t, parent), wire.ErrClosed)
 	assert.Equal(t, 3, exitCode(cmd.Wait()))
 }
 

@@ -1,4 +1,4 @@
-package readiness
+package wire
 
 import (
 	"bytes"
@@ -11,11 +11,12 @@ import (
 const MaxReason = 2048
 
 var (
-	// ErrNotSupported is returned on platforms without unix sockets.
-	ErrNotSupported = errors.New("readiness: not supported on this platform")
-	// ErrClosed is returned by Wait when the other end closed the channel
-	// without sending a message: the started program exited or crashed.
-	ErrClosed = errors.New("readiness: channel closed before the program said ready or failed")
+	// ErrClosed is returned by the Wait functions when the other end
+	// closed the channel without sending the awaited message: the process
+	// there exited or crashed.
+	ErrClosed = errors.New("the channel closed before the awaited message")
+	// ErrNotSupported is returned where there are no unix sockets.
+	ErrNotSupported = errors.New("not supported on this platform")
 )
 
 // FailedError is a failure the started program reported itself.
@@ -24,16 +25,17 @@ type FailedError struct {
 }
 
 // Error quotes the program's reason.
-func (e *FailedError) Error() string { return "readiness: program reported failure: " + e.Reason }
+func (e *FailedError) Error() string { return "reported failure: " + e.Reason }
 
-// MessageError reports bytes on the channel that are not a valid message.
+// MessageError reports bytes on the channel that are not the message
+// awaited.
 type MessageError struct {
 	Msg string // the offending bytes, shortened
 }
 
 // Error quotes the start of the offending bytes.
 func (e *MessageError) Error() string {
-	return fmt.Sprintf("readiness: malformed message %q: want \"ready\" or \"failed: <reason>\"", e.Msg)
+	return fmt.Sprintf("malformed message %q on the readiness channel", e.Msg)
 }
 
 // Sanitize makes reason fit on one message line: control characters
@@ -66,10 +68,11 @@ func Sanitize(reason string) string {
 	return string(b)
 }
 
-// Parse decodes one message line (without its newline): nil for "ready",
-// a [*FailedError] for "failed: <reason>", a [*MessageError] otherwise.
+// Parse decodes the child's first message line (without its newline): nil
+// for "ready", a [*FailedError] for "failed: <reason>", a [*MessageError]
+// otherwise.
 func Parse(line []byte) error {
-	if bytes.Equal(line, []byte("ready")) {
+	if bytes.Equal(line, []byte(msgReady)) {
 		return nil
 	}
 	if r, ok := bytes.CutPrefix(line, []byte("failed:")); ok {

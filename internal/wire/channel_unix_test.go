@@ -1,6 +1,6 @@
 //go:build unix
 
-package readiness_test
+package wire_test
 
 import (
 	"context"
@@ -11,18 +11,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/handoff-go/handoff/readiness"
+	"github.com/handoff-go/handoff/internal/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
 
 // maxLine is the longest valid message line, without its newline.
-const maxLine = len("failed: ") + readiness.MaxReason
+const maxLine = len("failed: ") + wire.MaxReason
 
 func pair(t *testing.T) (parent, child *os.File) {
 	t.Helper()
-	parent, child, err := readiness.Pair()
+	parent, child, err := wire.Pair()
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		parent.Close()
@@ -31,13 +31,13 @@ func pair(t *testing.T) (parent, child *os.File) {
 	return parent, child
 }
 
-// wait runs readiness.Wait with a generous bound, so that a broken
+// wait runs wire.Wait with a generous bound, so that a broken
 // implementation fails the test instead of hanging it.
 func wait(t *testing.T, parent *os.File) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := readiness.Wait(ctx, parent)
+	err := wire.Wait(ctx, parent)
 	require.NotErrorIs(t, err, context.DeadlineExceeded, "Wait did not return")
 	return err
 }
@@ -73,30 +73,30 @@ func TestWait(t *testing.T) {
 		msg    string // want a *MessageError with this Msg
 		closed bool   // want ErrClosed
 	}{
-		{name: "ready", send: func(t *testing.T, c *os.File) { require.NoError(t, readiness.Ready(c)) }, ok: true},
+		{name: "ready", send: func(t *testing.T, c *os.File) { require.NoError(t, wire.Ready(c)) }, ok: true},
 		{
 			name:   "failed",
-			send:   func(t *testing.T, c *os.File) { require.NoError(t, readiness.Fail(c, "bad config\nline2")) },
+			send:   func(t *testing.T, c *os.File) { require.NoError(t, wire.Fail(c, "bad config\nline2")) },
 			reason: "bad config line2",
 		},
 		{
 			name:   "failed without reason",
-			send:   func(t *testing.T, c *os.File) { require.NoError(t, readiness.Fail(c, " \n ")) },
+			send:   func(t *testing.T, c *os.File) { require.NoError(t, wire.Fail(c, " \n ")) },
 			reason: "no reason given",
 		},
 		{
 			name: "failed with the longest reason",
 			send: func(t *testing.T, c *os.File) {
-				require.NoError(t, readiness.Fail(c, strings.Repeat("r", readiness.MaxReason)))
+				require.NoError(t, wire.Fail(c, strings.Repeat("r", wire.MaxReason)))
 			},
-			reason: strings.Repeat("r", readiness.MaxReason),
+			reason: strings.Repeat("r", wire.MaxReason),
 		},
 		{
 			name: "failed with a reason cut to length",
 			send: func(t *testing.T, c *os.File) {
-				require.NoError(t, readiness.Fail(c, strings.Repeat("r", 3*readiness.MaxReason)))
+				require.NoError(t, wire.Fail(c, strings.Repeat("r", 3*wire.MaxReason)))
 			},
-			reason: strings.Repeat("r", readiness.MaxReason),
+			reason: strings.Repeat("r", wire.MaxReason),
 		},
 		{
 			name:   "closed without message",
@@ -144,9 +144,9 @@ func TestWait(t *testing.T) {
 		{
 			name: "longest valid line",
 			send: func(t *testing.T, c *os.File) {
-				write(t, c, "failed: "+strings.Repeat("q", readiness.MaxReason)+"\n")
+				write(t, c, "failed: "+strings.Repeat("q", wire.MaxReason)+"\n")
 			},
-			reason: strings.Repeat("q", readiness.MaxReason),
+			reason: strings.Repeat("q", wire.MaxReason),
 		},
 		{
 			name: "over-long line without newline",
@@ -156,14 +156,14 @@ func TestWait(t *testing.T) {
 		{
 			name: "over-long failed line without newline",
 			send: func(t *testing.T, c *os.File) {
-				write(t, c, "failed: "+strings.Repeat("q", 3*readiness.MaxReason))
+				write(t, c, "failed: "+strings.Repeat("q", 3*wire.MaxReason))
 			},
 			msg: "failed: " + strings.Repeat("q", 64-len("failed: ")),
 		},
 		{
 			name: "over-long failed line with newline",
 			send: func(t *testing.T, c *os.File) {
-				write(t, c, "failed: "+strings.Repeat("q", readiness.MaxReason+1)+"\n")
+				write(t, c, "failed: "+strings.Repeat("q", wire.MaxReason+1)+"\n")
 			},
 			msg: "failed: " + strings.Repeat("q", 64-len("failed: ")),
 		},
@@ -173,13 +173,13 @@ func TestWait(t *testing.T) {
 			parent, child := pair(t)
 			tt.send(t, child)
 			err := wait(t, parent)
-			var failed *readiness.FailedError
-			var bad *readiness.MessageError
+			var failed *wire.FailedError
+			var bad *wire.MessageError
 			switch {
 			case tt.ok:
 				assert.NoError(t, err)
 			case tt.closed:
-				assert.ErrorIs(t, err, readiness.ErrClosed)
+				assert.ErrorIs(t, err, wire.ErrClosed)
 			case tt.reason != "":
 				require.ErrorAs(t, err, &failed)
 				assert.Equal(t, tt.reason, failed.Reason)
@@ -196,7 +196,7 @@ func TestWaitContext(t *testing.T) {
 		parent, _ := pair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- readiness.Wait(ctx, parent) }()
+		go func() { done <- wire.Wait(ctx, parent) }()
 		time.Sleep(10 * time.Millisecond)
 		cancel()
 		select {
@@ -211,20 +211,20 @@ func TestWaitContext(t *testing.T) {
 		parent, _ := pair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		assert.Equal(t, context.Canceled, readiness.Wait(ctx, parent))
+		assert.Equal(t, context.Canceled, wire.Wait(ctx, parent))
 	})
 	t.Run("deadline", func(t *testing.T) {
 		parent, _ := pair(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
-		assert.Equal(t, context.DeadlineExceeded, readiness.Wait(ctx, parent))
+		assert.Equal(t, context.DeadlineExceeded, wire.Wait(ctx, parent))
 	})
 	t.Run("usable after cancel", func(t *testing.T) {
 		parent, child := pair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		require.Equal(t, context.Canceled, readiness.Wait(ctx, parent))
-		require.NoError(t, readiness.Ready(child))
+		require.Equal(t, context.Canceled, wire.Wait(ctx, parent))
+		require.NoError(t, wire.Ready(child))
 		assert.NoError(t, wait(t, parent))
 	})
 	t.Run("cancel racing a message", func(t *testing.T) {
@@ -232,12 +232,12 @@ func TestWaitContext(t *testing.T) {
 		// deadline behind for the next Wait on the same file.
 		parent, child := pair(t)
 		for i := 0; i < 300; i++ {
-			require.NoError(t, readiness.Ready(child))
+			require.NoError(t, wire.Ready(child))
 			ctx, cancel := context.WithCancel(context.Background())
 			go cancel()
-			err := readiness.Wait(ctx, parent)
+			err := wire.Wait(ctx, parent)
 			if err == nil {
-				require.NoError(t, readiness.Ready(child)) // consumed: send another
+				require.NoError(t, wire.Ready(child)) // consumed: send another
 			} else {
 				require.Equal(t, context.Canceled, err)
 			}
@@ -249,7 +249,7 @@ func TestWaitContext(t *testing.T) {
 func TestWaitClosed(t *testing.T) {
 	run := func(ctx context.Context, f *os.File) chan error {
 		done := make(chan error, 1)
-		go func() { done <- readiness.WaitClosed(ctx, f) }()
+		go func() { done <- wire.WaitClosed(ctx, f) }()
 		return done
 	}
 	result := func(t *testing.T, done chan error) error {
@@ -303,9 +303,9 @@ func TestWaitClosed(t *testing.T) {
 func TestWriteToClosed(t *testing.T) {
 	parent, child := pair(t)
 	require.NoError(t, parent.Close())
-	err := readiness.Ready(child)
+	err := wire.Ready(child)
 	require.Error(t, err)
-	assert.True(t, strings.HasPrefix(err.Error(), "readiness: tell the starting process: "), err.Error())
+	assert.True(t, strings.HasPrefix(err.Error(), "write to the readiness channel: "), err.Error())
 	assert.True(t, errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET), "%v", err)
 }
 
@@ -316,28 +316,28 @@ func TestGo(t *testing.T) {
 	defer cancel()
 	t.Run("go", func(t *testing.T) {
 		parent, child := pair(t)
-		require.NoError(t, readiness.Ready(child))
+		require.NoError(t, wire.Ready(child))
 		require.NoError(t, wait(t, parent))
-		require.NoError(t, readiness.Go(parent))
-		assert.NoError(t, readiness.WaitGo(ctx, child))
+		require.NoError(t, wire.Go(parent))
+		assert.NoError(t, wire.WaitGo(ctx, child))
 		parent.Close()
-		assert.NoError(t, readiness.WaitClosed(ctx, child), "then the starter's exit")
+		assert.NoError(t, wire.WaitClosed(ctx, child), "then the starter's exit")
 	})
 	t.Run("starter gone", func(t *testing.T) {
 		parent, child := pair(t)
 		parent.Close()
-		assert.ErrorIs(t, readiness.WaitGo(ctx, child), readiness.ErrClosed)
+		assert.ErrorIs(t, wire.WaitGo(ctx, child), wire.ErrClosed)
 	})
 	t.Run("garbage", func(t *testing.T) {
 		parent, child := pair(t)
 		write(t, parent, "gone fishing\n")
-		var me *readiness.MessageError
-		assert.ErrorAs(t, readiness.WaitGo(ctx, child), &me)
+		var me *wire.MessageError
+		assert.ErrorAs(t, wire.WaitGo(ctx, child), &me)
 	})
 	t.Run("canceled", func(t *testing.T) {
 		_, child := pair(t)
 		c, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		defer cancel()
-		assert.ErrorIs(t, readiness.WaitGo(c, child), context.DeadlineExceeded)
+		assert.ErrorIs(t, wire.WaitGo(c, child), context.DeadlineExceeded)
 	})
 }

@@ -1,4 +1,4 @@
-package readiness_test
+package wire_test
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/handoff-go/handoff/readiness"
+	"github.com/handoff-go/handoff/internal/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,8 +26,8 @@ func TestParse(t *testing.T) {
 		{line: "failed: a\tb\x1b[2Jc\x7f", reason: "a b [2Jc"},
 		{line: "failed: caf\u00e9 \u2713", reason: "caf\u00e9 \u2713"},
 		{line: "failed:", reason: ""},
-		{line: "failed: " + strings.Repeat("x", readiness.MaxReason), reason: strings.Repeat("x", readiness.MaxReason)},
-		{line: "failed: " + strings.Repeat("x", readiness.MaxReason+10), reason: strings.Repeat("x", readiness.MaxReason)},
+		{line: "failed: " + strings.Repeat("x", wire.MaxReason), reason: strings.Repeat("x", wire.MaxReason)},
+		{line: "failed: " + strings.Repeat("x", wire.MaxReason+10), reason: strings.Repeat("x", wire.MaxReason)},
 		{line: "", msg: ""},
 		{line: "Ready", msg: "Ready"},
 		{line: "ready ", msg: "ready "},
@@ -45,19 +45,19 @@ func TestParse(t *testing.T) {
 			name = name[:20] + "..."
 		}
 		t.Run(name, func(t *testing.T) {
-			err := readiness.Parse([]byte(tt.line))
-			var failed *readiness.FailedError
-			var bad *readiness.MessageError
+			err := wire.Parse([]byte(tt.line))
+			var failed *wire.FailedError
+			var bad *wire.MessageError
 			switch {
 			case tt.ok:
 				assert.NoError(t, err)
 			case errors.As(err, &failed):
 				assert.Equal(t, tt.reason, failed.Reason)
-				assert.Equal(t, "readiness: program reported failure: "+tt.reason, err.Error())
+				assert.Equal(t, "reported failure: "+tt.reason, err.Error())
 				assert.Empty(t, tt.msg, "want a MessageError, got %v", err)
 			case errors.As(err, &bad):
 				assert.Equal(t, tt.msg, bad.Msg)
-				assert.Contains(t, err.Error(), `want "ready" or "failed: <reason>"`)
+				assert.Contains(t, err.Error(), "malformed message")
 				assert.Empty(t, tt.reason, "want a FailedError, got %v", err)
 			default:
 				t.Fatalf("Parse(%q) = %T %v", tt.line, err, err)
@@ -80,32 +80,32 @@ func TestSanitize(t *testing.T) {
 		{"x\u009b31mred", "x 31mred"},
 		// Bytes that are not UTF-8 are left alone: they are not characters.
 		{"a\x85b", "a\x85b"},
-		{strings.Repeat("x", readiness.MaxReason+1), strings.Repeat("x", readiness.MaxReason)},
+		{strings.Repeat("x", wire.MaxReason+1), strings.Repeat("x", wire.MaxReason)},
 		// Leading space does not eat into the limit: " " + reason, as
 		// it arrives after "failed:", comes back whole.
-		{" " + strings.Repeat("x", readiness.MaxReason), strings.Repeat("x", readiness.MaxReason)},
-		{"\n\n" + strings.Repeat("y", readiness.MaxReason) + "\n", strings.Repeat("y", readiness.MaxReason)},
+		{" " + strings.Repeat("x", wire.MaxReason), strings.Repeat("x", wire.MaxReason)},
+		{"\n\n" + strings.Repeat("y", wire.MaxReason) + "\n", strings.Repeat("y", wire.MaxReason)},
 		// Cut before a space: no trailing space.
-		{strings.Repeat("x", readiness.MaxReason-1) + " yz", strings.Repeat("x", readiness.MaxReason-1)},
+		{strings.Repeat("x", wire.MaxReason-1) + " yz", strings.Repeat("x", wire.MaxReason-1)},
 		// Two-byte runes: 2048 is even, so exactly 1024 fit.
-		{strings.Repeat("\u00e9", 2000), strings.Repeat("\u00e9", readiness.MaxReason/2)},
+		{strings.Repeat("\u00e9", 2000), strings.Repeat("\u00e9", wire.MaxReason/2)},
 		// Three-byte runes after one ASCII byte: 682 fit in 2047 bytes.
 		{"a" + strings.Repeat("\u20ac", 1000), "a" + strings.Repeat("\u20ac", 682)},
 		// Four-byte runes: 512 fit exactly.
 		{strings.Repeat("\U0001F600", 600), strings.Repeat("\U0001F600", 512)},
 	}
 	for _, tt := range tests {
-		got := readiness.Sanitize(tt.in)
+		got := wire.Sanitize(tt.in)
 		assert.Equal(t, tt.want, got, "Sanitize(%.40q)", tt.in)
-		assert.Equal(t, got, readiness.Sanitize(got), "Sanitize is not idempotent on %.40q", tt.in)
+		assert.Equal(t, got, wire.Sanitize(got), "Sanitize is not idempotent on %.40q", tt.in)
 	}
 }
 
 // checkReason asserts the promises made about a sanitised reason.
 func checkReason(t *testing.T, in, reason string) {
 	t.Helper()
-	if len(reason) > readiness.MaxReason {
-		t.Fatalf("reason is %d bytes, more than %d", len(reason), readiness.MaxReason)
+	if len(reason) > wire.MaxReason {
+		t.Fatalf("reason is %d bytes, more than %d", len(reason), wire.MaxReason)
 	}
 	for i := 0; i < len(reason); i++ {
 		if c := reason[i]; c < 0x20 || c == 0x7f {
@@ -136,9 +136,9 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		err := readiness.Parse(line)
-		var failed *readiness.FailedError
-		var bad *readiness.MessageError
+		err := wire.Parse(line)
+		var failed *wire.FailedError
+		var bad *wire.MessageError
 		switch {
 		case err == nil:
 			if string(line) != "ready" {
@@ -164,14 +164,14 @@ func FuzzSanitize(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got := readiness.Sanitize(s)
+		got := wire.Sanitize(s)
 		checkReason(t, s, got)
-		if again := readiness.Sanitize(got); again != got {
+		if again := wire.Sanitize(got); again != got {
 			t.Fatalf("Sanitize not idempotent: %q -> %q -> %q", s, got, again)
 		}
 		// What Fail puts on the wire comes back from Parse unchanged.
-		err := readiness.Parse([]byte("failed: " + got))
-		var failed *readiness.FailedError
+		err := wire.Parse([]byte("failed: " + got))
+		var failed *wire.FailedError
 		require.ErrorAs(t, err, &failed)
 		if failed.Reason != got {
 			t.Fatalf("reason %q came back as %q", got, failed.Reason)

@@ -1,0 +1,41 @@
+//go:build !unix
+
+package wire
+
+import (
+	"context"
+	"os"
+)
+
+// Pair is not supported on this platform.
+func Pair() (parent, child *os.File, err error) { return nil, nil, ErrNotSupported }
+
+// Ready is not supported on this platform.
+func Ready(f *os.File) error { return ErrNotSupported }
+
+// Fail is not supported on this platform.
+func Fail(f *os.File, reason string) error { return ErrNotSupported }
+
+// Go is not supported on this platform.
+func Go(f *os.File) error { return ErrNotSupported }
+
+// Live is not supported on this platform.
+func Live(f *os.File) error { return ErrNotSupported }
+
+// Main is not supported on this platform.
+func Main(f *os.File) error { return ErrNotSupported }
+
+// Wait is not supported on this platform.
+func Wait(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// WaitGo is not supported on this platform.
+func WaitGo(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// WaitLive is not supported on this platform.
+func WaitLive(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// WaitMain is not supported on this platform.
+func WaitMain(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// WaitClosed is not supported on this platform.
+func WaitClosed(ctx context.Context, f *os.File) error { return ErrNotSupported }

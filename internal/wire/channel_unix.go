@@ -1,0 +1,181 @@
+//go:build unix
+
+package wire
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+)
+
+// maxMessage bounds one message on the wire: "failed: " + reason + "\n".
+const maxMessage = len("failed: ") + MaxReason + 1
+
+// Pair returns a connected channel: parent stays with the caller, child is
+// handed to the program it starts. Both are close-on-exec and non-blocking;
+// the caller closes its copy of child once the program has started, or the
+// parent end never sees the channel close.
+func Pair() (parent, child *os.File, err error) {
+	fds, err := socketpair()
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "readiness-parent"), os.NewFile(uintptr(fds[1]), "readiness-child"), nil
+}
+
+// Ready tells the parent that this generation is ready.
+func Ready(f *os.File) error { return send(f, msgReady) }
+
+// Fail tells the parent that this generation cannot start, and why. The
+// reason reaches the parent's [Wait] as [Sanitize] leaves it.
+func Fail(f *os.File, reason string) error {
+	r := Sanitize(reason)
+	if r == "" {
+		r = "no reason given"
+	}
+	return send(f, "failed: "+r)
+}
+
+// Go tells the child, after it said ready, that it may serve: the parent
+// hands over now (after any probation it imposes).
+func Go(f *os.File) error { return send(f, msgGo) }
+
+// Live tells the parent, after its go, that this generation has taken
+// over (it wrote its pidfile) and serves from now on.
+func Live(f *os.File) error { return send(f, msgLive) }
+
+// Main tells the child, after it said live, that the parent has told the
+// service manager (systemd's MAINPID=) that the child is the service's
+// main process now.
+func Main(f *os.File) error { return send(f, msgMain) }
+
+func send(f *os.File, msg string) error {
+	if _, err := f.Write([]byte(msg + "\n")); err != nil {
+		return fmt.Errorf("write to the readiness channel: %w", err)
+	}
+	return nil
+}
+
+// Wait blocks, in the parent, until the child says ready (nil) or failed
+// ([*FailedError]), closes the channel without a message ([ErrClosed]),
+// sends garbage ([*MessageError]), or ctx ends (ctx.Err()). f must come
+// from [Pair]; Wait uses its read deadline.
+func Wait(ctx context.Context, f *os.File) error {
+	line, err := readLine(ctx, f, maxMessage)
+	if err != nil {
+		return err
+	}
+	return Parse(line)
+}
+
+// WaitGo blocks, in the child after [Ready], until the parent says go
+// (nil), goes away ([ErrClosed]: it exited, so this generation is on its
+// own), sends anything else ([*MessageError]), or ctx ends.
+func WaitGo(ctx context.Context, f *os.File) error { return expect(ctx, f, msgGo) }
+
+// WaitMain blocks, in the child after [Live], until the parent says main
+// (nil), goes away ([ErrClosed]), sends anything else ([*MessageError]),
+// or ctx ends.
+func WaitMain(ctx context.Context, f *os.File) error { return expect(ctx, f, msgMain) }
+
+func expect(ctx context.Context, f *os.File, msg string) error {
+	line, err := readLine(ctx, f, len(msg)+1)
+	if err != nil {
+		return err
+	}
+	if string(line) != msg {
+		return malformed(line)
+	}
+	return nil
+}
+
+// WaitLive blocks, in the parent after [Go], until the child says live
+// (nil) or failed ([*FailedError]), closes the channel ([ErrClosed]),
+// sends garbage ([*MessageError]), or ctx ends.
+func WaitLive(ctx context.Context, f *os.File) error {
+	line, err := readLine(ctx, f, maxMessage)
+	if err != nil {
+		return err
+	}
+	if string(line) == msgLive {
+		return nil
+	}
+	if err := Parse(line); err != nil {
+		return err
+	}
+	return malformed(line) // "ready" again
+}
+
+// readLine reads one message line of at most max bytes (newline
+// included). Each side sends one message at a time and waits for the
+// answer, so nothing past the newline is lost.
+func readLine(ctx context.Context, f *os.File, max int) ([]byte, error) {
+	stop := interruptOnDone(ctx, f)
+	defer stop()
+	buf := make([]byte, 0, 64)
+	chunk := make([]byte, 512)
+	for {
+		n, err := f.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		// A line longer than any valid message is malformed, whatever
+		// it starts with; a valid one ends within max bytes.
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 && i < max {
+			return buf[:i], nil
+		}
+		if len(buf) >= max {
+			return nil, malformed(buf)
+		}
+		if err != nil {
+			return nil, readErr(ctx, err)
+		}
+	}
+}
+
+// WaitClosed blocks until the other end of f is closed — the process there
+// exited — or ctx ends (ctx.Err()). Bytes arriving on the channel are
+// ignored.
+func WaitClosed(ctx context.Context, f *os.File) error {
+	stop := interruptOnDone(ctx, f)
+	defer stop()
+	buf := make([]byte, 64)
+	for {
+		if _, err := f.Read(buf); err != nil {
+			if err := readErr(ctx, err); err != ErrClosed {
+				return err
+			}
+			return nil
+		}
+	}
+}
+
+// interruptOnDone makes a blocked read on f return when ctx ends. stop
+// waits for a callback already running, so that it cannot set a deadline
+// in the past on f after the read has returned.
+func interruptOnDone(ctx context.Context, f *os.File) (stop func()) {
+	f.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	cancel := context.AfterFunc(ctx, func() {
+		defer close(done)
+		f.SetReadDeadline(time.Unix(1, 0))
+	})
+	return func() {
+		if !cancel() {
+			<-done
+		}
+	}
+}
+
+func readErr(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		return ErrClosed
+	}
+	return fmt.Errorf("read the readiness channel: %w", err)
+}
