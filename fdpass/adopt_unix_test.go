@@ -3,8 +3,6 @@
 package fdpass
 
 import (
-	"bytes"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"net"
@@ -74,12 +72,8 @@ func helperOps() int {
 				res = "ok " + pc.LocalAddr().Network()
 				pc.Close()
 			}
-		case "file", "control":
-			take := in.File
-			if f[0] == "control" {
-				take = in.Control
-			}
-			file, err := take(f[1])
+		case "file":
+			file, err := in.File(f[1])
 			res = describe(err)
 			if err == nil {
 				res = fmt.Sprintf("ok fd=%d", file.Fd())
@@ -122,54 +116,47 @@ func TestInheritWrongKinds(t *testing.T) {
 	require.NoError(t, err)
 	defer gram.Close()
 
-	h := Handover{Files: []Named{
-		{"reg", mustDup(t, reg, "reg")},                      // fd 3
-		{"tcp", mustDup(t, tcpLn.(syscall.Conn), "tcp")},     // fd 4
-		{"udp", mustDup(t, udp.(syscall.Conn), "udp")},       // fd 5
-		{"conn", mustDup(t, conn.(syscall.Conn), "conn")},    // fd 6
-		{"unix", mustDup(t, unixLn.(syscall.Conn), "unix")},  // fd 7
-		{"gram", mustDup(t, gram.(syscall.Conn), "gram")},    // fd 8
-		{"twice", mustDup(t, tcpLn.(syscall.Conn), "twice")}, // fd 9
-		{"twice", mustDup(t, udp.(syscall.Conn), "twice")},   // fd 10
-	}}
-	_, _, err = h.Env()
-	require.Error(t, err, "Env refuses duplicate names; build the variables by hand")
-	env := []string{EnvListenFDs + "=8", EnvListenFDNames + "=reg:tcp:udp:conn:unix:gram:twice:twice"}
-	var files []*os.File
-	for _, n := range h.Files {
-		files = append(files, n.File)
+	files := []*os.File{
+		mustDup(t, reg, "reg"),                    // fd 3
+		mustDup(t, tcpLn.(syscall.Conn), "tcp"),   // fd 4
+		mustDup(t, udp.(syscall.Conn), "udp"),     // fd 5
+		mustDup(t, conn.(syscall.Conn), "conn"),   // fd 6
+		mustDup(t, unixLn.(syscall.Conn), "unix"), // fd 7
+		mustDup(t, gram.(syscall.Conn), "gram"),   // fd 8
+		mustDup(t, tcpLn.(syscall.Conn), "twice"), // fd 9
+		mustDup(t, udp.(syscall.Conn), "twice"),   // fd 10
 	}
+	env := []string{envListenFDs + "=8", envListenFDNames + "=reg:tcp:udp:conn:unix:gram:twice:twice"}
 
 	// Each op with the start of what it must report. Ops run in order in
 	// one child; a rejected file stays unclaimed for the ops after it.
 	tests := []struct{ op, want string }{
-		{"listener reg tcp", `FDError fd=3: fdpass: inherited fd 3 ("reg") is not a listening tcp socket: not a socket`},
-		{"packet reg udp", "FDError fd=3: fdpass: inherited fd 3 (\"reg\") is not a udp socket: not a socket"},
+		{"listener reg tcp", `error: fdpass: inherited fd 3 ("reg") is not a listening tcp socket: not a socket`},
+		{"packet reg udp", "error: fdpass: inherited fd 3 (\"reg\") is not a udp socket: not a socket"},
 		{"file reg", "ok fd=3"},
-		{"packet tcp udp", "FDError fd=4: fdpass: inherited fd 4 (\"tcp\") is not a udp socket: socket of type stream"},
-		{"listener tcp unix", "FDError fd=4: fdpass: inherited fd 4 (\"tcp\") is not a listening unix socket: socket of family inet"},
-		{"listener tcp unixpacket", "FDError fd=4"},
+		{"packet tcp udp", "error: fdpass: inherited fd 4 (\"tcp\") is not a udp socket: socket of type stream"},
+		{"listener tcp unix", "error: fdpass: inherited fd 4 (\"tcp\") is not a listening unix socket: socket of family inet"},
+		{"listener tcp unixpacket", "error: fdpass: inherited fd 4 "},
 		{"listener tcp tcp", "ok tcp"},
-		{"listener udp tcp", "FDError fd=5: fdpass: inherited fd 5 (\"udp\") is not a listening tcp socket: socket of type datagram"},
+		{"listener udp tcp", "error: fdpass: inherited fd 5 (\"udp\") is not a listening tcp socket: socket of type datagram"},
 		{"listener udp udp", "error: fdpass: \"udp\" is a datagram network: use PacketConn"},
 		{"packet udp tcp", "error: fdpass: \"tcp\" is a stream network: use Listener"},
-		{"packet udp unixgram", "FDError fd=5: fdpass: inherited fd 5 (\"udp\") is not a unixgram socket: socket of family inet"},
+		{"packet udp unixgram", "error: fdpass: inherited fd 5 (\"udp\") is not a unixgram socket: socket of family inet"},
 		{"packet udp udp4", "ok udp"},
-		{"listener conn tcp", "FDError fd=6: fdpass: inherited fd 6 (\"conn\") is not a listening tcp socket: socket that is not listening"},
+		{"listener conn tcp", "error: fdpass: inherited fd 6 (\"conn\") is not a listening tcp socket: socket that is not listening"},
 		{"file conn", "ok fd=6"},
-		{"listener unix tcp", "FDError fd=7: fdpass: inherited fd 7 (\"unix\") is not a listening tcp socket: socket of family unix"},
-		{"packet unix unixgram", "FDError fd=7: fdpass: inherited fd 7 (\"unix\") is not a unixgram socket: socket of type stream"},
+		{"listener unix tcp", "error: fdpass: inherited fd 7 (\"unix\") is not a listening tcp socket: socket of family unix"},
+		{"packet unix unixgram", "error: fdpass: inherited fd 7 (\"unix\") is not a unixgram socket: socket of type stream"},
 		{"listener unix unix", "ok unix"},
-		{"packet gram udp", "FDError fd=8: fdpass: inherited fd 8 (\"gram\") is not a udp socket: socket of family unix"},
-		{"listener gram unix", "FDError fd=8"},
+		{"packet gram udp", "error: fdpass: inherited fd 8 (\"gram\") is not a udp socket: socket of family unix"},
+		{"listener gram unix", "error: fdpass: inherited fd 8 "},
 		{"packet gram unixgram", "ok unixgram"},
-		{"listener nosuch tcp", "NotFound: fdpass: no inherited file with that name: \"nosuch\""},
+		{"listener nosuch tcp", "NotFound: fdpass: no such inherited file: \"nosuch\""},
 		{"listener tcp tcp", "NotFound"},
 		{"listener tcp sctp", "error: fdpass: unknown network \"sctp\""},
-		{"control nosuch", "NotFound"},
 		{"names", "twice,twice"},
 		{"listener twice tcp", "ok tcp"},
-		{"listener twice tcp", "FDError fd=10"},
+		{"listener twice tcp", "error: fdpass: inherited fd 10 "},
 		{"packet twice udp", "ok udp"},
 		{"names", ""},
 		{"unclaimed", ""},
@@ -205,22 +192,16 @@ func TestInheritMissingFD(t *testing.T) {
 		// descriptor numbers for itself. fd 4 must still be reported
 		// missing, not mistaken for the poller's descriptor.
 		r := runOps(t, []*os.File{mustDup(t, ln.(syscall.Conn), "a")},
-			[]string{EnvListenFDs + "=3", EnvListenFDNames + "=a:b:c"}, "names")
-		assert.True(t, strings.HasPrefix(r["inherit"], "FDError fd=4: "), r["inherit"])
-		assert.Contains(t, r["inherit"], `("b") is not a open descriptor`)
+			[]string{envListenFDs + "=3", envListenFDNames + "=a:b:c"}, "names")
+		assert.True(t, strings.HasPrefix(r["inherit"], "Malformed: "), r["inherit"])
+		assert.Contains(t, r["inherit"], `descriptor 4 ("b") is not open`)
 		assert.Contains(t, r["inherit"], "bad file descriptor")
 		assert.Equal(t, "", r["env"], "variables not unset")
 	})
 	t.Run("first missing", func(t *testing.T) {
 		r := runOps(t, []*os.File{nil, mustDup(t, ln.(syscall.Conn), "b")},
-			[]string{EnvListenFDs + "=2", EnvListenFDNames + "=a:b"}, "names")
-		assert.True(t, strings.HasPrefix(r["inherit"], "FDError fd=3: "), r["inherit"])
-	})
-	t.Run("control missing", func(t *testing.T) {
-		r := runOps(t, []*os.File{mustDup(t, ln.(syscall.Conn), "a")},
-			[]string{EnvListenFDs + "=1", EnvListenFDNames + "=a", EnvHandoff + "=v1;control=ready"}, "names")
-		assert.True(t, strings.HasPrefix(r["inherit"], "FDError fd=4: "), r["inherit"])
-		assert.Contains(t, r["inherit"], `("ready")`)
+			[]string{envListenFDs + "=2", envListenFDNames + "=a:b"}, "names")
+		assert.Contains(t, r["inherit"], `descriptor 3 ("a") is not open`)
 	})
 }
 
@@ -231,12 +212,13 @@ func TestInheritEnvironment(t *testing.T) {
 	f := mustDup(t, ln.(syscall.Conn), "web")
 
 	t.Run("malformed", func(t *testing.T) {
-		r := runOps(t, []*os.File{f}, []string{EnvListenFDs + "=1x", EnvListenFDNames + "=web", EnvHandoff + "=v1"})
-		assert.True(t, strings.HasPrefix(r["inherit"], "EnvError var=LISTEN_FDS: "), r["inherit"])
+		r := runOps(t, []*os.File{f}, []string{envListenFDs + "=1x", envListenFDNames + "=web"})
+		assert.True(t, strings.HasPrefix(r["inherit"], "Malformed: "), r["inherit"])
+		assert.Contains(t, r["inherit"], `LISTEN_FDS="1x"`)
 		assert.Equal(t, "", r["env"], "variables not unset after an error")
 	})
 	t.Run("for another process", func(t *testing.T) {
-		r := runOps(t, []*os.File{f}, []string{EnvListenPID + "=1", EnvListenFDs + "=1", EnvListenFDNames + "=web"},
+		r := runOps(t, []*os.File{f}, []string{envListenPID + "=1", envListenFDs + "=1", envListenFDNames + "=web"},
 			"names", "listener web tcp", "unclaimed", "closed 3")
 		assert.Equal(t, "ok", r["inherit"])
 		assert.Equal(t, "", r["env"])
@@ -245,7 +227,7 @@ func TestInheritEnvironment(t *testing.T) {
 		assert.Equal(t, "false", r["3 closed 3"], "a descriptor meant for another process was closed")
 	})
 	t.Run("socket activation without names", func(t *testing.T) {
-		r := runOps(t, []*os.File{f}, []string{EnvListenFDs + "=1"}, "names", "listener unknown tcp")
+		r := runOps(t, []*os.File{f}, []string{envListenFDs + "=1"}, "names", "listener unknown tcp")
 		assert.Equal(t, "ok", r["inherit"])
 		assert.Equal(t, "unknown", r["0 names"])
 		assert.Equal(t, "ok tcp", r["1 listener unknown tcp"])
@@ -272,21 +254,14 @@ func TestCloseUnclaimed(t *testing.T) {
 	defer pr.Close()
 	defer pw.Close()
 
-	h := Handover{
-		Files: []Named{
-			{"web", mustDup(t, tcpLn.(syscall.Conn), "web")},    // 3
-			{"sock", mustDup(t, unixLn.(syscall.Conn), "sock")}, // 4
-			{"cfg", mustDup(t, pr, "cfg")},                      // 5
-		},
-		Control: []Named{{"ctl", mustDup(t, pw, "ctl")}}, // 6
-	}
-	cmd := helperCmd(t, "ops", "FDPASS_TEST_OPS="+strings.Join([]string{
+	r := runOps(t, []*os.File{
+		mustDup(t, tcpLn.(syscall.Conn), "web"),   // 3
+		mustDup(t, unixLn.(syscall.Conn), "sock"), // 4
+		mustDup(t, pr, "cfg"),                     // 5
+		mustDup(t, pw, "ctl"),                     // 6
+	}, []string{envListenFDs + "=4", envListenFDNames + "=web:sock:cfg:ctl"},
 		"listener web tcp", "unclaimed", "closed 4", "closed 5", "closed 6",
-		"names", "unclaimed", "listener sock unix", "file cfg", "control ctl",
-	}, ";"))
-	require.NoError(t, h.Apply(cmd))
-	r := runHelper(t, cmd)
-	t.Logf("child report: %v", r)
+		"names", "unclaimed", "listener sock unix", "file cfg", "file ctl")
 	assert.Equal(t, "ok", r["inherit"])
 	assert.Equal(t, "ok tcp", r["0 listener web tcp"])
 	assert.Equal(t, "sock,cfg,ctl", r["1 unclaimed"])
@@ -297,7 +272,7 @@ func TestCloseUnclaimed(t *testing.T) {
 	assert.Equal(t, "", r["6 unclaimed"], "CloseUnclaimed twice")
 	assert.True(t, strings.HasPrefix(r["7 listener sock unix"], "NotFound"), r["7 listener sock unix"])
 	assert.True(t, strings.HasPrefix(r["8 file cfg"], "NotFound"), r["8 file cfg"])
-	assert.True(t, strings.HasPrefix(r["9 control ctl"], "NotFound"), r["9 control ctl"])
+	assert.True(t, strings.HasPrefix(r["9 file ctl"], "NotFound"), r["9 file ctl"])
 
 	// The unclaimed unix listener's path is still there and still ours.
 	_, err = os.Stat(sockPath)
@@ -309,29 +284,4 @@ func TestCloseUnclaimed(t *testing.T) {
 	c, err = unixLn.Accept()
 	require.NoError(t, err)
 	c.Close()
-}
-
-// TestTableflipNamesLate: a tableflip parent's names pipe is non-blocking
-// (Go makes its pipes so) and the names arrive after the child has
-// started, in pieces: the reader waits for them.
-func TestTableflipNamesLate(t *testing.T) {
-	r, w, err := os.Pipe() // non-blocking, as tableflip's
-	require.NoError(t, err)
-	defer r.Close()
-	var fd int
-	rc, err := r.SyscallConn()
-	require.NoError(t, err)
-	require.NoError(t, rc.Control(func(f uintptr) { fd = int(f) }))
-	var b bytes.Buffer
-	require.NoError(t, gob.NewEncoder(&b).Encode([][]string{{"listener", "tcp", "127.0.0.1:8080"}}))
-	go func() {
-		for _, c := range bytes.SplitAfter(b.Bytes(), b.Bytes()[:1]) { // several writes
-			time.Sleep(20 * time.Millisecond)
-			w.Write(c)
-		}
-	}()
-	m, err := parseTableflip(fdReader(fd))
-	require.NoError(t, err)
-	assert.Equal(t, []string{"listener:tcp:127.0.0.1:8080"}, m.names)
-	w.Close()
 }

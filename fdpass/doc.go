@@ -1,49 +1,53 @@
-// Package fdpass moves open files — listening sockets, packet sockets and
-// any named [os.File] — from a process into a program it starts, and adopts
-// them on the other side.
-//
-// It speaks systemd's socket-activation format, so a program that works
-// under socket activation works under handoff and the other way round.
+// Package fdpass is systemd's socket activation for any program: a process
+// hands named sockets and files to a program it starts, and the program
+// adopts them by name.
 //
 // # The format
 //
-// A parent places the files at descriptors 3, 4, 5, ... in a stable order
-// and describes them in the child's environment:
+// The files are descriptors 3, 4, 5, ... in order, described in the
+// program's environment:
 //
 //	LISTEN_FDS=2
-//	LISTEN_FDNAMES=tcp/127.0.0.1%3A8080:metrics
-//	HANDOFF=v1;control=ready,stderr;gen=4
+//	LISTEN_FDNAMES=web:metrics
+//	LISTEN_PID=4312
 //
-// LISTEN_FDS and LISTEN_FDNAMES are systemd's (names have no ':' and are at
-// most 255 bytes). HANDOFF is this package's own: it names the control
-// descriptors that follow the listed ones (here fds 5 and 6) and carries a
-// few key=value pairs for the caller. LISTEN_PID, when present, must equal
-// the receiving process's PID, or the variables are ignored, as systemd
-// specifies.
+// Names have no ':' and are at most 255 bytes; LISTEN_PID is the program's
+// own PID, so that a program that inherits the variables by accident (a
+// child of the program) ignores them. It is the format of systemd's
+// socket units (FileDescriptorName=), of sd_listen_fds(3) and of
+// go-systemd's activation package, and this package speaks it both ways.
 //
-// # Sending
+// # Adopting
 //
-// [Dup] duplicates a socket or file into a new [os.File] that is safe to put
-// in [os/exec.Cmd.ExtraFiles]: unlike [net.TCPListener.File], calling Fd on
-// it does not switch the shared socket into blocking mode, so the sending
-// process's own listener keeps working. [Handover.Apply] fills in the
-// command's ExtraFiles and environment.
+// [Inherit] reads and unsets the variables, checks that every descriptor
+// they describe is open and marks each close-on-exec, so that programs
+// this one starts inherit none. Sockets are then taken by name with
+// [Inherited.Listener] and [Inherited.PacketConn], or by the address they
+// are bound to with [Inherited.ListenerAt] and [Inherited.PacketConnAt]
+// (systemd names every socket of a unit after the unit), and any file with
+// [Inherited.File]; each is checked to be of the kind asked for.
+// [Inherited.CloseUnclaimed] closes the rest. It is stricter than
+// go-systemd's activation package: a malformed variable or a descriptor
+// that is not open is an error wrapping [ErrMalformed] (where go-systemd
+// would hand out whatever sits at those numbers), asking for a UDP socket
+// as a listener is an error, and a unix socket's path is never unlinked.
+// LISTEN_PID may be absent, as a parent that cannot set it leaves it.
 //
-// # Receiving
+// # Handing over
 //
-// [Inherit] reads and unsets the variables, checks every descriptor is open,
-// marks each close-on-exec, and returns an [Inherited] set from which
-// sockets are taken by name; each is checked to be of the kind asked for.
-// Malformed input is reported as an [*EnvError] or [*FDError], never a panic.
-// Descriptors nobody takes are closed by [Inherited.CloseUnclaimed]; a unix
-// socket's path is never unlinked by this package.
+// [Start] starts an [os/exec.Cmd] with sockets and files in that format,
+// LISTEN_PID included, without the trap of (*net.TCPListener).File, which
+// switches the caller's own socket into blocking mode.
 //
-// # From tableflip
+// # Example
 //
-// A process started by a parent built with github.com/cloudflare/tableflip
-// v1.2.x ([EnvTableflip] set) is understood too: Inherit reads the names
-// tableflip sends on fd 4 and files the descriptors from fd 5 under
-// [TableflipName]s, with tableflip's two pipes as control files
-// ([TableflipReady], [TableflipParent]); [Inherited.FromTableflip] reports
-// it. This is how a tableflip server upgrades into a handoff build.
+//	// In the parent:
+//	ln, _ := net.Listen("tcp", ":8080")
+//	cmd := exec.Command("./server")
+//	err := fdpass.Start(cmd, fdpass.Named{Name: "web", Conn: ln.(*net.TCPListener)})
+//
+//	// In ./server:
+//	in, err := fdpass.Inherit()
+//	ln, err := in.Listener("web", "tcp")
+//	in.CloseUnclaimed()
 package fdpass

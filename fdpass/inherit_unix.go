@@ -5,32 +5,19 @@ package fdpass
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// DupFD duplicates the descriptor behind c as a raw close-on-exec
-// descriptor, for [syscall.StartProcess]'s ProcAttr.Files. Unlike [Dup] it
-// does not wrap the copy in an [os.File], which would register it with the
-// runtime's poller: that costs about 3 µs a descriptor, a third of the
-// time of handing over a thousand. The caller closes it with
-// [syscall.Close].
-func DupFD(c syscall.Conn) (int, error) {
-	fd, err := dup(c)
-	if err != nil {
-		return -1, fmt.Errorf("fdpass: dup: %w", err)
-	}
-	return fd, nil
-}
+// firstFD is the descriptor number of the first passed file.
+const firstFD = 3
 
+// dup duplicates the descriptor behind c as a raw close-on-exec one.
 func dup(c syscall.Conn) (int, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -49,31 +36,13 @@ func dup(c syscall.Conn) (int, error) {
 	return nfd, nil
 }
 
-// Dup duplicates the descriptor behind c (a listener, a packet conn or an
-// [os.File]) into a new close-on-exec [os.File] named name. The result can
-// go into [os/exec.Cmd.ExtraFiles] without the trap of
-// [net.TCPListener.File]: its Fd method leaves the shared socket in
-// non-blocking mode, so the caller's own c keeps working. The caller closes
-// the returned file once the child has started.
-func Dup(c syscall.Conn, name string) (*os.File, error) {
-	fd, err := dup(c)
-	if err != nil {
-		return nil, fmt.Errorf("fdpass: dup %q: %w", name, err)
-	}
-	return os.NewFile(uintptr(fd), name), nil
-}
-
-// Inherited is the set of files a process was started with. Its methods
-// are safe for concurrent use. Each file can be taken once; what nobody
-// takes is closed by [Inherited.CloseUnclaimed].
+// Inherited is the set of files a process was started with. Each file can
+// be taken once; what nobody takes is closed by [Inherited.CloseUnclaimed].
+// Its methods are safe for concurrent use.
 type Inherited struct {
-	mu        sync.Mutex
-	files     []*entry            // in descriptor order
-	byName    map[string][]*entry // unclaimed entries per name
-	control   map[string]*entry
-	meta      map[string]string
-	handoff   bool
-	tableflip bool
+	mu     sync.Mutex
+	files  []*entry            // in descriptor order
+	byName map[string][]*entry // unclaimed entries per name
 }
 
 type entry struct {
@@ -88,54 +57,37 @@ func (e *entry) claim() *os.File {
 	return os.NewFile(uintptr(e.fd), e.name)
 }
 
-// Inherit reads the variables described in the package documentation from
-// the environment, unsets them, and adopts the descriptors they describe:
-// each must be open, and each is marked close-on-exec so that programs this
-// process starts do not inherit it. Without variables the result is empty.
+// Inherit reads the variables of systemd's socket activation
+// (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID) from the environment, unsets
+// them, and adopts the descriptors they describe, from fd 3: each must be
+// open, and each is marked close-on-exec so that programs this process
+// starts do not inherit it. Variables whose LISTEN_PID names another
+// process are ignored, as systemd specifies; without variables the result
+// is empty. Malformed variables, or a descriptor that is not open, give
+// an error wrapping [ErrMalformed] and adopt nothing. Call it once, early.
 func Inherit() (*Inherited, error) {
-	if _, ok := os.LookupEnv(EnvTableflip); ok {
-		os.Unsetenv(EnvTableflip)
-		if !systemdFor(os.Getpid()) && tableflipPipes() {
-			m, err := parseTableflip(fdReader(FirstFD + 1))
-			if err != nil {
-				return nil, err
-			}
-			return adopt(m)
-		}
-	}
-	m, err := parseEnv(os.LookupEnv, os.Getpid())
-	for _, k := range []string{EnvListenFDs, EnvListenFDNames, EnvListenPID, EnvHandoff} {
+	names, err := parseEnv(os.LookupEnv, os.Getpid())
+	for _, k := range []string{envListenFDs, envListenFDNames, envListenPID} {
 		os.Unsetenv(k)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return adopt(m)
-}
-
-func adopt(m *manifest) (*Inherited, error) {
-	in := &Inherited{
-		byName:    make(map[string][]*entry),
-		control:   make(map[string]*entry),
-		meta:      m.meta,
-		handoff:   m.handoff,
-		tableflip: m.tableflip,
-	}
-	names, isControl := m.fds()
+	in := &Inherited{byName: make(map[string][]*entry)}
 	// Check every descriptor before wrapping any in an *os.File: wrapping
 	// a non-blocking socket starts the runtime's poller, whose epoll and
 	// wake-up descriptors take the lowest free numbers — exactly the ones
-	// a manifest names but the parent did not pass, which would then be
-	// adopted (and later closed) as if they were ours.
+	// a parent named but did not pass, which would then be adopted (and
+	// later closed) as if they were ours.
 	var firstErr error
 	open := make([]bool, len(names))
 	for i, name := range names {
-		fd := FirstFD + i
+		fd := firstFD + i
 		// One fcntl both proves the descriptor is open (EBADF otherwise)
 		// and marks it close-on-exec.
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
 			if firstErr == nil {
-				firstErr = &FDError{FD: fd, Name: name, Want: "open descriptor", Err: os.NewSyscallError("fcntl", err)}
+				firstErr = fmt.Errorf("%w: descriptor %d (%q) is not open: %w", ErrMalformed, fd, name, os.NewSyscallError("fcntl", err))
 			}
 			continue
 		}
@@ -144,7 +96,7 @@ func adopt(m *manifest) (*Inherited, error) {
 	if firstErr != nil {
 		for i, ok := range open {
 			if ok {
-				unix.Close(FirstFD + i)
+				unix.Close(firstFD + i)
 			}
 		}
 		return nil, firstErr
@@ -153,89 +105,11 @@ func adopt(m *manifest) (*Inherited, error) {
 	// a non-blocking descriptor with the poller, which is most of the cost
 	// of adopting a thousand descriptors nobody may ask for.
 	for i, name := range names {
-		e := &entry{name: name, fd: FirstFD + i}
-		if isControl[i] {
-			in.control[name] = e
-		} else {
-			in.files = append(in.files, e)
-			in.byName[name] = append(in.byName[name], e)
-		}
+		e := &entry{name: name, fd: firstFD + i}
+		in.files = append(in.files, e)
+		in.byName[name] = append(in.byName[name], e)
 	}
 	return in, nil
-}
-
-// FromTableflip reports whether the files came from a parent built with
-// github.com/cloudflare/tableflip (see [EnvTableflip]).
-func (in *Inherited) FromTableflip() bool { return in.tableflip }
-
-// systemdFor reports whether systemd's variables are meant for the
-// process pid: a tableflip process started by socket activation may pass
-// its own stale LISTEN_FDS on to the process it starts.
-func systemdFor(pid int) bool {
-	if _, ok := os.LookupEnv(EnvListenFDs); !ok {
-		return false
-	}
-	v, ok := os.LookupEnv(EnvListenPID)
-	return !ok || v == strconv.Itoa(pid)
-}
-
-// tableflipPipes reports whether fds 3 and 4 are pipes, as a tableflip
-// parent passes them. tableflip never unsets its variable, so any program
-// a tableflip process starts inherits it, with whatever fds 3 and 4 are.
-func tableflipPipes() bool {
-	for _, fd := range []int{FirstFD, FirstFD + 1} {
-		var st unix.Stat_t
-		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
-			return false
-		}
-	}
-	return true
-}
-
-// fdReader reads a descriptor without wrapping it in an *os.File, which
-// would take ownership of it. A tableflip parent's pipe is non-blocking (Go
-// makes its pipes so) and its names may not be written yet: Read waits for
-// them with poll, up to tableflipWait.
-type fdReader int
-
-// tableflipWait bounds the wait for a tableflip parent's names; tableflip
-// itself gives up on a child after a minute by default.
-const tableflipWait = time.Minute
-
-func (r fdReader) Read(p []byte) (int, error) {
-	deadline := time.Now().Add(tableflipWait)
-	for {
-		n, err := unix.Read(int(r), p)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			left := time.Until(deadline)
-			if left <= 0 {
-				return 0, fmt.Errorf("nothing from the parent within %v", tableflipWait)
-			}
-			fds := []unix.PollFd{{Fd: int32(r), Events: unix.POLLIN}}
-			if _, err := unix.Poll(fds, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
-				return 0, os.NewSyscallError("poll", err)
-			}
-			continue
-		case err != nil:
-			return 0, os.NewSyscallError("read", err)
-		case n == 0 && len(p) > 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
-}
-
-// FromHandoff reports whether the files came from a handoff parent (the
-// HANDOFF variable was present), as opposed to plain socket activation.
-func (in *Inherited) FromHandoff() bool { return in.handoff }
-
-// Meta returns a key=value pair carried in the HANDOFF variable.
-func (in *Inherited) Meta(key string) (string, bool) {
-	v, ok := in.meta[key]
-	return v, ok
 }
 
 // Names returns the names of the files not yet taken, in descriptor order.
@@ -275,42 +149,16 @@ func (in *Inherited) File(name string) (*os.File, error) {
 	return in.take(name, nil)
 }
 
-// ControlNames returns the names of the control files not yet taken,
-// sorted.
-func (in *Inherited) ControlNames() []string {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	var names []string
-	for name, e := range in.control {
-		if !e.taken {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	return names
-}
-
-// Control takes the control file named name.
-func (in *Inherited) Control(name string) (*os.File, error) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	e := in.control[name]
-	if e == nil || e.taken {
-		return nil, fmt.Errorf("%w: control %q", ErrNotFound, name)
-	}
-	return e.claim(), nil
-}
-
 // Listener takes the inherited listening socket named name. network is one
 // of tcp, tcp4, tcp6, unix or unixpacket; the socket must be a listening
-// socket of that family, or an [*FDError] says what it is instead and the
-// file stays unclaimed.
+// socket of that family, or the error says what it is instead and the
+// file stays unclaimed. [ErrNotFound] if no unclaimed file has the name.
 func (in *Inherited) Listener(name, network string) (net.Listener, error) {
 	return takeSocket(in, name, network, true, net.FileListener)
 }
 
-// PacketConn takes the inherited datagram socket named name. network is
-// one of udp, udp4, udp6 or unixgram.
+// PacketConn takes the inherited datagram socket named name, as Listener
+// does. network is one of udp, udp4, udp6 or unixgram.
 func (in *Inherited) PacketConn(name, network string) (net.PacketConn, error) {
 	return takeSocket(in, name, network, false, net.FilePacketConn)
 }
@@ -425,8 +273,8 @@ func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt f
 	return v, nil
 }
 
-// CloseUnclaimed closes every file and control file not yet taken and
-// returns their names. Unix socket paths are left in place.
+// CloseUnclaimed closes every file not yet taken and returns their
+// names. Unix socket paths are left in place.
 func (in *Inherited) CloseUnclaimed() []string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -439,9 +287,6 @@ func (in *Inherited) CloseUnclaimed() []string {
 		}
 	}
 	for _, e := range in.files {
-		closeEntry(e)
-	}
-	for _, e := range in.control {
 		closeEntry(e)
 	}
 	clear(in.byName)
@@ -488,7 +333,9 @@ func kindOf(network string, listen bool) (sockKind, error) {
 }
 
 func (k sockKind) check(fd int, name string) error {
-	fail := func(err error) error { return &FDError{FD: fd, Name: name, Want: k.desc, Err: err} }
+	fail := func(err error) error {
+		return fmt.Errorf("fdpass: inherited fd %d (%q) is not a %s: %w", fd, name, k.desc, err)
+	}
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil {
 		if errors.Is(err, unix.ENOTSOCK) {

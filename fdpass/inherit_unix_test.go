@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,25 +35,18 @@ func shortTempDir(t *testing.T) string {
 	return dir
 }
 
+// mustDup duplicates c into a file for ExtraFiles, as Start does.
 func mustDup(t *testing.T, c syscall.Conn, name string) *os.File {
 	t.Helper()
-	f, err := Dup(c, name)
+	fd, err := dup(c)
 	require.NoError(t, err)
+	f := os.NewFile(uintptr(fd), name)
 	t.Cleanup(func() { f.Close() })
 	return f
 }
 
-func sysfd(t *testing.T, c syscall.Conn) int {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	require.NoError(t, err)
-	fd := -1
-	require.NoError(t, rc.Control(func(u uintptr) { fd = int(u) }))
-	return fd
-}
-
 // ownedVars are the variables Inherit must unset.
-var ownedVars = []string{EnvListenFDs, EnvListenFDNames, EnvListenPID, EnvHandoff}
+var ownedVars = []string{envListenFDs, envListenFDNames, envListenPID}
 
 // helperProbe is started by a program that adopted descriptors: it lists
 // the descriptors above 2 and the fdpass variables it inherited.
@@ -87,6 +81,7 @@ func inheritedFDs() map[int]bool {
 
 // helperFull adopts one of everything, uses it, and reports.
 func helperFull() int {
+	listenPID := os.Getenv(envListenPID) == strconv.Itoa(os.Getpid())
 	in, err := Inherit()
 	startWatchdog("full")
 	if err != nil {
@@ -97,15 +92,13 @@ func helperFull() int {
 		_, ok := os.LookupEnv(k)
 		put("env."+k, "%v", ok)
 	}
+	put("listen-pid", "%v", listenPID)
 	put("names", "%s", strings.Join(in.Names(), ","))
-	put("handoff", "%v", in.FromHandoff())
-	gen, _ := in.Meta("gen")
-	put("meta.gen", "%s", gen)
 
 	// Every adopted descriptor is close-on-exec...
 	n, _ := strconv.Atoi(os.Getenv("FDPASS_TEST_NFDS"))
 	var leaky []string
-	for fd := FirstFD; fd < FirstFD+n; fd++ {
+	for fd := firstFD; fd < firstFD+n; fd++ {
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
 		if err != nil || flags&unix.FD_CLOEXEC == 0 {
 			leaky = append(leaky, fmt.Sprintf("%d(%v)", fd, err))
@@ -159,14 +152,14 @@ func helperFull() int {
 		put("config", "%q%s", b, errSuffix(err))
 		f.Close()
 	}
-	if f, err := in.Control("ready"); err != nil {
+	if f, err := in.File("ready"); err != nil {
 		put("control", "%s", describe(err))
 	} else {
 		_, err := f.Write([]byte("ctl-ok"))
 		put("control", "%s", describe(err))
 		f.Close()
 	}
-	_, err = in.Control("ready")
+	_, err = in.File("ready")
 	put("control.again", "%s", describe(err))
 	_, err = in.Listener("web", "tcp")
 	put("web.again", "%s", describe(err))
@@ -228,26 +221,22 @@ func TestInheritRealProcess(t *testing.T) {
 	defer pr.Close()
 	defer pw.Close()
 
-	h := Handover{
-		Files: []Named{
-			{"web", mustDup(t, tcpLn.(syscall.Conn), "web")},
-			{"sock", mustDup(t, unixLn.(syscall.Conn), "sock")},
-			{"dns", mustDup(t, udp.(syscall.Conn), "dns")},
-			{"gram", mustDup(t, gram.(syscall.Conn), "gram")},
-			{"config", mustDup(t, cfg, "config")},
-			{"spare", mustDup(t, spare, "spare")},
-		},
-		Control: []Named{{"ready", mustDup(t, pw, "ready")}},
-		Meta:    map[string]string{"gen": "4"},
-	}
-	cmd := helperCmd(t, "full", "FDPASS_TEST_NFDS=7", EnvListenPID+"=1")
-	require.NoError(t, h.Apply(cmd))
+	// A stale LISTEN_PID in the environment is replaced by the child's.
+	cmd := helperCmd(t, "full", "FDPASS_TEST_NFDS=7", envListenPID+"=1")
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Start())
-	for _, f := range cmd.ExtraFiles {
-		f.Close()
-	}
+	args := slices.Clone(cmd.Args)
+	require.NoError(t, Start(cmd,
+		Named{"web", tcpLn.(syscall.Conn)},
+		Named{"sock", unixLn.(syscall.Conn)},
+		Named{"dns", udp.(syscall.Conn)},
+		Named{"gram", gram.(syscall.Conn)},
+		Named{"config", cfg},
+		Named{"spare", spare},
+		Named{"ready", pw},
+	))
+	assert.Equal(t, args, cmd.Args, "Start leaves cmd as it was")
+	assert.Nil(t, cmd.ExtraFiles)
 	pw.Close()
 
 	deadline := time.Now().Add(10 * time.Second)
@@ -294,9 +283,8 @@ func TestInheritRealProcess(t *testing.T) {
 	for _, k := range ownedVars {
 		assert.Equal(t, "false", r["env."+k], "%s still set after Inherit", k)
 	}
-	assert.Equal(t, "web,sock,dns,gram,config,spare", r["names"])
-	assert.Equal(t, "true", r["handoff"])
-	assert.Equal(t, "4", r["meta.gen"])
+	assert.Equal(t, "true", r["listen-pid"], "LISTEN_PID is the child's own PID")
+	assert.Equal(t, "web,sock,dns,gram,config,spare,ready", r["names"])
 	assert.Equal(t, "", r["not-cloexec"], "adopted descriptors without FD_CLOEXEC")
 	// The grandchild sees no adopted descriptor (3..9) and no variable.
 	// It may see descriptors this test process itself inherited without
@@ -312,7 +300,7 @@ func TestInheritRealProcess(t *testing.T) {
 		}
 		fd, err := strconv.Atoi(s)
 		require.NoError(t, err)
-		assert.False(t, fd >= FirstFD && fd < FirstFD+7, "a program started by the child inherited adopted fd %d", fd)
+		assert.False(t, fd >= firstFD && fd < firstFD+7, "a program started by the child inherited adopted fd %d", fd)
 		assert.True(t, ambient[fd], "a program started by the child inherited fd %d", fd)
 	}
 	assert.Equal(t, "ok", r["web"])
@@ -328,6 +316,7 @@ func TestInheritRealProcess(t *testing.T) {
 	assert.True(t, strings.HasPrefix(r["control.again"], "NotFound"), r["control.again"])
 	assert.True(t, strings.HasPrefix(r["web.again"], "NotFound"), r["web.again"])
 	assert.Equal(t, "spare", r["unclaimed"])
+	assert.Equal(t, cmd.Process.Pid, cmd.ProcessState.Pid(), "the shim execs the program in its own place")
 
 	// The parent's own listener is still in non-blocking mode: Accept
 	// honours a deadline instead of blocking the thread forever.
@@ -349,28 +338,38 @@ func TestInheritRealProcess(t *testing.T) {
 	}
 }
 
-func TestDup(t *testing.T) {
+// TestStartRefuses: bad input fails before anything starts, and leaves
+// the command as it was.
+func TestStartRefuses(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
-	f, err := Dup(ln.(syscall.Conn), "web")
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer f.Close()
-	assert.Equal(t, "web", f.Name())
-	orig := sysfd(t, ln.(syscall.Conn))
-	assert.NotEqual(t, orig, int(f.Fd()))
-	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFD, 0)
+	closed.Close()
+	exe, err := os.Executable()
 	require.NoError(t, err)
-	assert.NotZero(t, flags&unix.FD_CLOEXEC, "Dup result is not close-on-exec")
-	fl, err := unix.FcntlInt(uintptr(orig), unix.F_GETFL, 0)
-	require.NoError(t, err)
-	assert.NotZero(t, fl&unix.O_NONBLOCK, "Fd() on the Dup result put the shared socket into blocking mode")
-
-	// A closed connection cannot be duplicated.
-	ln2, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln2.Close()
-	_, err = Dup(ln2.(syscall.Conn), "closed")
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), `fdpass: dup "closed"`)
+	for _, c := range []struct {
+		name  string
+		cmd   *exec.Cmd
+		files []Named
+		want  string
+	}{
+		{"bad name", exec.Command(exe), []Named{{"a:b", ln.(syscall.Conn)}}, "contains ':'"},
+		{"empty name", exec.Command(exe), []Named{{"", ln.(syscall.Conn)}}, "empty name"},
+		{"no conn", exec.Command(exe), []Named{{"web", nil}}, `"web" has no Conn`},
+		{"closed socket", exec.Command(exe), []Named{{"web", closed.(syscall.Conn)}}, `duplicate "web"`},
+		{"no program", exec.Command(filepath.Join(t.TempDir(), "nosuch")), nil, "no such file"},
+		{"not found in PATH", exec.Command("handoff-no-such-program"), nil, "executable file not found"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := slices.Clone(c.cmd.Args)
+			err := Start(c.cmd, c.files...)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+			assert.Nil(t, c.cmd.Process, "started anyway")
+			assert.Equal(t, args, c.cmd.Args)
+			assert.Nil(t, c.cmd.ExtraFiles)
+		})
+	}
 }

@@ -67,7 +67,7 @@ func helperCmd(t *testing.T, name string, env ...string) *exec.Cmd {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(StripEnv(os.Environ()), helperEnv+"="+name, noRaceExitSleep())
+	cmd.Env = append(stripEnv(os.Environ()), helperEnv+"="+name, noRaceExitSleep())
 	cmd.Env = append(cmd.Env, env...)
 	return cmd
 }
@@ -110,15 +110,11 @@ func put(key string, format string, args ...any) {
 
 // describe renders an error so that the parent can assert on its kind.
 func describe(err error) string {
-	var fdErr *FDError
-	var envErr *EnvError
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.As(err, &fdErr):
-		return fmt.Sprintf("FDError fd=%d: %v", fdErr.FD, err)
-	case errors.As(err, &envErr):
-		return fmt.Sprintf("EnvError var=%s: %v", envErr.Var, err)
+	case errors.Is(err, ErrMalformed):
+		return fmt.Sprintf("Malformed: %v", err)
 	case errors.Is(err, ErrNotFound):
 		return fmt.Sprintf("NotFound: %v", err)
 	}

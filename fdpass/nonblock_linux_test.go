@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -43,7 +45,7 @@ func nonblocking(flags int) bool { return flags&unix.O_NONBLOCK != 0 }
 // helperNonblock reports whether fd 3 is non-blocking as inherited, waits
 // for a line on stdin, then adopts it and reports again.
 func helperNonblock() int {
-	flags, err := fdinfoFlags(FirstFD) // before Inherit: fd 3 is the only one passed
+	flags, err := fdinfoFlags(firstFD) // before Inherit: fd 3 is the only one passed
 	put("pre", "%v%s", nonblocking(flags), errSuffix(err))
 	startWatchdog("nonblock")
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
@@ -73,23 +75,27 @@ func helperNonblock() int {
 	return 0
 }
 
-// TestNonblockTrap checks that handing a listener over with Dup leaves
+// TestNonblockTrap checks that handing a listener over with Start leaves
 // the parent's listener non-blocking, and that the test would notice if
 // it did not: (*net.TCPListener).File in ExtraFiles switches the shared
 // open file description to blocking mode.
 func TestNonblockTrap(t *testing.T) {
 	tests := []struct {
-		name string
-		file func(t *testing.T, ln *net.TCPListener) *os.File
+		name  string
+		start func(t *testing.T, cmd *exec.Cmd, ln *net.TCPListener) error
 		// whether the description is non-blocking while the child runs
 		nonblock bool
 	}{
-		{"Dup", func(t *testing.T, ln *net.TCPListener) *os.File { return mustDup(t, ln, "web") }, true},
-		{"TCPListener.File", func(t *testing.T, ln *net.TCPListener) *os.File {
+		{"Start", func(t *testing.T, cmd *exec.Cmd, ln *net.TCPListener) error {
+			return Start(cmd, Named{"web", ln})
+		}, true},
+		{"TCPListener.File", func(t *testing.T, cmd *exec.Cmd, ln *net.TCPListener) error {
 			f, err := ln.File()
 			require.NoError(t, err)
-			t.Cleanup(func() { f.Close() })
-			return f
+			defer f.Close()
+			cmd.ExtraFiles = []*os.File{f}
+			cmd.Env = append(cmd.Env, envListenFDs+"=1", envListenFDNames+"=web")
+			return cmd.Start()
 		}, false},
 	}
 	for _, tt := range tests {
@@ -105,19 +111,16 @@ func TestNonblockTrap(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, nonblocking(flags), "a Go listener starts non-blocking")
 
-			f := tt.file(t, ln)
 			cmd := helperCmd(t, "nonblock")
-			require.NoError(t, (&Handover{Files: []Named{{"web", f}}}).Apply(cmd))
 			stdin, err := cmd.StdinPipe()
 			require.NoError(t, err)
 			stdout, err := cmd.StdoutPipe()
 			require.NoError(t, err)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
-			require.NoError(t, cmd.Start())
+			require.NoError(t, tt.start(t, cmd, ln))
 			defer cmd.Wait()
 			defer stdin.Close()
-			f.Close()
 
 			// The child is running and holds the descriptor; it has
 			// not adopted it yet (adopting makes it non-blocking).
@@ -151,4 +154,13 @@ func readChildLine(t *testing.T, r *bufio.Reader) (key, value string) {
 	require.NoError(t, err, "helper output ended early")
 	key, value, _ = strings.Cut(strings.TrimSuffix(line, "\n"), "=")
 	return key, value
+}
+
+func sysfd(t *testing.T, c syscall.Conn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	require.NoError(t, err)
+	fd := -1
+	require.NoError(t, rc.Control(func(u uintptr) { fd = int(u) }))
+	return fd
 }
