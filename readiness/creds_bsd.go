@@ -30,7 +30,3 @@ func sender(oob []byte) (pid int) {
 	}
 	return 0
 }
-
-// KnowsSender is true where a [NotifyReceiver] learns each sender's PID
-// from the kernel.
-const KnowsSender = false

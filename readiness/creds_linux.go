@@ -55,7 +55,3 @@ func sender(oob []byte) (pid int) {
 	}
 	return pid
 }
-
-// KnowsSender is true where a [NotifyReceiver] learns each sender's PID
-// from the kernel.
-const KnowsSender = true

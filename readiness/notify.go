@@ -4,28 +4,29 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// MaxNotify bounds a notify datagram a [NotifyReceiver] accepts; longer
-// ones are dropped whole (systemd's own limit is larger, but nothing a
-// starter reads needs more).
-const MaxNotify = 4096
+// maxDatagram bounds a datagram a Receiver accepts; longer ones are
+// dropped whole (systemd's own limit is larger, but nothing a supervisor
+// reads needs more).
+const maxDatagram = 4096
 
-// MaxStatus bounds the text of a STATUS= line made by [Status], in bytes.
-const MaxStatus = 400
+// maxStatus bounds the text of a STATUS= line, in bytes.
+const maxStatus = 400
 
-// ErrNoNotifySocket is returned by [NewNotifier] for a NOTIFY_SOCKET this
-// package cannot send to (only unix socket paths and, on Linux, abstract
-// "@name" sockets are supported).
-var ErrNoNotifySocket = errors.New("readiness: unsupported NOTIFY_SOCKET")
+// ErrNotSupported is returned on platforms without unix datagram sockets,
+// and by NewNotifier for a NOTIFY_SOCKET of a kind this package cannot
+// send to (systemd's "vsock:", or an abstract "@name" outside Linux).
+var ErrNotSupported = errors.New("readiness: not supported on this platform")
 
-// Notification is one sd_notify datagram, as a [NotifyReceiver] got it.
+// Notification is one sd_notify datagram, as a [Receiver] got it.
 type Notification struct {
-	// PID is the sender's process ID as the kernel reported it (Linux
-	// SCM_CREDENTIALS), or 0 where the platform does not say.
+	// PID is the sender's process ID as the kernel reported it (Linux's
+	// SCM_CREDENTIALS), or 0 where the platform does not tell.
 	PID int
 
 	// Lines are the datagram's KEY=VALUE assignments in order. Empty
@@ -43,12 +44,12 @@ func (n Notification) Value(key string) (string, bool) {
 	return "", false
 }
 
-// ParseNotification splits a notify datagram into its assignments. A
-// datagram holding a NUL byte, or longer than MaxNotify, is invalid whole
-// (ok false), as systemd drops it; otherwise parsing never fails: the
-// datagram is outside input and the worst it can do is not be understood.
-func ParseNotification(b []byte) (lines []string, ok bool) {
-	if len(b) > MaxNotify || bytes.IndexByte(b, 0) >= 0 {
+// parseDatagram splits a notify datagram into its assignments. A datagram
+// holding a NUL byte, or longer than maxDatagram, is invalid whole (ok
+// false), as systemd drops it; otherwise parsing never fails: the datagram
+// is outside input and the worst it can do is not be understood.
+func parseDatagram(b []byte) (lines []string, ok bool) {
+	if len(b) > maxDatagram || bytes.IndexByte(b, 0) >= 0 {
 		return nil, false
 	}
 	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
@@ -59,36 +60,34 @@ func ParseNotification(b []byte) (lines []string, ok bool) {
 	return lines, true
 }
 
-// Printable returns s with control and non-ASCII bytes replaced by '?' and
-// cut to max bytes, fit for a log line or a STATUS= value.
-func Printable(s string, max int) string {
-	if len(s) > max {
-		s = s[:max]
+// statusLine returns a STATUS= line saying text, with control and
+// non-ASCII bytes replaced by '?' and cut to maxStatus bytes, so that it
+// stays one line; "" for empty text.
+func statusLine(text string) string {
+	if text == "" {
+		return ""
 	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f {
-			c = '?'
+	if len(text) > maxStatus {
+		text = text[:maxStatus]
+	}
+	b := []byte("STATUS=" + text)
+	for i := len("STATUS="); i < len(b); i++ {
+		if b[i] < 0x20 || b[i] >= 0x7f {
+			b[i] = '?'
 		}
-		b.WriteByte(c)
 	}
-	return b.String()
+	return string(b)
 }
 
-// Status returns a STATUS= line saying text, made printable (see
-// [Printable]) and cut to MaxStatus bytes, so that it stays one line.
-func Status(text string) string {
-	return "STATUS=" + Printable(text, MaxStatus)
+// WatchdogTimeout returns the watchdog timeout systemd enforces on this
+// process (WATCHDOG_USEC, when WATCHDOG_PID is unset or names this
+// process), or 0 if there is none. Send WATCHDOG=1 at least every half of
+// it, from the service's main process; [Notifier.Watchdog] does.
+func WatchdogTimeout() (time.Duration, error) {
+	return watchdogTimeout(os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID"), os.Getpid())
 }
 
-// WatchdogInterval reads systemd's watchdog settings (the values of
-// WATCHDOG_USEC and WATCHDOG_PID) for the process self. It returns the
-// timeout systemd enforces, or 0 if there is no watchdog for this process:
-// usec empty, or pid naming another process. Send WATCHDOG=1 at least
-// every half of it.
-func WatchdogInterval(usec, pid string, self int) (time.Duration, error) {
+func watchdogTimeout(usec, pid string, self int) (time.Duration, error) {
 	if usec == "" {
 		return 0, nil
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestParseNotification(t *testing.T) {
+func TestParseDatagram(t *testing.T) {
 	for _, c := range []struct {
 		in    string
 		lines []string
@@ -24,9 +24,9 @@ func TestParseNotification(t *testing.T) {
 		{"STATUS=a=b", []string{"STATUS=a=b"}, true},
 		{"READY=1\x00", nil, false},
 		{"", nil, true},
-		{"READY=1\n" + strings.Repeat("x", MaxNotify), nil, false},
+		{"READY=1\n" + strings.Repeat("x", maxDatagram), nil, false},
 	} {
-		lines, ok := ParseNotification([]byte(c.in))
+		lines, ok := parseDatagram([]byte(c.in))
 		assert.Equal(t, c.ok, ok, "%q", c.in)
 		assert.Equal(t, c.lines, lines, "%q", c.in)
 	}
@@ -43,18 +43,14 @@ func TestNotificationValue(t *testing.T) {
 	assert.False(t, ok)
 }
 
-func TestPrintable(t *testing.T) {
-	assert.Equal(t, "a?[31mred", Printable("a\x1b[31mred", 100))
-	assert.Equal(t, "ab", Printable("abc", 2))
-	assert.Equal(t, "??", Printable("é", 10))
+func TestStatusLine(t *testing.T) {
+	assert.Equal(t, "STATUS=upgrade failed: a?b", statusLine("upgrade failed: a\nb"), "one line")
+	assert.Equal(t, "STATUS=a?[31mred ??", statusLine("a\x1b[31mred é"), "printable ASCII")
+	assert.Len(t, statusLine(strings.Repeat("x", 2*maxStatus)), len("STATUS=")+maxStatus)
+	assert.Empty(t, statusLine(""))
 }
 
-func TestStatus(t *testing.T) {
-	assert.Equal(t, "STATUS=upgrade failed: a?b", Status("upgrade failed: a\nb"), "one line")
-	assert.Len(t, Status(strings.Repeat("x", 2*MaxStatus)), len("STATUS=")+MaxStatus)
-}
-
-func TestWatchdogInterval(t *testing.T) {
+func TestWatchdogTimeout(t *testing.T) {
 	for _, c := range []struct {
 		usec, pid string
 		want      time.Duration
@@ -72,7 +68,7 @@ func TestWatchdogInterval(t *testing.T) {
 		{"soon", "", 0, true},
 		{"99999999999999999999", "", 0, true},
 	} {
-		got, err := WatchdogInterval(c.usec, c.pid, 42)
+		got, err := watchdogTimeout(c.usec, c.pid, 42)
 		if c.bad {
 			assert.Error(t, err, "%q %q", c.usec, c.pid)
 			continue
@@ -82,14 +78,14 @@ func TestWatchdogInterval(t *testing.T) {
 	}
 }
 
-func FuzzParseNotification(f *testing.F) {
+func FuzzParseDatagram(f *testing.F) {
 	for _, s := range []string{"READY=1", "STATUS=x\nREADY=1\n", "READY=1\x00", "=\n=\n", "STATUS=\xff\x01"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		lines, ok := ParseNotification(b)
+		lines, ok := parseDatagram(b)
 		if !ok {
-			if len(b) <= MaxNotify && bytes.IndexByte(b, 0) < 0 {
+			if len(b) <= maxDatagram && bytes.IndexByte(b, 0) < 0 {
 				t.Fatalf("valid datagram %q refused", b)
 			}
 			return
@@ -103,7 +99,7 @@ func FuzzParseNotification(f *testing.F) {
 				t.Fatalf("line %q not in %q", l, b)
 			}
 		}
-		p := Printable(string(b), 100)
+		p := statusLine(string(b))
 		for i := 0; i < len(p); i++ {
 			if p[i] < 0x20 || p[i] >= 0x7f {
 				t.Fatalf("unprintable %q", p)

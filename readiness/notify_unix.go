@@ -17,19 +17,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Notifier sends state changes to a service manager with the sd_notify
-// protocol: one datagram of newline-separated KEY=VALUE lines per call,
-// on the unix datagram socket systemd names in NOTIFY_SOCKET. A nil
-// *Notifier sends nothing, so callers need not check whether there is a
-// service manager. A Notifier is safe for concurrent use.
+// Notifier tells a service manager what the program does, with systemd's
+// sd_notify protocol: one datagram of newline-separated KEY=VALUE lines per
+// call, on the unix datagram socket systemd names in NOTIFY_SOCKET, with no
+// cgo and no dependency. A nil *Notifier sends nothing and returns nil, so
+// callers need not check whether there is a service manager. A Notifier is
+// safe for concurrent use.
 type Notifier struct {
 	addr *net.UnixAddr
 }
 
-// NewNotifier returns a Notifier for socket, the value of NOTIFY_SOCKET: an
-// absolute path, or on Linux "@name" for an abstract socket. It returns
-// nil and no error for an empty socket: there is no service manager to
-// tell. Other forms (systemd's "vsock:") give [ErrNoNotifySocket].
+// NewNotifier returns a Notifier for socket, the value of NOTIFY_SOCKET:
+// an absolute path or, on Linux, "@name" for an abstract socket. For an
+// empty socket it returns nil and no error: there is no service manager to
+// tell. Other forms (systemd's "vsock:") give [ErrNotSupported].
 func NewNotifier(socket string) (*Notifier, error) {
 	switch {
 	case socket == "":
@@ -37,19 +38,66 @@ func NewNotifier(socket string) (*Notifier, error) {
 	case strings.HasPrefix(socket, "/"):
 	case strings.HasPrefix(socket, "@") && len(socket) > 1 && runtime.GOOS == "linux":
 	default:
-		return nil, fmt.Errorf("%w %q: want an absolute path or, on Linux, @abstract", ErrNoNotifySocket, socket)
+		return nil, fmt.Errorf("%w: NOTIFY_SOCKET=%q: only an absolute path or, on Linux, @abstract", ErrNotSupported, socket)
 	}
 	return &Notifier{addr: &net.UnixAddr{Name: socket, Net: "unixgram"}}, nil
 }
 
-// Notify sends state, newline-separated KEY=VALUE lines such as
-// "READY=1\nSTATUS=serving", as one datagram. It returns once the kernel
-// has queued the datagram for the service manager, which handles
-// datagrams in the order they arrive, or after a second if the manager's
-// queue stays full.
-func (n *Notifier) Notify(state string) error {
+// Ready says the service is ready (READY=1), at start or at the end of a
+// reload, with status as its STATUS= if not empty.
+func (n *Notifier) Ready(status string) error {
+	return n.Notify("READY=1", statusLine(status))
+}
+
+// Reloading says a reload has begun: RELOADING=1 with MONOTONIC_USEC, the
+// CLOCK_MONOTONIC time that systemd (since version 253) uses to tell this
+// reload from an earlier one, and status if not empty. End the reload with
+// Ready, or MainPID if another process takes over.
+func (n *Notifier) Reloading(status string) error {
+	return n.Notify("RELOADING=1", "MONOTONIC_USEC="+strconv.FormatInt(monotonicUsec(), 10), statusLine(status))
+}
+
+// Stopping says the service is stopping (STOPPING=1), with status if not
+// empty.
+func (n *Notifier) Stopping(status string) error {
+	return n.Notify("STOPPING=1", statusLine(status))
+}
+
+// Status sets the service's status text (STATUS=), as systemctl status
+// shows it; control characters become '?', and it is cut to 400 bytes.
+func (n *Notifier) Status(status string) error {
+	if status == "" {
+		return n.Notify("STATUS=")
+	}
+	return n.Notify(statusLine(status))
+}
+
+// MainPID hands the service over to process pid, which is ready to serve:
+// MAINPID=pid, READY=1 and status if not empty, in one datagram, as
+// systemd accepts them from the current main process only and from then
+// on listens to pid instead (under its default NotifyAccess=main).
+func (n *Notifier) MainPID(pid int, status string) error {
+	return n.Notify("MAINPID="+strconv.Itoa(pid), "READY=1", statusLine(status))
+}
+
+// Notify sends lines, KEY=VALUE assignments such as "READY=1" or
+// "EXTEND_TIMEOUT_USEC=5000000", as one datagram; empty lines are left
+// out. It returns once the kernel has queued the datagram for the service
+// manager, which handles datagrams in the order they arrive, or after a
+// second if the manager's queue stays full.
+func (n *Notifier) Notify(lines ...string) error {
 	if n == nil {
 		return nil
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		if l == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(l)
 	}
 	c, err := net.DialUnix("unixgram", nil, n.addr)
 	if err != nil {
@@ -59,24 +107,20 @@ func (n *Notifier) Notify(state string) error {
 	// A service manager that does not read (systemd re-executing itself,
 	// say) must not block the caller for long.
 	c.SetWriteDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte(state)); err != nil {
+	if _, err := c.Write([]byte(b.String())); err != nil {
 		return fmt.Errorf("readiness: notify %s: %w", n.addr.Name, err)
 	}
 	return nil
 }
 
-// Socket returns the socket n sends to, "" for a nil Notifier.
-func (n *Notifier) Socket() string {
-	if n == nil {
-		return ""
-	}
-	return n.addr.Name
-}
-
-// Watchdog sends WATCHDOG=1 at once and then every half timeout (the
-// WatchdogInterval), until ctx ends. A failed send is passed to failed, if
-// not nil, and the pings go on. Send from the service's main process only.
+// Watchdog sends WATCHDOG=1 at once and then every half timeout (see
+// [WatchdogTimeout]) until ctx ends. A failed ping is passed to failed,
+// if not nil, and the pings go on. With a timeout of 0 or less it returns
+// at once. Ping from the service's main process only.
 func (n *Notifier) Watchdog(ctx context.Context, timeout time.Duration, failed func(error)) {
+	if n == nil || timeout <= 0 {
+		return
+	}
 	ping := func() {
 		if err := n.Notify("WATCHDOG=1"); err != nil && failed != nil {
 			failed(err)
@@ -95,54 +139,48 @@ func (n *Notifier) Watchdog(ctx context.Context, timeout time.Duration, failed f
 	}
 }
 
-// Reloading returns the lines that tell systemd a reload has begun:
-// RELOADING=1 with MONOTONIC_USEC, the CLOCK_MONOTONIC time systemd
-// requires since version 253 to tell this reload from an earlier one.
-func Reloading() string {
+func monotonicUsec() int64 {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return "RELOADING=1" // cannot fail with a valid clock
+		return 0 // cannot fail with a valid clock
 	}
-	usec := ts.Nano() / 1000
-	return "RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(usec, 10)
+	return ts.Nano() / 1000
 }
 
-// NotifyReceiver is the service manager's side of the protocol: a unix
-// datagram socket that programs it starts send their state to (their
-// NOTIFY_SOCKET). On Linux it learns each sender's PID from the kernel,
-// as systemd does.
-type NotifyReceiver struct {
+// Receiver is the service manager's side of the protocol: a unix datagram
+// socket that the programs a supervisor (or a test) starts send their
+// state to, as their NOTIFY_SOCKET. On Linux it learns each sender's PID
+// from the kernel, as systemd does. It is safe for concurrent use.
+type Receiver struct {
 	c    *net.UnixConn
 	path string
 }
 
-// ListenNotify creates a receiver bound to path, which must not exist.
-// Put it in a directory only the intended senders can reach: on platforms
-// other than Linux, nothing tells who sent a datagram.
-func ListenNotify(path string) (*NotifyReceiver, error) {
+// Listen creates a Receiver bound to path, which must not exist. Put it
+// in a directory only the intended senders can reach: outside Linux,
+// nothing tells who sent a datagram.
+func Listen(path string) (*Receiver, error) {
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		return nil, fmt.Errorf("readiness: notify socket: %w", err)
 	}
 	if err := passCred(c); err != nil {
 		c.Close()
+		os.Remove(path)
 		return nil, fmt.Errorf("readiness: notify socket: %w", err)
 	}
-	return &NotifyReceiver{c: c, path: path}, nil
+	return &Receiver{c: c, path: path}, nil
 }
 
-// Path returns the socket's path, the NOTIFY_SOCKET to give senders.
-func (r *NotifyReceiver) Path() string { return r.path }
-
 // Receive blocks until a valid datagram arrives, ctx ends (ctx.Err()) or
-// the receiver is closed ([net.ErrClosed]). Datagrams that are oversized,
-// hold a NUL byte or carry no assignment are skipped; descriptors sent
-// along are closed.
-func (r *NotifyReceiver) Receive(ctx context.Context) (Notification, error) {
+// the receiver is closed ([net.ErrClosed]). Datagrams longer than 4 KiB,
+// holding a NUL byte or carrying no assignment are skipped; descriptors
+// sent along are closed.
+func (r *Receiver) Receive(ctx context.Context) (Notification, error) {
 	r.c.SetReadDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { r.c.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	buf := make([]byte, MaxNotify+1)
+	buf := make([]byte, maxDatagram+1)
 	oob := make([]byte, oobSize)
 	for {
 		n, oobn, flags, _, err := r.c.ReadMsgUnix(buf, oob)
@@ -161,7 +199,7 @@ func (r *NotifyReceiver) Receive(ctx context.Context) (Notification, error) {
 		if flags&syscall.MSG_TRUNC != 0 {
 			continue
 		}
-		lines, ok := ParseNotification(buf[:n])
+		lines, ok := parseDatagram(buf[:n])
 		if !ok || len(lines) == 0 {
 			continue
 		}
@@ -170,7 +208,7 @@ func (r *NotifyReceiver) Receive(ctx context.Context) (Notification, error) {
 }
 
 // Close closes the socket and removes its path.
-func (r *NotifyReceiver) Close() error {
+func (r *Receiver) Close() error {
 	err := r.c.Close()
 	os.Remove(r.path)
 	return err

@@ -17,35 +17,62 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestNotifyRoundTrip(t *testing.T) {
-	r, err := ListenNotify(filepath.Join(t.TempDir(), "notify"))
+// listen returns a Receiver in a temporary directory, and its path.
+func listen(t *testing.T) (*Receiver, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify")
+	r, err := Listen(path)
 	require.NoError(t, err)
-	defer r.Close()
-	n, err := NewNotifier(r.Path())
-	require.NoError(t, err)
-	assert.Equal(t, r.Path(), n.Socket())
+	t.Cleanup(func() { r.Close() })
+	return r, path
+}
 
-	require.NoError(t, n.Notify("READY=1\nSTATUS=serving"))
+// TestNotifierDatagrams: each method sends the datagram its doc promises,
+// in one piece, and the kernel names the sender.
+func TestNotifierDatagrams(t *testing.T) {
+	r, path := listen(t)
+	n, err := NewNotifier(path)
+	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, err := r.Receive(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, []string{"READY=1", "STATUS=serving"}, got.Lines)
-	if KnowsSender {
-		assert.Equal(t, os.Getpid(), got.PID, "the kernel names the sender")
+	next := func() Notification {
+		t.Helper()
+		got, err := r.Receive(ctx)
+		require.NoError(t, err)
+		if runtime.GOOS == "linux" {
+			assert.Equal(t, os.Getpid(), got.PID, "the kernel names the sender")
+		} else {
+			assert.Zero(t, got.PID)
+		}
+		return got
+	}
+	for _, c := range []struct {
+		send func() error
+		want []string
+	}{
+		{func() error { return n.Ready("serving: generation 1") }, []string{"READY=1", "STATUS=serving: generation 1"}},
+		{func() error { return n.Ready("") }, []string{"READY=1"}},
+		{func() error { return n.Stopping("draining\nnow") }, []string{"STOPPING=1", "STATUS=draining?now"}},
+		{func() error { return n.Status("") }, []string{"STATUS="}},
+		{func() error { return n.Status("half way") }, []string{"STATUS=half way"}},
+		{func() error { return n.MainPID(4312, "upgraded") }, []string{"MAINPID=4312", "READY=1", "STATUS=upgraded"}},
+		{func() error { return n.Notify("EXTEND_TIMEOUT_USEC=5000000", "", "X=1") }, []string{"EXTEND_TIMEOUT_USEC=5000000", "X=1"}},
+	} {
+		require.NoError(t, c.send())
+		assert.Equal(t, c.want, next().Lines)
 	}
 
 	// Garbage is skipped, not returned.
-	c, err := net.Dial("unixgram", r.Path())
+	c, err := net.Dial("unixgram", path)
 	require.NoError(t, err)
 	_, err = c.Write([]byte("READY=1\x00"))
 	require.NoError(t, err)
 	c.Close()
-	require.NoError(t, n.Notify(Reloading()))
-	got, err = r.Receive(ctx)
-	require.NoError(t, err)
-	require.Len(t, got.Lines, 2)
+	require.NoError(t, n.Reloading("upgrading"))
+	got := next()
+	require.Len(t, got.Lines, 3)
 	assert.Equal(t, "RELOADING=1", got.Lines[0])
+	assert.Equal(t, "STATUS=upgrading", got.Lines[2])
 	usec, ok := got.Value("MONOTONIC_USEC")
 	require.True(t, ok)
 	v, err := strconv.ParseInt(usec, 10, 64)
@@ -54,7 +81,8 @@ func TestNotifyRoundTrip(t *testing.T) {
 }
 
 func TestNotifyReceiveEnds(t *testing.T) {
-	r, err := ListenNotify(filepath.Join(t.TempDir(), "notify"))
+	path := filepath.Join(t.TempDir(), "notify")
+	r, err := Listen(path)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -62,8 +90,8 @@ func TestNotifyReceiveEnds(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 
 	// A later Receive is not hit by the earlier deadline.
-	n, _ := NewNotifier(r.Path())
-	require.NoError(t, n.Notify("READY=1"))
+	n, _ := NewNotifier(path)
+	require.NoError(t, n.Ready(""))
 	got, err := r.Receive(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, []string{"READY=1"}, got.Lines)
@@ -73,7 +101,7 @@ func TestNotifyReceiveEnds(t *testing.T) {
 	_, err = r.Receive(context.Background())
 	assert.ErrorIs(t, err, net.ErrClosed)
 	<-closed
-	_, err = os.Stat(r.Path())
+	_, err = os.Stat(path)
 	assert.ErrorIs(t, err, os.ErrNotExist, "Close removes the socket file")
 }
 
@@ -81,11 +109,13 @@ func TestNotifierSockets(t *testing.T) {
 	n, err := NewNotifier("")
 	require.NoError(t, err)
 	assert.Nil(t, n)
-	assert.NoError(t, n.Notify("READY=1"), "a nil Notifier sends nothing")
+	assert.NoError(t, n.Ready("x"), "a nil Notifier sends nothing")
+	assert.NoError(t, n.MainPID(1, ""))
+	n.Watchdog(context.Background(), time.Second, nil) // returns at once
 
 	for _, bad := range []string{"relative/path", "vsock:2:1234", "@"} {
 		_, err := NewNotifier(bad)
-		assert.ErrorIs(t, err, ErrNoNotifySocket, bad)
+		assert.ErrorIs(t, err, ErrNotSupported, bad)
 	}
 	n, err = NewNotifier(filepath.Join(t.TempDir(), "nobody"))
 	require.NoError(t, err)
@@ -113,10 +143,8 @@ func TestNotifierSockets(t *testing.T) {
 // TestWatchdog: a ping at once, then one every half timeout, until the
 // context ends; a failed send is reported and the pings go on.
 func TestWatchdog(t *testing.T) {
-	r, err := ListenNotify(filepath.Join(t.TempDir(), "notify"))
-	require.NoError(t, err)
-	defer r.Close()
-	n, err := NewNotifier(r.Path())
+	r, path := listen(t)
+	n, err := NewNotifier(path)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
