@@ -7,23 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"strings"
 
 	"github.com/handoff-go/handoff/internal/supervisor"
 )
-
-// shimArg is the hidden first argument of the LISTEN_PID exec shim.
-const shimArg = "__handoff-exec"
-
-// execShim runs as the supervisor's child: it sets LISTEN_PID to its own
-// PID and execs the worker program in its place. It returns only on
-// failure, with the status a shell gives a command it cannot run.
-func execShim(args []string) int {
-	err := supervisor.Exec(args)
-	fmt.Fprintln(os.Stderr, "handoff:", err)
-	return 127
-}
 
 const runUsage = `usage: handoff run -listen NETWORK:ADDR [-listen ...] [options] -- PROGRAM [ARGS...]
 
@@ -103,15 +90,9 @@ func runCmd(args []string) int {
 	if *upTimeout <= 0 || *drain <= 0 {
 		return usageErr(errors.New("-upgrade-timeout and -drain-timeout must be positive durations"))
 	}
-	shim, err := shimPath()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "handoff run:", err)
-		return exitFailed
-	}
 	sup, err := supervisor.New(supervisor.Config{
 		Listen:         listens,
 		Program:        fs.Args(),
-		Shim:           []string{shim, shimArg},
 		PIDFile:        *pidPath,
 		Control:        *ctl,
 		ReadyDelay:     delay,
@@ -139,20 +120,4 @@ func runCmd(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "handoff run:", err)
 	return exitFailed
-}
-
-// shimPath returns the path of this binary, to start as the exec shim. On
-// Linux /proc/self/exe still works after a deploy replaced or removed the
-// file this process was started from.
-func shimPath() (string, error) {
-	if runtime.GOOS == "linux" {
-		if _, err := os.Stat("/proc/self/exe"); err == nil {
-			return "/proc/self/exe", nil
-		}
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("cannot find this binary to start workers through: %w", err)
-	}
-	return exe, nil
 }

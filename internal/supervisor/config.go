@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/internal/wire"
 )
 
 // Defaults for the zero values of [Config].
@@ -85,7 +85,10 @@ func (l Listen) check() error {
 	default:
 		return fmt.Errorf("%w: listen network %q: want tcp, tcp4, tcp6, unix, udp, udp4, udp6 or unixgram", ErrConfig, l.Network)
 	}
-	return fdpass.CheckName(l.Name())
+	if err := wire.CheckName(l.Name()); err != nil {
+		return fmt.Errorf("%w: listen %s: %w", ErrConfig, l, err)
+	}
+	return nil
 }
 
 // stream reports whether l is a listener rather than a datagram socket.
@@ -99,10 +102,8 @@ func (l Listen) stream() bool {
 
 // Name is l's name in LISTEN_FDNAMES: the network, '/', and the address
 // with '%' and ':' escaped ("tcp/127.0.0.1%3A8080"), as the upgrade
-// package names its sockets.
-func (l Listen) Name() string {
-	return l.Network + "/" + strings.NewReplacer("%", "%25", ":", "%3A").Replace(l.Addr)
-}
+// package names its sockets ([wire.Key]).
+func (l Listen) Name() string { return wire.Key(l.Network, l.Addr) }
 
 // String returns the NETWORK:ADDR form.
 func (l Listen) String() string { return l.Network + ":" + l.Addr }
@@ -135,17 +136,10 @@ type Config struct {
 	// PATH if it has no '/') and its arguments. Required.
 	Program []string
 
-	// Shim is the command that starts Program: Run starts Shim[0] with
-	// arguments Shim[1:] followed by Program, and that process must call
-	// [Exec], which sets LISTEN_PID to its own PID and execs Program in
-	// its place. Empty means Program is started directly, without
-	// LISTEN_PID (Go cannot set a variable between fork and exec).
-	Shim []string
-
 	// Env is the worker's environment, before the supervisor adds
-	// LISTEN_FDS, LISTEN_FDNAMES and NOTIFY_SOCKET (any inherited
-	// LISTEN_*, HANDOFF and NOTIFY_SOCKET are dropped). Nil means
-	// [os.Environ] at each start.
+	// LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID and NOTIFY_SOCKET (any
+	// inherited LISTEN_*, HANDOFF, NOTIFY_SOCKET and WATCHDOG_* are
+	// dropped). Nil means [os.Environ] at each start.
 	Env []string
 
 	// PIDFile, if set, is written with the supervisor's PID once the first
@@ -227,7 +221,6 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	cfg.Listen = slices.Clone(cfg.Listen)
 	cfg.Program = slices.Clone(cfg.Program)
-	cfg.Shim = slices.Clone(cfg.Shim)
 	cfg.Env = slices.Clone(cfg.Env)
 	if cfg.Stderr == nil {
 		cfg.Stderr = io.Discard

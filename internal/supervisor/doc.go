@@ -11,19 +11,23 @@
 // does: descriptors 3.. in the order of [Config.Listen], LISTEN_FDS,
 // LISTEN_FDNAMES (names like "tcp/127.0.0.1%3A8080": the network, '/', and
 // the address with '%' and ':' escaped) and LISTEN_PID, which names the
-// worker itself (see [Exec]). It says it is ready by sending a datagram
-// holding the line "READY=1" to the unix socket named by NOTIFY_SOCKET,
-// as sd_notify(3) does; on Linux only datagrams sent by the worker's own
-// PID count. A program that cannot do that is ready when it has stayed
-// alive for [Config.ReadyDelay]. On SIGTERM a worker should stop accepting,
-// finish what it has accepted and exit 0.
+// worker itself: it is started through /bin/sh, which sets LISTEN_PID and
+// execs the program in its own place (package internal/starter, which
+// package upgrade starts its foreign children with too). It says it is
+// ready by sending a datagram holding the line "READY=1" to the unix
+// socket named by NOTIFY_SOCKET, as sd_notify(3) does; on Linux only
+// datagrams sent by the worker's own PID count. A program that cannot do
+// that is ready when it has stayed alive for [Config.ReadyDelay]. On
+// SIGTERM a worker should stop accepting, finish what it has accepted and
+// exit 0.
 //
 // # Upgrades and crashes
 //
 // [Supervisor.Upgrade] (also SIGHUP, SIGUSR2, or the control socket) runs
-// at most one upgrade at a time; a second request gets a verdict with
-// Error set at once. A worker that dies on its own is restarted with
-// exponential backoff, or ends the supervisor ([Config.OnCrash]).
+// at most one upgrade at a time; a second request is refused at once (its
+// verdict has Refused and Error set). A worker that dies on its own is
+// restarted with exponential backoff, or ends the supervisor
+// ([Config.OnCrash]).
 //
 // # Use
 //

@@ -14,15 +14,6 @@ var (
 	ErrConfig = errors.New("supervisor: invalid config")
 )
 
-// Stages of a failed upgrade, in [control.UpgradeResult.Stage].
-const (
-	StageStart    = "start"    // the worker could not be started
-	StageExited   = "exited"   // it exited before it was ready
-	StageTimeout  = "timeout"  // it was not ready within UpgradeTimeout
-	StageCanceled = "canceled" // the request or the supervisor ended first
-	StageBusy     = "busy"     // another upgrade was in progress
-)
-
 // ExitError is returned by [Supervisor.Run] when the supervisor ends
 // because of its worker's exit status: a worker that exited with a
 // non-zero status, or was killed by a signal other than the SIGTERM that

@@ -13,12 +13,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/handoff-go/handoff/readiness"
 )
 
-// The test binary doubles as the exec shim and as a worker, chosen by its
-// first argument, before any test runs.
+// The test binary doubles as a worker, chosen by its first argument,
+// before any test runs.
 const (
-	argShim   = "__test-shim"
 	argWorker = "__test-worker" // followed by the path of a mode file
 	argNotify = "__test-notify" // sends READY=1 from another process
 )
@@ -26,10 +27,6 @@ const (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case argShim:
-			err := Exec(os.Args[2:])
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(127)
 		case argWorker:
 			os.Exit(testWorker(os.Args[2]))
 		case argNotify:
@@ -43,14 +40,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func sendNotify(msg string) error {
-	c, err := net.Dial("unixgram", os.Getenv(EnvNotifySocket))
+func sendNotify(lines ...string) error {
+	n, err := readiness.NewNotifier(os.Getenv("NOTIFY_SOCKET"))
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_, err = c.Write([]byte(msg))
-	return err
+	return n.Notify(lines...)
 }
 
 // testWorker behaves as the mode file says:
@@ -101,7 +96,7 @@ func testWorker(modeFile string) int {
 			c.Close()
 		}
 	}()
-	if err := sendNotify("STATUS=up\nREADY=1"); err != nil {
+	if err := sendNotify("STATUS=up", "READY=1"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -29,6 +29,3 @@ func (s *Supervisor) Upgrade(ctx context.Context) control.UpgradeResult {
 
 // Status returns an empty status.
 func (s *Supervisor) Status() control.Status { return control.Status{} }
-
-// Exec returns [ErrNotSupported].
-func Exec(args []string) error { return ErrNotSupported }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/internal/control"
+	"github.com/handoff-go/handoff/internal/starter"
+	"github.com/handoff-go/handoff/internal/tail"
 	"github.com/handoff-go/handoff/pidfile"
 	"github.com/handoff-go/handoff/readiness"
 )
@@ -51,9 +53,8 @@ type Supervisor struct {
 	log  *slog.Logger
 	quit chan struct{} // closed when Run starts to stop
 
-	// socks and dir are set by Run before the first worker starts.
+	// socks are set by Run before the first worker starts.
 	socks     []sock
-	dir       string       // private directory of the notify sockets
 	crashed   chan *worker // the current worker died on its own
 	restarted chan control.UpgradeResult
 
@@ -62,7 +63,6 @@ type Supervisor struct {
 	startedAt  time.Time
 	stopping   bool
 	upgrading  bool
-	seq        int
 	current    *worker   // the ready worker that serves
 	launching  *worker   // the worker an upgrade or restart waits for
 	draining   []*worker // old workers told to stop, not yet reaped
@@ -89,29 +89,25 @@ func New(cfg Config) (*Supervisor, error) {
 		restarted: make(chan control.UpgradeResult),
 	}
 	// The supervisor is the service's main process for good: it reports to
-	// systemd itself (its workers notify the supervisor instead).
-	if s.sd, err = readiness.NewNotifier(os.Getenv(EnvNotifySocket)); err != nil {
+	// systemd itself (its workers notify the supervisor instead, each on a
+	// private socket of its own).
+	if s.sd, err = readiness.NewNotifier(os.Getenv("NOTIFY_SOCKET")); err != nil {
 		s.log.Warn("supervisor: not reporting to the service manager", slog.Any("error", err))
 	}
 	if s.sd != nil {
-		s.watchdog, err = readiness.WatchdogInterval(os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID"), os.Getpid())
-		if err != nil {
+		if s.watchdog, err = readiness.WatchdogTimeout(); err != nil {
 			s.log.Warn("supervisor: watchdog disabled", slog.Any("error", err))
 		}
 	}
 	return s, nil
 }
 
-// notify tells systemd, if it is listening, the given state lines.
-func (s *Supervisor) notify(state ...string) {
-	if err := s.sd.Notify(strings.Join(state, "\n")); err != nil {
+// told logs what went wrong telling systemd (s.sd's methods; a nil
+// Notifier, without systemd, sends nothing).
+func (s *Supervisor) told(err error) {
+	if err != nil {
 		s.log.Warn("supervisor: could not notify the service manager", slog.Any("error", err))
 	}
-}
-
-// status is a STATUS= line.
-func status(format string, args ...any) string {
-	return readiness.Status(fmt.Sprintf(format, args...))
 }
 
 // Run binds the sockets, starts the first worker and waits until it is
@@ -141,10 +137,6 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer s.unbind()
-	if s.dir, err = os.MkdirTemp("", "handoff-run-"); err != nil { // mode 0700
-		return fmt.Errorf("supervisor: directory for notify sockets: %w", err)
-	}
-	defer os.RemoveAll(s.dir)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
@@ -189,7 +181,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 			}
 		}()
 	}
-	s.notify("READY=1", status("serving: worker %d", first.NewPID))
+	s.told(s.sd.Ready(fmt.Sprintf("serving: worker %d", first.NewPID)))
 	return s.loop()
 }
 
@@ -200,7 +192,7 @@ func (s *Supervisor) loop() error {
 	for {
 		select {
 		case <-s.quit:
-			s.notify("STOPPING=1", status("stopping: draining worker"))
+			s.told(s.sd.Stopping("stopping: draining worker"))
 			return s.shutdown()
 		case w := <-s.crashed:
 			code, sig := w.status()
@@ -217,7 +209,7 @@ func (s *Supervisor) loop() error {
 			}
 			restart = time.After(backoff)
 			s.log.Info("supervisor: restarting the worker", slog.Duration("after", backoff))
-			s.notify(status("worker %d died (%s); restarting in %v", w.pid, w.how(), backoff))
+			s.told(s.sd.Status(fmt.Sprintf("worker %d died (%s); restarting in %v", w.pid, starter.How(w.proc.State()), backoff)))
 			backoff = min(2*backoff, maxBackoff)
 		case <-restart:
 			restart = nil
@@ -235,7 +227,7 @@ func (s *Supervisor) loop() error {
 			if res.OK || serving {
 				if res.OK {
 					s.log.Info("supervisor: worker restarted", slog.Int("worker", res.NewPID))
-					s.notify(status("serving: worker %d (restarted after a crash)", res.NewPID))
+					s.told(s.sd.Status(fmt.Sprintf("serving: worker %d (restarted after a crash)", res.NewPID)))
 				}
 				continue
 			}
@@ -295,12 +287,12 @@ func (s *Supervisor) shutdown() error {
 		w.terminate(s.cfg.DrainTimeout)
 	}
 	for _, w := range all {
-		<-w.exited
+		<-w.proc.Settled() // its notify socket removed, its stderr read
 	}
 	if cur == nil {
 		return nil
 	}
-	s.log.Info("supervisor: worker stopped", slog.Int("worker", cur.pid), slog.String("how", cur.how()))
+	s.log.Info("supervisor: worker stopped", slog.Int("worker", cur.pid), slog.String("how", starter.How(cur.proc.State())))
 	if code, sig := cur.status(); code == 0 || sig == syscall.SIGTERM {
 		return nil
 	}
@@ -334,7 +326,7 @@ func (s *Supervisor) reaped(w *worker) {
 	s.mu.Unlock()
 	if !crash {
 		if w.stopped.Load() {
-			w.log.Info("supervisor: worker exited", slog.String("how", w.how()))
+			w.log.Info("supervisor: worker exited", slog.String("how", starter.How(w.proc.State())))
 		}
 		return
 	}
@@ -348,26 +340,27 @@ func (s *Supervisor) reaped(w *worker) {
 // ready, then tells the old one to stop (SIGTERM, SIGKILL after
 // DrainTimeout). A new worker that exits before it is ready, or is not
 // ready within UpgradeTimeout, is stopped and reaped, and the old one keeps
-// serving. Only one upgrade runs at a time: a request during another gets
-// a result with Stage "busy" and Error set at once. ctx ending abandons
-// the upgrade (Stage "canceled").
+// serving. Only one upgrade runs at a time: a request during another, or
+// once the supervisor is stopping, is refused at once (Refused, with Error
+// saying why; nothing is started). ctx ending abandons the upgrade
+// (Stage [control.StageCanceled]).
 func (s *Supervisor) Upgrade(ctx context.Context) control.UpgradeResult {
 	// RELOADING=1 once the upgrade has begun: a refused one is no reload.
-	res := s.launch(ctx, func() { s.notify(readiness.Reloading(), status("upgrading: starting a new worker")) })
-	if res.Stage != StageBusy {
-		s.mu.Lock()
-		s.last = &res
-		s.mu.Unlock()
-	}
-	if res.OK {
+	res := s.launch(ctx, func() { s.told(s.sd.Reloading("upgrading: starting a new worker")) })
+	switch {
+	case res.Refused:
+		s.log.Warn("supervisor: upgrade refused", slog.String("error", res.Error))
+		return res
+	case res.OK:
 		s.log.Info("supervisor: upgraded", slog.Int("old", res.OldPID), slog.Int("new", res.NewPID), slog.Float64("took_ms", res.TookMS))
-		s.notify("READY=1", status("serving: worker %d (upgraded from worker %d)", res.NewPID, res.OldPID))
-	} else {
+		s.told(s.sd.Ready(fmt.Sprintf("serving: worker %d (upgraded from worker %d)", res.NewPID, res.OldPID)))
+	default:
 		s.log.Error("supervisor: upgrade failed", slog.String("error", res.Error))
-		if res.Stage != StageBusy {
-			s.notify("READY=1", status("upgrade failed: %s", res.Error))
-		}
+		s.told(s.sd.Ready("upgrade failed: " + res.Error))
 	}
+	s.mu.Lock()
+	s.last = &res
+	s.mu.Unlock()
 	return res
 }
 
@@ -384,11 +377,11 @@ func (s *Supervisor) launch(ctx context.Context, began func()) (res control.Upgr
 	switch {
 	case s.stopping:
 		s.mu.Unlock()
-		res.Stage, res.Error = StageCanceled, "supervisor: stopping; no new worker is started"
+		res.Refused, res.Error = true, "supervisor: stopping; no new worker is started"
 		return res
 	case s.upgrading:
 		s.mu.Unlock()
-		res.Stage, res.Error = StageBusy, "supervisor: an upgrade is already in progress; try again when it is done"
+		res.Refused, res.Error = true, "supervisor: an upgrade is already in progress; try again when it is done"
 		return res
 	}
 	s.upgrading = true
@@ -409,7 +402,7 @@ func (s *Supervisor) launch(ctx context.Context, began func()) (res control.Upgr
 
 	w, err := s.startWorker()
 	if err != nil {
-		res.Stage, res.Error = StageStart, err.Error()+keeps
+		res.Stage, res.Error = control.StageStart, err.Error()+keeps
 		return res
 	}
 	res.NewPID = w.pid
@@ -419,10 +412,10 @@ func (s *Supervisor) launch(ctx context.Context, began func()) (res control.Upgr
 	s.mu.Unlock()
 	// fail stops w if it still runs and fills in res.
 	fail := func(stage, what string) control.UpgradeResult {
-		if stage != StageExited {
+		if stage != control.StageExited {
 			w.terminate(killAfter)
 		}
-		<-w.exited
+		<-w.proc.Settled() // all it said, on its notify socket and its stderr
 		s.mu.Lock()
 		if s.launching == w {
 			s.launching = nil
@@ -435,22 +428,22 @@ func (s *Supervisor) launch(ctx context.Context, began func()) (res control.Upgr
 			res.ExitCode = &code
 		}
 		res.Stage = stage
-		res.Stderr = w.stderrTail()
-		if stage != StageExited {
-			what += " (it ended " + w.how() + ")"
+		res.Stderr = w.proc.StderrTail()
+		if stage != control.StageExited {
+			what += " (it ended " + starter.How(w.proc.State()) + ")"
 		}
 		msg := fmt.Sprintf("supervisor: new worker %d (%s) %s", w.pid, strings.Join(s.cfg.Program, " "), what)
-		if tail := strings.TrimSpace(res.Stderr); tail != "" {
-			if len(tail) > 512 {
-				tail = "..." + tail[len(tail)-512:]
-			}
-			msg += " (stderr tail: " + tail + ")"
+		if st := w.proc.Status(); st != "" {
+			msg += " (its last status: " + st + ")"
+		}
+		if t := tail.Excerpt(res.Stderr); t != "" {
+			msg += " (stderr tail: " + t + ")"
 		}
 		res.Error = msg + keeps
 		return res
 	}
 	if stopping {
-		return fail(StageCanceled, "was stopped because the supervisor is stopping")
+		return fail(control.StageCanceled, "was stopped because the supervisor is stopping")
 	}
 
 	timer := time.NewTimer(s.cfg.UpgradeTimeout)
@@ -460,27 +453,27 @@ func (s *Supervisor) launch(ctx context.Context, began func()) (res control.Upgr
 		readyHow = fmt.Sprintf("stay up for %v", s.cfg.ReadyDelay)
 	}
 	select {
-	case <-w.ready:
+	case <-w.proc.Ready():
 		select {
-		case <-w.exited: // said ready, and died
-			return fail(StageExited, "said it was ready, then exited "+w.how())
+		case <-w.proc.Exited(): // said ready, and died
+			return fail(control.StageExited, "said it was ready, then exited "+starter.How(w.proc.State()))
 		default:
 		}
-	case <-w.exited:
-		return fail(StageExited, "exited "+w.how()+" before it was ready")
+	case <-w.proc.Exited():
+		return fail(control.StageExited, "exited "+starter.How(w.proc.State())+" before it was ready")
 	case <-timer.C:
-		return fail(StageTimeout, fmt.Sprintf("did not %s within %v and was stopped", readyHow, s.cfg.UpgradeTimeout))
+		return fail(control.StageTimeout, fmt.Sprintf("did not %s within %v and was stopped", readyHow, s.cfg.UpgradeTimeout))
 	case <-ctx.Done():
-		return fail(StageCanceled, fmt.Sprintf("was stopped before it was ready: %v", ctx.Err()))
+		return fail(control.StageCanceled, fmt.Sprintf("was stopped before it was ready: %v", ctx.Err()))
 	case <-s.quit:
-		return fail(StageCanceled, "was stopped before it was ready because the supervisor is stopping")
+		return fail(control.StageCanceled, "was stopped before it was ready because the supervisor is stopping")
 	}
 
 	s.mu.Lock()
 	if s.stopping {
 		// shutdown stops it as s.launching.
 		s.mu.Unlock()
-		res.Stage, res.Error = StageCanceled, "supervisor: stopping; the new worker is stopped too"
+		res.Stage, res.Error = control.StageCanceled, "supervisor: stopping; the new worker is stopped too"
 		return res
 	}
 	old := s.current

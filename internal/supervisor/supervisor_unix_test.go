@@ -22,7 +22,7 @@ import (
 	"github.com/handoff-go/handoff/internal/control"
 )
 
-// harness runs a Supervisor over the test binary as worker and shim.
+// harness runs a Supervisor over the test binary as worker.
 type harness struct {
 	t     *testing.T
 	s     *Supervisor
@@ -40,7 +40,7 @@ func start(t *testing.T, mod func(*Config)) *harness {
 	cfg := Config{
 		Listen:         []Listen{{"unix", h.sock}},
 		Program:        []string{os.Args[0], argWorker, h.mode},
-		Shim:           []string{os.Args[0], argShim},
+		Env:            workerEnv(),
 		UpgradeTimeout: 5 * time.Second,
 		DrainTimeout:   5 * time.Second,
 		PIDFile:        filepath.Join(dir, "pid"),
@@ -61,6 +61,12 @@ func start(t *testing.T, mod func(*Config)) *harness {
 	})
 	require.Eventually(t, func() bool { return s.Status().WorkerPID != 0 }, 10*time.Second, 5*time.Millisecond)
 	return h
+}
+
+// workerEnv is the workers' environment: a race-enabled worker would
+// sleep a second at exit.
+func workerEnv() []string {
+	return append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 }
 
 func (h *harness) setMode(m string) {
@@ -133,12 +139,19 @@ func TestSupervisorUpgrade(t *testing.T) {
 	}
 	assert.True(t, results[0].OK, results[0].Error)
 	assert.False(t, results[1].OK)
-	assert.Equal(t, StageBusy, results[1].Stage)
+	assert.True(t, results[1].Refused)
+	assert.Empty(t, results[1].Stage, "a refused upgrade has no stage: it did not begin")
 	assert.Contains(t, results[1].Error, "an upgrade is already in progress")
 
 	assert.NoError(t, h.end(), "the worker exits 0 on SIGTERM")
 	_, err := os.Stat(h.s.cfg.PIDFile)
 	assert.ErrorIs(t, err, os.ErrNotExist)
+
+	// Once stopped, nothing more is started.
+	res = h.s.Upgrade(t.Context())
+	assert.True(t, res.Refused)
+	assert.Contains(t, res.Error, "stopping")
+	assert.True(t, h.s.Status().LastUpgrade.OK, "a refused upgrade is not the last upgrade")
 }
 
 func TestSupervisorFailedUpgrade(t *testing.T) {
@@ -148,7 +161,7 @@ func TestSupervisorFailedUpgrade(t *testing.T) {
 	h.setMode("exit3")
 	res := h.s.Upgrade(t.Context())
 	assert.False(t, res.OK)
-	assert.Equal(t, StageExited, res.Stage)
+	assert.Equal(t, control.StageExited, res.Stage)
 	require.NotNil(t, res.ExitCode)
 	assert.Equal(t, 3, *res.ExitCode)
 	assert.Equal(t, "boom: cannot parse config\n", res.Stderr)
@@ -160,7 +173,7 @@ func TestSupervisorFailedUpgrade(t *testing.T) {
 		h.setMode("forked")
 		res = h.s.Upgrade(t.Context())
 		assert.False(t, res.OK)
-		assert.Equal(t, StageTimeout, res.Stage)
+		assert.Equal(t, control.StageTimeout, res.Stage)
 		assert.Equal(t, "terminated", res.Signal)
 		assert.Equal(t, old, h.answer())
 	}
@@ -206,7 +219,6 @@ func TestSupervisorFirstWorkerFails(t *testing.T) {
 	s, err := New(Config{
 		Listen:  []Listen{{"unix", filepath.Join(dir, "s")}},
 		Program: []string{os.Args[0], argWorker, mode},
-		Shim:    []string{os.Args[0], argShim},
 	})
 	require.NoError(t, err)
 	err = s.Run(t.Context())
@@ -221,6 +233,8 @@ func TestSupervisorNoLeaks(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("counts /proc/self/fd")
 	}
+	tmp := t.TempDir() // where the workers' notify sockets are made
+	t.Setenv("TMPDIR", tmp)
 	h := start(t, nil)
 	fds := func() int {
 		ents, err := os.ReadDir("/proc/self/fd")
@@ -262,4 +276,8 @@ func TestSupervisorNoLeaks(t *testing.T) {
 	assert.LessOrEqual(t, fd1, fd0, "descriptors after %d upgrades", n)
 	assert.LessOrEqual(t, g1, g0, "goroutines after %d upgrades", n)
 	t.Logf("after %d upgrades (1 in 5 failed): descriptors %d -> %d, goroutines %d -> %d", n, fd0, fd1, g0, g1)
+	require.NoError(t, h.end())
+	left, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Empty(t, left, "notify socket directories left behind")
 }
