@@ -63,9 +63,9 @@ func benchUpgrade(b *testing.B, n int, opts Options) {
 		b.StopTimer()
 		require.NoError(b, err)
 		if opts.ForeignChild {
-			syscall.Kill(u.childPID, syscall.SIGTERM) // it waits for it; a handoff child exits when its parent does
+			syscall.Kill(u.successor.pid, syscall.SIGTERM) // it waits for it; a handoff child exits when its parent does
 		}
-		u.childCtl.Close()
+		closeSuccessor(u)
 		u.Stop()
 		b.StartTimer()
 	}

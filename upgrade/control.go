@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/handoff-go/handoff/fdpass"
 	"github.com/handoff-go/handoff/internal/control"
+	"github.com/handoff-go/handoff/internal/wire"
 )
 
 // listenControl takes (or, in a first generation, creates with mode 0600)
@@ -20,11 +19,11 @@ import (
 // generation like a listener, so its path never disappears.
 func (u *Upgrader) listenControl() error {
 	path := u.opts.ControlSocket
-	k := "control/" + strings.TrimPrefix(key("unix", path), "unix/")
+	k := wire.ControlKey(path)
 	var ln net.Listener
 	err := u.register(k, func() (syscall.Conn, error) {
 		var err error
-		ln, err = u.inherited.Listener(k, "unix")
+		ln, err = u.in.Listener(k, "unix")
 		if errors.Is(err, fdpass.ErrNotFound) {
 			ln, err = net.Listen("unix", path)
 			if errors.Is(err, syscall.EADDRINUSE) {
@@ -55,7 +54,7 @@ func (u *Upgrader) serveControl() {
 	if u.controlLn == nil {
 		return
 	}
-	leave := u.enterServe()
+	u.drain.enter()
 	srv := &control.Server{Handler: controlHandler{u}, Logger: u.log}
 	done := make(chan struct{})
 	go func() {
@@ -63,25 +62,21 @@ func (u *Upgrader) serveControl() {
 		srv.Serve(u.controlLn)
 	}()
 	go func() {
-		<-u.Exit()
-		u.beforeDrain()
+		<-u.exitC
 		u.controlLn.Close()
 		<-done
-		leave()
+		u.drain.leave()
 	}()
 }
 
 // controlHandler carries out control-socket commands.
 type controlHandler struct{ u *Upgrader }
 
+// Upgrade answers with the verdict of its own attempt; a refusal (another
+// upgrade in progress, say) is its own answer.
 func (h controlHandler) Upgrade(ctx context.Context) control.UpgradeResult {
-	h.u.Upgrade(ctx)
-	h.u.mu.Lock()
-	defer h.u.mu.Unlock()
-	if h.u.lastUpgrade == nil {
-		return control.UpgradeResult{OldPID: os.Getpid(), Error: "no upgrade was made"}
-	}
-	return *h.u.lastUpgrade
+	res, _ := h.u.upgrade(ctx)
+	return res
 }
 
 func (h controlHandler) Status() control.Status {
@@ -89,7 +84,7 @@ func (h controlHandler) Status() control.Status {
 	st := control.Status{
 		PID:        os.Getpid(),
 		Version:    u.opts.Version,
-		Generation: u.generation,
+		Generation: u.gen,
 		StartedAt:  u.started,
 		Listeners:  []string{},
 		Draining:   []int{},
@@ -104,41 +99,9 @@ func (h controlHandler) Status() control.Status {
 			st.Listeners = append(st.Listeners, f.name)
 		}
 	}
-	if u.lastUpgrade != nil {
-		r := *u.lastUpgrade
+	if u.last != nil {
+		r := *u.last
 		st.LastUpgrade = &r
 	}
 	return st
-}
-
-// record keeps the outcome of an upgrade for the control socket's status
-// and upgrade replies.
-func (u *Upgrader) record(start time.Time, newPID int, err error) {
-	r := control.UpgradeResult{
-		OK:        err == nil,
-		OldPID:    os.Getpid(),
-		NewPID:    newPID,
-		StartedAt: start,
-		TookMS:    float64(time.Since(start).Microseconds()) / 1000,
-	}
-	var ce *ChildError
-	switch {
-	case err == nil:
-	case errors.As(err, &ce):
-		r.NewPID = ce.PID
-		r.Stage, r.Reason, r.Signal, r.Stderr = string(ce.Stage), ce.Reason, ce.Signal, ce.Stderr
-		if ce.ExitCode >= 0 {
-			code := ce.ExitCode
-			r.ExitCode = &code
-		}
-		r.Error = err.Error()
-	default:
-		r.Error = err.Error()
-	}
-	u.mu.Lock()
-	u.lastUpgrade = &r
-	u.mu.Unlock()
-	if err != nil && ce == nil {
-		u.log.Debug("upgrade refused", slog.Any("error", err))
-	}
 }

@@ -2,202 +2,174 @@ package upgrade
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"sync"
-	"syscall"
 	"time"
 )
 
-// Tracker counts in-flight work and open connections so that a drain can
-// wait for them with a deadline and cut what is left. The zero value is
-// ready to use; it is safe for concurrent use.
-type Tracker struct {
-	mu    sync.Mutex
-	n     int
-	conns map[net.Conn]struct{}
-	zero  chan struct{} // closed when n drops to 0; nil while n == 0
+// drain is the end of a generation: the servers that drain when Exit
+// closes, and the shutdown hooks around them. BeforeDrain hooks run
+// before Exit closes; once Exit has closed and the last server has left,
+// the AfterDrain hooks run and doneC closes: the process may exit.
+type drain struct {
+	log     *slog.Logger
+	exitC   <-chan struct{}
+	timeout time.Duration // a hook's default timeout, Options.DrainTimeout
+	// patience bounds how long a drained server waits for the others:
+	// every drain is itself bounded by DrainTimeout and StopGrace.
+	patience time.Duration
+	doneC    chan struct{} // closed once every server drained and the AfterDrain hooks ran
+
+	mu      sync.Mutex
+	serving int // servers that drain when exitC closes
+	before  []hook
+	after   []hook
+	began   bool // the BeforeDrain hooks have run (or are running)
+	done    bool // the AfterDrain hooks have run (or are running)
 }
 
-// Add counts one unit of in-flight work; call done exactly once when it
-// is finished.
-func (t *Tracker) Add() (done func()) {
-	t.add(nil)
-	var once sync.Once
-	return func() { once.Do(func() { t.release(nil) }) }
+// hook is one registered shutdown hook.
+type hook struct {
+	name    string
+	timeout time.Duration
+	fn      func(context.Context) error
 }
 
-// Conn counts c as in flight until done is called, and lets
-// [Tracker.CloseConns] cut it. done does not close c.
-func (t *Tracker) Conn(c net.Conn) (done func()) {
-	t.add(c)
-	var once sync.Once
-	return func() { once.Do(func() { t.release(c) }) }
+// BeforeDrain registers fn to run when this generation's end begins — a
+// new generation is live, or Stop was called — before Exit closes and
+// servers stop accepting: deregister from service discovery, say, while
+// this process still serves. Hooks run one after another in the order
+// registered, each with a context that ends after timeout (zero:
+// Options.DrainTimeout); one that fails or overruns is logged and the next
+// runs. A hook registered after its time has come does not run.
+func (u *Upgrader) BeforeDrain(name string, timeout time.Duration, fn func(ctx context.Context) error) {
+	u.drain.register(&u.drain.before, &u.drain.began, "BeforeDrain", name, timeout, fn)
 }
 
-func (t *Tracker) add(c net.Conn) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.n == 0 {
-		t.zero = make(chan struct{})
-	}
-	t.n++
-	if c != nil {
-		if t.conns == nil {
-			t.conns = make(map[net.Conn]struct{})
-		}
-		t.conns[c] = struct{}{}
-	}
+// AfterDrain registers fn to run once every server has drained, before
+// Serve, ServeConns and Hold.Done return: flush buffers, close connections
+// to backends. Hooks run as BeforeDrain's do.
+func (u *Upgrader) AfterDrain(name string, timeout time.Duration, fn func(ctx context.Context) error) {
+	u.drain.register(&u.drain.after, &u.drain.done, "AfterDrain", name, timeout, fn)
 }
 
-func (t *Tracker) release(c net.Conn) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if c != nil {
-		delete(t.conns, c)
+func (d *drain) register(list *[]hook, ran *bool, phase, name string, timeout time.Duration, fn func(context.Context) error) {
+	if timeout <= 0 {
+		timeout = d.timeout
 	}
-	t.n--
-	if t.n == 0 {
-		close(t.zero)
-		t.zero = nil
-	}
-}
-
-// Active returns the number of units and connections in flight.
-func (t *Tracker) Active() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.n
-}
-
-// Wait blocks until nothing is in flight, or returns ctx.Err().
-func (t *Tracker) Wait(ctx context.Context) error {
-	t.mu.Lock()
-	zero := t.zero
-	t.mu.Unlock()
-	if zero == nil {
-		return nil
-	}
-	select {
-	case <-zero:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// CloseConns closes every tracked connection still open and returns how
-// many it closed. Their handlers still call done as usual.
-func (t *Tracker) CloseConns() int {
-	t.mu.Lock()
-	conns := make([]net.Conn, 0, len(t.conns))
-	for c := range t.conns {
-		conns = append(conns, c)
-	}
-	t.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-	return len(conns)
-}
-
-// ServeConns accepts connections on ln and runs handle for each in its
-// own goroutine until [Upgrader.Exit] is closed. Then it drains: it stops
-// accepting (the new generation accepts from the same socket), cancels the
-// ctx passed to handlers so that they finish their current exchange and
-// return, waits up to Options.DrainTimeout for them, and closes the
-// connections still open, logging how many it cut. Handlers need not
-// close their connection; ServeConns does once handle returns.
-//
-// Accept errors that pass (too many open files, a timeout) are retried
-// with a back-off. ServeConns returns nil after a drain (once every server
-// of this process has drained and the shutdown hooks have run), or the
-// error that stopped Accept for good, after draining the handlers it had
-// started.
-func (u *Upgrader) ServeConns(ln net.Listener, handle func(ctx context.Context, c net.Conn)) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	leave := u.enterServe()
-	defer leave()
-	var t Tracker
-	acceptErr := make(chan error, 1)
-	go func() {
-		acceptErr <- acceptLoop(ln, func(c net.Conn) {
-			done := t.Conn(c)
-			go func() {
-				defer done()
-				defer c.Close()
-				handle(ctx, c)
-			}()
-		})
-	}()
-	var err error
-	select {
-	case err = <-acceptErr:
-		select {
-		case <-u.Exit(): // closed by someone draining: not an error
-			err = nil
-			u.beforeDrain()
-		default:
-		}
-	case <-u.Exit():
-		u.beforeDrain()
-		ln.Close()
-		<-acceptErr
-	}
-	cancel()
-	u.drain(&t)
-	return err
-}
-
-// acceptLoop accepts until a lasting error, retrying passing ones.
-func acceptLoop(ln net.Listener, serve func(net.Conn)) error {
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err == nil {
-			delay = 0
-			serve(c)
-			continue
-		}
-		if !temporary(err) {
-			return err
-		}
-		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-		time.Sleep(delay)
-	}
-}
-
-// temporary reports whether an Accept error may pass: descriptors or
-// buffers ran out, or a deadline was set.
-func temporary(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
-	}
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-// drain waits up to DrainTimeout for t, then cuts its connections and
-// gives the handlers StopGrace more to return. It never blocks for good:
-// a handler stuck on something other than its connection is abandoned.
-func (u *Upgrader) drain(t *Tracker) {
-	ctx, cancel := context.WithTimeout(context.Background(), u.opts.DrainTimeout)
-	defer cancel()
-	if t.Wait(ctx) == nil {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if *ran {
+		d.log.Warn("shutdown hook registered too late to run", slog.String("phase", phase), slog.String("hook", name))
 		return
 	}
-	n := t.CloseConns()
-	u.log.Warn("drain deadline passed; connections cut", slog.Int("cut", n), slog.Duration("drain_timeout", u.opts.DrainTimeout))
-	ctx, cancel = context.WithTimeout(context.Background(), u.opts.StopGrace)
-	defer cancel()
-	if t.Wait(ctx) != nil {
-		u.log.Warn("handlers still running after their connections were cut; abandoning them", slog.Int("handlers", t.Active()))
+	*list = append(*list, hook{name: name, timeout: timeout, fn: fn})
+}
+
+// Hold is the place of a server that drains by its own means in this
+// generation's end, for what Serve and ServeConns cannot run: a queue
+// consumer, a server that manages its own listeners. Take it when the
+// server starts, watch Exit, drain, and call Done.
+//
+//	h := u.Hold()
+//	go func() {
+//		defer h.Done()
+//		<-u.Exit()
+//		consumer.Stop() // finish what was taken, take nothing more
+//	}()
+//
+// Counted from Hold on, the server keeps the process from finishing its
+// drain (the AfterDrain hooks, the return of Serve in main) until Done.
+type Hold struct {
+	d    *drain
+	once sync.Once
+}
+
+// Hold counts a server that drains by itself from now on; see [Hold].
+func (u *Upgrader) Hold() *Hold {
+	u.drain.enter()
+	return &Hold{d: &u.drain}
+}
+
+// Done says the server has drained, or stopped before Exit closed. After
+// Exit it returns once every server has drained and the AfterDrain hooks
+// have run, so the process may exit then; before Exit, at once. Calls
+// after the first do nothing.
+func (h *Hold) Done() { h.once.Do(h.d.leave) }
+
+// enter counts a server that will drain when Exit closes.
+func (d *drain) enter() {
+	d.mu.Lock()
+	d.serving++
+	d.mu.Unlock()
+}
+
+// leave uncounts a server; the last to leave after Exit runs the
+// AfterDrain hooks. After Exit it returns with the others, so that main
+// does not return under a server still draining (the control socket
+// delivering a verdict, say).
+func (d *drain) leave() {
+	d.mu.Lock()
+	d.serving--
+	d.mu.Unlock()
+	select {
+	case <-d.exitC:
+	default:
+		return // a server that stopped before any drain
+	}
+	d.finishIfIdle()
+	select {
+	case <-d.doneC:
+	case <-time.After(d.patience):
+		d.log.Warn("a server is still draining past the drain deadline; returning without it")
+	}
+}
+
+// begin runs the BeforeDrain hooks, once; exitC closes after it.
+func (d *drain) begin() {
+	d.mu.Lock()
+	d.began = true
+	hooks := d.before
+	d.mu.Unlock()
+	d.run("before-drain", hooks)
+}
+
+// exited is called once exitC has closed: with no server to wait for,
+// the drain is over at once.
+func (d *drain) exited() { d.finishIfIdle() }
+
+// finishIfIdle runs the AfterDrain hooks and closes doneC, once, when
+// no server is left.
+func (d *drain) finishIfIdle() {
+	d.mu.Lock()
+	if d.serving > 0 || d.done {
+		d.mu.Unlock()
+		return
+	}
+	d.done = true
+	hooks := d.after
+	d.mu.Unlock()
+	d.run("after-drain", hooks)
+	close(d.doneC)
+}
+
+func (d *drain) run(phase string, hooks []hook) {
+	for _, h := range hooks {
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		res := make(chan error, 1)
+		start := time.Now()
+		go func() { res <- h.fn(ctx) }()
+		attrs := []any{slog.String("phase", phase), slog.String("hook", h.name)}
+		select {
+		case err := <-res:
+			if err != nil {
+				d.log.Warn("shutdown hook failed", append(attrs, slog.Any("error", err))...)
+			} else {
+				d.log.Debug("shutdown hook done", append(attrs, slog.Duration("took", time.Since(start)))...)
+			}
+		case <-ctx.Done():
+			d.log.Warn("shutdown hook overran its timeout; going on without it", append(attrs, slog.Duration("timeout", h.timeout))...)
+		}
+		cancel()
 	}
 }

@@ -93,7 +93,7 @@ func TestServeHTTPDrain(t *testing.T) {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	served := make(chan error, 1)
-	go func() { served <- u.ServeHTTP(&http.Server{Handler: mux}, ln) }()
+	go func() { served <- u.Serve(&http.Server{Handler: mux}, ln) }()
 
 	idle, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
@@ -134,7 +134,7 @@ func TestServeHTTPDrain(t *testing.T) {
 	slowResp := <-slowDone
 	assert.Equal(t, "slow done", slowResp.body)
 	assert.True(t, slowResp.close, "a response written during the drain says Connection: close, though its request came before")
-	requireServed(t, served, "ServeHTTP did not return after the drain")
+	requireServed(t, served, "Serve did not return after the drain")
 	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 	assert.Error(t, err, "nothing accepts after a final stop")
 }
@@ -148,14 +148,14 @@ func TestServeHTTPDrainDeadline(t *testing.T) {
 	entered := make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { close(entered); <-block })
 	served := make(chan error, 1)
-	go func() { served <- u.ServeHTTP(&http.Server{Handler: h}, ln) }()
+	go func() { served <- u.Serve(&http.Server{Handler: h}, ln) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer c.Close()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-entered
 	u.Stop()
-	requireServed(t, served, "ServeHTTP did not return after DrainTimeout")
+	requireServed(t, served, "Serve did not return after DrainTimeout")
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	_, err = c.Read(make([]byte, 1))
 	assert.Error(t, err, "the connection was cut")
@@ -201,25 +201,25 @@ func TestServeConns(t *testing.T) {
 }
 
 func TestTracker(t *testing.T) {
-	var tr Tracker
-	require.NoError(t, tr.Wait(t.Context()), "nothing in flight")
-	done := tr.Add()
+	var tr tracker
+	require.NoError(t, tr.wait(t.Context()), "nothing in flight")
+	done := tr.hold()
 	a, b := net.Pipe()
 	defer b.Close()
-	connDone := tr.Conn(a)
-	assert.Equal(t, 2, tr.Active())
+	tr.add(a)
+	assert.Equal(t, 2, tr.active())
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
-	assert.ErrorIs(t, tr.Wait(ctx), context.DeadlineExceeded)
+	assert.ErrorIs(t, tr.wait(ctx), context.DeadlineExceeded)
 	done()
 	done() // idempotent
-	assert.Equal(t, 1, tr.Active())
-	assert.Equal(t, 1, tr.CloseConns())
+	assert.Equal(t, 1, tr.active())
+	assert.Equal(t, 1, tr.closeConns())
 	_, err := a.Write([]byte("x"))
 	assert.Error(t, err, "the tracked conn was closed")
-	connDone()
-	require.NoError(t, tr.Wait(t.Context()))
-	assert.Equal(t, 0, tr.Active())
+	tr.release(a)
+	require.NoError(t, tr.wait(t.Context()))
+	assert.Equal(t, 0, tr.active())
 }
 
 // TestServeHTTPHijacked: a hijacked connection (a WebSocket, say) is
@@ -245,7 +245,7 @@ func TestServeHTTPHijacked(t *testing.T) {
 				io.Copy(c, c)
 			})
 			served := make(chan error, 1)
-			go func() { served <- u.ServeHTTP(&http.Server{Handler: h}, ln) }()
+			go func() { served <- u.Serve(&http.Server{Handler: h}, ln) }()
 			c, err := net.Dial("tcp", ln.Addr().String())
 			require.NoError(t, err)
 			defer c.Close()
@@ -255,7 +255,7 @@ func TestServeHTTPHijacked(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 			u.Stop()
-			requireServed(t, served, "ServeHTTP did not return")
+			requireServed(t, served, "Serve did not return")
 			c.SetReadDeadline(time.Now().Add(2 * time.Second))
 			line, err := r.ReadString('\n')
 			if polite {
@@ -271,14 +271,21 @@ func TestServeHTTPHijacked(t *testing.T) {
 
 // TestServeHTTPTwoListeners: one server on two listeners drains both.
 func TestServeHTTPTwoListeners(t *testing.T) {
-	u, ln, _ := newServing(t, Options{IdleGrace: 10 * time.Millisecond})
-	_, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	u, err := New(Options{IdleGrace: 10 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(u.Stop)
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	_, err = u.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.Error(t, err, "the same key twice is refused")
 	ln2, err := u.Listen(t.Context(), "tcp4", "127.0.0.1:0")
 	require.NoError(t, err)
+	require.NoError(t, u.Ready())
+	_, err = u.Listen(t.Context(), "tcp6", "[::1]:0")
+	require.ErrorContains(t, err, "called after Ready: take every socket")
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	served := make(chan error, 1)
-	go func() { served <- u.ServeHTTP(&http.Server{Handler: h}, ln, ln2) }()
+	go func() { served <- u.Serve(&http.Server{Handler: h}, ln, ln2) }()
 	for _, l := range []net.Listener{ln, ln2} {
 		c, err := net.Dial("tcp", l.Addr().String())
 		require.NoError(t, err)
@@ -287,7 +294,7 @@ func TestServeHTTPTwoListeners(t *testing.T) {
 		c.Close()
 	}
 	u.Stop()
-	requireServed(t, served, "ServeHTTP did not return")
+	requireServed(t, served, "Serve did not return")
 	for _, l := range []net.Listener{ln, ln2} {
 		_, err := net.DialTimeout("tcp", l.Addr().String(), time.Second)
 		assert.Error(t, err, "both listeners closed")
@@ -333,7 +340,8 @@ func TestServeConnsRetriesTemporaryErrors(t *testing.T) {
 
 // TestShutdownHooks: hooks run in phase order, registration order within
 // a phase, each bounded by its timeout — on a hand-over and on a plain
-// stop alike. BeforeDrain runs while the server still accepts.
+// stop alike. BeforeDrain runs while the server still accepts; a hook
+// registered after its time does not run, and says so.
 func TestShutdownHooks(t *testing.T) {
 	for _, how := range []string{"stop", "hand-over"} {
 		t.Run(how, func(t *testing.T) {
@@ -357,9 +365,9 @@ func TestShutdownHooks(t *testing.T) {
 				defer mu.Unlock()
 				order = append(order, s)
 			}
-			u.OnShutdown(BeforeExit, "last", 0, func(context.Context) error { note("before-exit"); return nil })
-			u.OnShutdown(AfterDrain, "flush", 0, func(context.Context) error { note("after-drain"); return nil })
-			u.OnShutdown(BeforeDrain, "deregister", 0, func(context.Context) error {
+			u.AfterDrain("flush", 0, func(context.Context) error { note("after-drain"); return nil })
+			u.AfterDrain("last", 0, func(context.Context) error { note("last"); return nil })
+			u.BeforeDrain("deregister", 0, func(context.Context) error {
 				// A real request, answered by this process: it still serves.
 				c, err := net.Dial("tcp", ln.Addr().String())
 				if err != nil {
@@ -376,30 +384,32 @@ func TestShutdownHooks(t *testing.T) {
 			})
 			release := make(chan struct{})
 			t.Cleanup(func() { close(release) })
-			u.OnShutdown(BeforeDrain, "stuck", 50*time.Millisecond, func(ctx context.Context) error {
+			u.BeforeDrain("stuck", 50*time.Millisecond, func(ctx context.Context) error {
 				note("stuck")
 				<-release // overruns: logged, and the next hook runs
 				return nil
 			})
-			u.OnShutdown(BeforeDrain, "fails", 0, func(context.Context) error {
+			u.BeforeDrain("fails", 0, func(context.Context) error {
 				note("fails")
 				return errors.New("registry unreachable")
 			})
 			require.NoError(t, u.Ready())
 			served := make(chan error, 1)
 			teapot := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
-			go func() { served <- u.ServeHTTP(&http.Server{Handler: teapot}, ln) }()
+			go func() { served <- u.Serve(&http.Server{Handler: teapot}, ln) }()
 			if how == "hand-over" {
 				require.NoError(t, u.Upgrade(t.Context()))
 			} else {
 				u.Stop()
 			}
-			requireServed(t, served, "ServeHTTP did not return")
+			requireServed(t, served, "Serve did not return")
+			u.BeforeDrain("late", 0, func(context.Context) error { note("late"); return nil })
 			mu.Lock()
 			defer mu.Unlock()
-			assert.Equal(t, []string{"before-drain: still serving", "stuck", "fails", "after-drain", "before-exit"}, order)
+			assert.Equal(t, []string{"before-drain: still serving", "stuck", "fails", "after-drain", "last"}, order)
 			assert.Contains(t, logs.String(), "overran its timeout")
 			assert.Contains(t, logs.String(), "registry unreachable")
+			assert.Contains(t, logs.String(), "registered too late")
 		})
 	}
 }
@@ -407,32 +417,30 @@ func TestShutdownHooks(t *testing.T) {
 // TestHold: a server that drains by itself, counted with Hold from its
 // start, keeps ServeConns from returning (and the AfterDrain hooks from
 // running) until its own drain is done, however fast ServeConns drains;
-// and its own done does not wait for itself.
+// and its own Done does not wait for itself.
 func TestHold(t *testing.T) {
 	u, err := New(Options{})
 	require.NoError(t, err)
 	t.Cleanup(u.Stop)
-	assert.Equal(t, DefaultDrainTimeout, u.Options().DrainTimeout, "Options reports the defaults in effect")
 	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	var before, after atomic.Bool
-	u.OnShutdown(BeforeDrain, "mark", 0, func(context.Context) error { before.Store(true); return nil })
-	u.OnShutdown(AfterDrain, "mark", 0, func(context.Context) error { after.Store(true); return nil })
+	u.BeforeDrain("mark", 0, func(context.Context) error { before.Store(true); return nil })
+	u.AfterDrain("mark", 0, func(context.Context) error { after.Store(true); return nil })
 	require.NoError(t, u.Ready())
-	drain := u.Hold()
+	h := u.Hold()
 	served := make(chan error, 1)
 	go func() { served <- u.ServeConns(ln, func(ctx context.Context, c net.Conn) {}) }()
 	u.Stop()
+	assert.True(t, before.Load(), "Stop returns once the BeforeDrain hooks ran and Exit closed")
 	select {
 	case err := <-served:
 		t.Fatalf("ServeConns returned (%v) while another server was held", err)
 	case <-time.After(200 * time.Millisecond):
 	}
 	assert.False(t, after.Load(), "AfterDrain ran while a server was held")
-	done := drain()
-	assert.True(t, before.Load(), "drain runs the BeforeDrain hooks")
 	returned := make(chan struct{})
-	go func() { done(); done(); close(returned) }() // twice is fine
+	go func() { h.Done(); h.Done(); close(returned) }() // twice is fine
 	for _, c := range []<-chan struct{}{returned, func() <-chan struct{} {
 		ch := make(chan struct{})
 		go func() { assert.NoError(t, <-served); close(ch) }()
@@ -441,7 +449,7 @@ func TestHold(t *testing.T) {
 		select {
 		case <-c:
 		case <-time.After(10 * time.Second): // far below DrainTimeout+StopGrace, which a self-wait would take
-			t.Fatal("done or ServeConns did not return after the held server drained")
+			t.Fatal("Done or ServeConns did not return after the held server drained")
 		}
 	}
 	assert.True(t, after.Load())

@@ -1,39 +1,31 @@
 package upgrade
 
 import (
-	"cmp"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 
-	"github.com/handoff-go/handoff/readiness"
+	"github.com/handoff-go/handoff/internal/wire"
 )
 
-// ctlElderPrefix names the control files of older generations:
-// "elder-<pid>".
-const ctlElderPrefix = "elder-"
-
-// An elder is an older generation that may still be draining. This
-// process holds a copy of the child's end of that generation's readiness
-// channel, which reaches EOF when the elder exits: so any generation can
-// count the generations alive without polling, to enforce
-// Options.MaxGenerations.
+// An elder is a generation older than this one that may still be
+// draining. This process holds a copy of the child's end of that
+// generation's readiness channel, which reaches EOF when the elder exits:
+// so any generation can count the generations alive without polling, to
+// enforce Options.MaxGenerations.
 type elder struct {
 	pid  int
 	ctl  *os.File      // closed once the elder is gone
 	gone chan struct{} // closed when the elder has exited
 }
 
-// adoptElders takes the elders' channels a parent passed and watches them.
-func (u *Upgrader) adoptElders() {
-	for _, name := range u.inherited.ControlNames() {
-		pidStr, ok := strings.CutPrefix(name, ctlElderPrefix)
+// adoptElders takes the elders' channels a parent passed.
+func adoptElders(ctl map[string]*os.File) []*elder {
+	var elders []*elder
+	for name, f := range ctl {
+		pidStr, ok := strings.CutPrefix(name, wire.CtlElderPrefix)
 		if !ok {
-			continue
-		}
-		f, err := u.inherited.Control(name)
-		if err != nil {
 			continue
 		}
 		pid, err := strconv.Atoi(pidStr)
@@ -41,8 +33,9 @@ func (u *Upgrader) adoptElders() {
 			f.Close()
 			continue
 		}
-		u.elders = append(u.elders, &elder{pid: pid, ctl: f, gone: make(chan struct{})})
+		elders = append(elders, &elder{pid: pid, ctl: f, gone: make(chan struct{})})
 	}
+	return elders
 }
 
 // watchElders closes each elder's gone channel when it exits.
@@ -51,7 +44,7 @@ func (u *Upgrader) watchElders() {
 		go func() {
 			ctx, cancel := u.untilStop()
 			defer cancel()
-			if readiness.WaitClosed(ctx, e.ctl) == nil {
+			if wire.WaitClosed(ctx, e.ctl) == nil {
 				close(e.gone)
 			}
 			e.ctl.Close()
@@ -59,17 +52,15 @@ func (u *Upgrader) watchElders() {
 	}
 }
 
-// alive returns the older generations still alive, the parent first, as
-// elders whose channels can be handed to a new generation.
+// aliveElders returns the older generations still alive, the parent
+// first, as elders whose channels can be handed to a new generation.
 func (u *Upgrader) aliveElders() []*elder {
 	var alive []*elder
-	// A tableflip parent's names pipe reaches EOF when it exits, as a
-	// handoff parent's channel does: it is handed on the same way.
-	if ctl := cmp.Or(u.parentCtl, u.tfParent); ctl != nil {
+	if u.parent != nil {
 		select {
-		case <-u.parentGone:
+		case <-u.parent.gone():
 		default:
-			alive = append(alive, &elder{pid: u.parentPID, ctl: ctl, gone: u.parentGone})
+			alive = append(alive, &elder{pid: u.parent.pid(), ctl: u.parent.channel()})
 		}
 	}
 	for _, e := range u.elders {
@@ -84,8 +75,7 @@ func (u *Upgrader) aliveElders() []*elder {
 
 // checkGenerations refuses an upgrade that would leave more than
 // Options.MaxGenerations generations alive.
-func (u *Upgrader) checkGenerations() error {
-	alive := u.aliveElders()
+func (u *Upgrader) checkGenerations(alive []*elder) error {
 	n := len(alive) + 2 // this one and the new one
 	if n <= u.opts.MaxGenerations {
 		return nil

@@ -3,124 +3,117 @@ package upgrade
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
+
+	"github.com/handoff-go/handoff/internal/starter"
+	"github.com/handoff-go/handoff/internal/tail"
 )
 
 var (
 	// ErrNotSupported is returned by New on platforms without unix
-	// descriptor passing.
+	// descriptor passing (Windows).
 	ErrNotSupported = errors.New("upgrade: not supported on this platform")
-	// ErrInProgress is returned by Upgrade while another upgrade of the
-	// same process has not finished.
-	ErrInProgress = errors.New("upgrade: an upgrade is already in progress: wait for its verdict and retry")
+	// ErrInProgress is returned by Upgrade while another upgrade of this
+	// process runs. Wait for that one's verdict, then retry if need be.
+	ErrInProgress = errors.New("upgrade: another upgrade is in progress")
 	// ErrNotReady is returned by Upgrade before Ready: a generation that
-	// is not serving yet cannot hand over.
-	ErrNotReady = errors.New("upgrade: this process has not called Ready yet, so it cannot hand over")
-	// ErrStopped is returned by Upgrade after Stop, and wrapped in the
-	// error of an upgrade that Stop interrupted.
-	ErrStopped = errors.New("upgrade: the upgrader was stopped")
+	// does not serve yet has nothing to hand over.
+	ErrNotReady = errors.New("upgrade: not ready yet")
+	// ErrStopped is returned by calls after Stop, and wrapped in the
+	// error of an upgrade that Stop cancelled.
+	ErrStopped = errors.New("upgrade: stopped")
 	// ErrHandedOver is returned by Upgrade once this process has handed
-	// over to a new generation; upgrade the new one instead.
-	ErrHandedOver = errors.New("upgrade: this process already handed over to a new generation; signal the process the pidfile names")
+	// over to a new generation: upgrade that one (the pidfile names it).
+	ErrHandedOver = errors.New("upgrade: already handed over to a new generation")
 	// ErrTooManyGenerations is returned by Upgrade when the upgrade would
-	// leave more than Options.MaxGenerations generations alive.
+	// leave more than Options.MaxGenerations generations alive: wait for
+	// the oldest to finish draining, or raise MaxGenerations.
 	ErrTooManyGenerations = errors.New("upgrade: too many generations alive")
-	// ErrProbation is wrapped in the error of a child that died after it
-	// said ready, within Options.Probation.
-	ErrProbation = errors.New("upgrade: the new generation died during its probation")
-	// ErrTimeout is wrapped in the error of a child that missed
-	// Options.UpgradeTimeout.
-	ErrTimeout = errors.New("upgrade: the new generation did not become ready in time")
 )
 
-// Stage says how far a failed upgrade got.
+// Stage says how far a failed new generation got.
 type Stage string
 
-// The stages of a failed upgrade.
+// The stages of a failed upgrade. `handoff upgrade` and `handoff run`
+// report the same words.
 const (
 	StageStart    Stage = "start"    // the child could not be started at all
-	StageFailed   Stage = "failed"   // the child reported a failure
+	StageFailed   Stage = "failed"   // the child reported a failure (Fail), or broke the protocol
 	StageExited   Stage = "exited"   // the child exited before it was ready
-	StageTimeout  Stage = "timeout"  // the child missed UpgradeTimeout
+	StageTimeout  Stage = "timeout"  // the child missed Options.UpgradeTimeout and was stopped
 	StageCanceled Stage = "canceled" // the caller's context ended, or Stop was called
 	// StageProbation: the child said ready, then died within
 	// Options.Probation, before it served a request.
 	StageProbation Stage = "probation"
 )
 
-// ChildError reports a failed upgrade. The old generation keeps serving.
+// ChildError reports a failed upgrade: the new generation was stopped and
+// reaped, and this one keeps serving (unless Stop cancelled the upgrade).
 type ChildError struct {
-	PID   int   // the child's PID; 0 when it never started
+	PID   int   // the child's PID; 0 if it never started
 	Stage Stage // how far it got
-	// ExitCode is the child's exit status once it was reaped: -1 when it
-	// was killed by a signal or never started.
-	ExitCode int
-	// Signal names the signal that ended the child, if any ("killed",
-	// "terminated").
-	Signal string
-	// Reason is the child's own words when Stage is StageFailed.
+	// ProcessState is how the child ended, as os/exec reports it: its
+	// exit code, or the signal that killed it. Nil if it never started or
+	// its end could not be learned.
+	ProcessState *os.ProcessState
+	// Reason is the child's own words, from its Fail, at StageFailed.
 	Reason string
-	// Stderr is the tail of what the child wrote to standard error before
-	// it failed, at most 4 KiB.
+	// Stderr is the last 4 KiB the child wrote to its standard error
+	// before it failed.
 	Stderr string
-	// Status is the last STATUS= line a foreign child (Options.ForeignChild)
-	// sent with sd_notify before it failed: such a program's way to say why.
+	// Status is the last STATUS= a foreign child (Options.ForeignChild)
+	// sent with sd_notify: such a program's way of saying why.
 	Status string
-	Err    error // the cause
+	// Err is the cause: the error that kept the child from starting, a
+	// broken message, or ErrStopped or the context's error at
+	// StageCanceled.
+	Err error
 }
 
-// Error says what happened to the child, with the tail of its stderr, and
-// that the old generation keeps serving.
+// Error says what happened to the child, with its own words or the tail of
+// its stderr, and what became of this generation.
 func (e *ChildError) Error() string {
 	var b strings.Builder
-	b.WriteString("upgrade: ")
+	b.WriteString("upgrade: new generation")
 	if e.PID != 0 {
-		fmt.Fprintf(&b, "child %d ", e.PID)
-	} else {
-		b.WriteString("child ")
+		fmt.Fprintf(&b, " (PID %d)", e.PID)
 	}
+	how := starter.How(e.ProcessState)
 	switch e.Stage {
 	case StageStart:
-		fmt.Fprintf(&b, "could not be started: %v", e.Err)
+		fmt.Fprintf(&b, " could not be started: %v", e.Err)
 	case StageFailed:
 		if e.Reason != "" {
-			fmt.Fprintf(&b, "reported failure: %s", e.Reason)
+			fmt.Fprintf(&b, " failed: %s", e.Reason)
 		} else {
-			fmt.Fprintf(&b, "broke the readiness protocol: %v", e.Err)
+			fmt.Fprintf(&b, " broke the hand-over protocol: %v", e.Err)
 		}
 	case StageExited:
-		b.WriteString("exited " + e.how() + " before it was ready")
+		fmt.Fprintf(&b, " exited %s before it was ready", how)
 	case StageTimeout:
-		fmt.Fprintf(&b, "was not ready in time and was stopped (%s)", e.how())
+		fmt.Fprintf(&b, " was not ready in time and was stopped: %v; it ended %s", e.Err, how)
 	case StageCanceled:
-		fmt.Fprintf(&b, "was stopped before it was ready: %v", e.Err)
+		if errors.Is(e.Err, ErrStopped) {
+			b.WriteString(" was stopped before it was ready, as this generation is stopping")
+		} else {
+			fmt.Fprintf(&b, " was stopped before it was ready: %v", e.Err)
+		}
 	case StageProbation:
-		fmt.Fprintf(&b, "said ready, then died %s during its probation, before it served a request", e.how())
+		fmt.Fprintf(&b, " said ready, then died %s during its probation, before it served a request", how)
 	default:
-		fmt.Fprintf(&b, "failed: %v", e.Err)
+		fmt.Fprintf(&b, " failed: %v", e.Err)
 	}
 	if e.Status != "" {
 		fmt.Fprintf(&b, " (its last status: %s)", e.Status)
 	}
-	if e.Stderr != "" {
-		tail := strings.TrimSpace(e.Stderr)
-		if len(tail) > 512 {
-			tail = "..." + tail[len(tail)-512:]
-		}
-		fmt.Fprintf(&b, " (stderr tail: %s)", tail)
+	if s := tail.Excerpt(e.Stderr); s != "" {
+		fmt.Fprintf(&b, " (stderr tail: %s)", s)
 	}
-	b.WriteString("; the old generation keeps serving")
+	if !errors.Is(e.Err, ErrStopped) {
+		b.WriteString("; the old generation keeps serving")
+	}
 	return b.String()
-}
-
-func (e *ChildError) how() string {
-	switch {
-	case e.Signal != "":
-		return "by signal " + e.Signal
-	case e.ExitCode >= 0:
-		return fmt.Sprintf("with status %d", e.ExitCode)
-	}
-	return "in an unknown way"
 }
 
 // Unwrap returns the cause.

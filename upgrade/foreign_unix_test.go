@@ -54,7 +54,7 @@ func TestForeignChild(t *testing.T) {
 	require.True(t, gone(child))
 	if runtime.GOOS == "linux" {
 		u.Stop()
-		u.childCtl.Close()
+		closeSuccessor(u)
 		a.Close()
 		b.Close()
 		// The relay's socket pair and notify socket are closed once it ends.
@@ -79,7 +79,7 @@ func TestForeignChildFails(t *testing.T) {
 	var ce *ChildError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, StageExited, ce.Stage)
-	assert.Equal(t, 3, ce.ExitCode)
+	assert.Equal(t, 3, ce.ProcessState.ExitCode())
 	pid, err := pidfile.Read(pidPath)
 	require.NoError(t, err)
 	assert.Equal(t, syscall.Getpid(), pid)
@@ -98,7 +98,7 @@ func TestForeignChildStatus(t *testing.T) {
 	var ce *ChildError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, StageExited, ce.Stage)
-	assert.Equal(t, 7, ce.ExitCode)
+	assert.Equal(t, 7, ce.ProcessState.ExitCode())
 	assert.Equal(t, "LISTEN_FDS=1, want 5", ce.Status)
 	assert.Contains(t, err.Error(), "(its last status: LISTEN_FDS=1, want 5)")
 }

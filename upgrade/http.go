@@ -3,7 +3,6 @@ package upgrade
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -12,49 +11,20 @@ import (
 	"time"
 )
 
-// ServeHTTP serves srv on each of lns until [Upgrader.Exit] is closed,
-// then drains without failing a request:
-//
-//  1. it closes the listeners, so this process stops accepting; the new
-//     generation accepts from the same sockets, whose queues are never
-//     closed;
-//  2. it answers every further request with "Connection: close", so each
-//     keep-alive connection ends cleanly after its next response (a
-//     response whose header went out before the drain began, such as a
-//     long stream, cannot say so: its connection closes after it, as
-//     net/http closes connections during Shutdown, and a client that
-//     reuses it must retry, as HTTP/1.1 clients do for idempotent
-//     requests);
-//  3. it gives connections up to Options.IdleGrace to bring that request
-//     and close, rather than closing idle ones under a client's feet;
-//  4. it calls srv.Shutdown bounded by Options.DrainTimeout (counted from
-//     the start of the drain), then waits, within the same deadline, for
-//     handlers of hijacked connections (WebSockets; they should return
-//     when Exit is closed), and closes whatever is left after that,
-//     logging how many connections were cut.
-//
-// ServeHTTP takes over srv.Handler (wrapped) and srv.ConnState (chained)
-// for its lifetime; srv must not be served elsewhere. It returns nil after
-// a drain — once every server of this process has drained and the
-// shutdown hooks have run, so main may return then — or the error that
-// stopped srv.Serve on one of the listeners otherwise (after draining the
-// others).
-func (u *Upgrader) ServeHTTP(srv *http.Server, lns ...net.Listener) error {
-	if len(lns) == 0 {
-		return errors.New("upgrade: ServeHTTP needs at least one listener")
-	}
+// serveHTTP is Serve for an *http.Server: see Serve for the drain.
+func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 	var (
 		draining atomic.Bool
-		conns    Tracker // HTTP connections, from ConnState
-		handlers Tracker // requests in their handlers, hijacked or not
-		hijacked Tracker // connections handlers took over, for the final cut
+		conns    tracker // HTTP connections, from ConnState
+		handlers tracker // requests in their handlers, hijacked or not
+		hijacked tracker // connections handlers took over, for the final cut
 	)
 	handler := srv.Handler
 	if handler == nil {
 		handler = http.DefaultServeMux
 	}
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer handlers.Add()()
+		defer handlers.hold()()
 		dw := &drainWriter{ResponseWriter: w, draining: &draining, hijacked: &hijacked}
 		handler.ServeHTTP(dw, r)
 		dw.mark() // a handler that wrote nothing gets an empty 200 after it returns
@@ -71,56 +41,40 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, lns ...net.Listener) error {
 			userState(c, s)
 		}
 	}
-	leave := u.enterServe()
-	defer leave()
+	u.drain.enter()
+	defer u.drain.leave()
+	if !u.awaitReady(lns...) {
+		return nil // the generation ended before it served
+	}
 	serveErr := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() { serveErr <- srv.Serve(ln) }()
 	}
-	var err error
-	pending := len(lns)
-	select {
-	case err = <-serveErr:
-		pending--
-		select {
-		case <-u.Exit():
-			err = nil
-		default:
+	// Shutdown drops any request read after it starts, so it must not
+	// start while a connection accepted just before its listener closed
+	// looks absent: awaitExit waits for every Serve loop to return.
+	err := u.awaitExit(serveErr, len(lns), func() {
+		draining.Store(true)
+		for _, ln := range lns {
+			ln.Close()
 		}
-	case <-u.Exit():
-	}
-	select {
-	case <-u.Exit():
-		u.beforeDrain()
-	default: // Serve failed: drain what it had, without the hooks
-	}
+	})
 	start := time.Now()
-	draining.Store(true)
-	for _, ln := range lns {
-		ln.Close()
-	}
-	// Wait for every Serve to return: a connection accepted just before
-	// its listener closed is tracked only once Serve has gone round its
-	// loop, and Shutdown drops any request read after it starts, so it
-	// must not start while such a connection looks absent.
-	for ; pending > 0; pending-- {
-		<-serveErr
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), u.opts.DrainTimeout)
 	defer cancel()
 	gctx, gcancel := context.WithTimeout(ctx, u.opts.IdleGrace)
-	conns.Wait(gctx)
+	conns.wait(gctx)
 	gcancel()
 	cut := 0
 	if srv.Shutdown(ctx) != nil {
-		cut = conns.Active()
+		cut = conns.active()
 		srv.Close()
 	}
-	if handlers.Wait(ctx) != nil {
-		cut += hijacked.CloseConns()
+	if handlers.wait(ctx) != nil {
+		cut += hijacked.closeConns()
 		gctx, gcancel := context.WithTimeout(context.Background(), u.opts.StopGrace)
-		if handlers.Wait(gctx) != nil {
-			u.log.Warn("handlers still running after their connections were cut; abandoning them", slog.Int("handlers", handlers.Active()))
+		if handlers.wait(gctx) != nil {
+			u.log.Warn("handlers still running after their connections were cut; abandoning them", slog.Int("handlers", handlers.active()))
 		}
 		gcancel()
 	}
@@ -138,7 +92,7 @@ func (u *Upgrader) ServeHTTP(srv *http.Server, lns ...net.Listener) error {
 type drainWriter struct {
 	http.ResponseWriter
 	draining *atomic.Bool
-	hijacked *Tracker
+	hijacked *tracker
 	marked   bool
 }
 

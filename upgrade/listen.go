@@ -6,30 +6,18 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/internal/wire"
 )
-
-// key names a socket or file across generations. Sockets are named by the
-// network and the address asked for (not the address bound), so that a
-// listener on port 0 keeps its port: the next generation asks for ":0"
-// again and receives the same socket. ':' and '%' are escaped because
-// LISTEN_FDNAMES separates names with ':'.
-func key(kind, addr string) string {
-	return kind + "/" + keyEscaper.Replace(addr)
-}
-
-// keyEscaper is built once: building a Replacer costs more than using it,
-// which adds up in a child that takes a thousand listeners.
-var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 // Listen returns a listener for network (tcp, tcp4, tcp6, unix or
 // unixpacket) and addr: the one the previous generation handed over under
 // the same network and address, or a new one. Either way it is handed to
-// the next generation. Close it only when draining (after Exit).
+// the next generation. Call it before Ready; close the listener only when
+// draining (after Exit), which Serve and ServeConns do.
 func (u *Upgrader) Listen(ctx context.Context, network, addr string) (net.Listener, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
@@ -37,7 +25,7 @@ func (u *Upgrader) Listen(ctx context.Context, network, addr string) (net.Listen
 		return nil, fmt.Errorf("upgrade: Listen: network %q is not a stream network (want tcp, tcp4, tcp6, unix or unixpacket)", network)
 	}
 	var lc net.ListenConfig
-	return adoptOrCreate(u, network, addr, u.inherited.Listener, u.inherited.ListenerAt, func() (net.Listener, error) {
+	return adoptOrCreate(u, network, addr, u.in.Listener, u.in.ListenerAt, func() (net.Listener, error) {
 		return lc.Listen(ctx, network, addr)
 	})
 }
@@ -51,7 +39,7 @@ func (u *Upgrader) ListenPacket(ctx context.Context, network, addr string) (net.
 		return nil, fmt.Errorf("upgrade: ListenPacket: network %q is not a datagram network (want udp, udp4, udp6 or unixgram)", network)
 	}
 	var lc net.ListenConfig
-	return adoptOrCreate(u, network, addr, u.inherited.PacketConn, u.inherited.PacketConnAt, func() (net.PacketConn, error) {
+	return adoptOrCreate(u, network, addr, u.in.PacketConn, u.in.PacketConnAt, func() (net.PacketConn, error) {
 		return lc.ListenPacket(ctx, network, addr)
 	})
 }
@@ -63,14 +51,11 @@ func (u *Upgrader) ListenPacket(ctx context.Context, network, addr string) (net.
 func adoptOrCreate[T any](u *Upgrader, network, addr string,
 	inherit func(name, network string) (T, error), inheritAt func(network, addr string) (T, error),
 	create func() (T, error)) (T, error) {
-	k := key(network, addr)
+	k := wire.Key(network, addr)
 	var v T
 	err := u.register(k, func() (syscall.Conn, error) {
 		var err error
 		v, err = inherit(k, network)
-		if errors.Is(err, fdpass.ErrNotFound) && u.inherited.FromTableflip() {
-			v, err = inherit(fdpass.TableflipName(tableflipKind(network), network, addr), network)
-		}
 		if errors.Is(err, fdpass.ErrNotFound) {
 			v, err = inheritAt(network, addr)
 		}
@@ -98,14 +83,11 @@ func adoptOrCreate[T any](u *Upgrader, network, addr string,
 // generation: a lock file, a shared memory segment, a socket made by other
 // means.
 func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, error) {
-	k := "file/" + name
+	k := wire.FileKey(name)
 	var f *os.File
 	err := u.register(k, func() (syscall.Conn, error) {
 		var err error
-		f, err = u.inherited.File(k)
-		if errors.Is(err, fdpass.ErrNotFound) && u.inherited.FromTableflip() {
-			f, err = u.inherited.File(fdpass.TableflipName("fd", name, ""))
-		}
+		f, err = u.in.File(k)
 		if errors.Is(err, fdpass.ErrNotFound) {
 			f, err = open()
 			if err == nil && f == nil {
@@ -127,7 +109,7 @@ func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, e
 // The key is reserved while get runs, outside the lock: a slow bind must
 // not hold up Stop, Ready or Upgrade.
 func (u *Upgrader) register(k string, get func() (syscall.Conn, error)) error {
-	if err := fdpass.CheckName(k); err != nil {
+	if err := wire.CheckName(k); err != nil {
 		return err
 	}
 	u.mu.Lock()
@@ -135,9 +117,9 @@ func (u *Upgrader) register(k string, get func() (syscall.Conn, error)) error {
 	case u.stopped:
 		u.mu.Unlock()
 		return ErrStopped
-	case u.childPID != 0:
+	case u.phase != starting:
 		u.mu.Unlock()
-		return ErrHandedOver
+		return errors.New("called after Ready: take every socket and file before Ready, so that each new generation is handed all of them")
 	case dup:
 		u.mu.Unlock()
 		return errors.New("this process already has it open: ask once and share the result")
@@ -154,10 +136,9 @@ func (u *Upgrader) register(k string, get func() (syscall.Conn, error)) error {
 	}
 	h := &handed{name: k, conn: c}
 	if ul, ok := c.(*net.UnixListener); ok {
-		h.unix = ul
 		// Until Stop decides this is the last generation (if it already
 		// has, while the socket was being made, it is).
-		ul.SetUnlinkOnClose(u.stopped && u.childPID == 0)
+		ul.SetUnlinkOnClose(u.stopped && u.successor == nil)
 	}
 	u.keys[k] = h
 	u.files = append(u.files, h)

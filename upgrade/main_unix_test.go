@@ -77,18 +77,18 @@ var helpers = map[string]func() int{
 		}
 		switch {
 		case os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()):
-			n.Notify("STATUS=LISTEN_PID=" + os.Getenv("LISTEN_PID") + ", want " + strconv.Itoa(os.Getpid()))
+			n.Status("LISTEN_PID=" + os.Getenv("LISTEN_PID") + ", want " + strconv.Itoa(os.Getpid()))
 			return 7
 		case os.Getenv("LISTEN_FDS") != want:
-			n.Notify("STATUS=LISTEN_FDS=" + os.Getenv("LISTEN_FDS") + ", want " + want)
+			n.Status("LISTEN_FDS=" + os.Getenv("LISTEN_FDS") + ", want " + want)
 			return 7
 		case os.Getenv("HANDOFF") != "":
-			n.Notify("STATUS=a HANDOFF variable reached a foreign child")
+			n.Status("a HANDOFF variable reached a foreign child")
 			return 7
 		}
 		term := make(chan os.Signal, 1)
 		signal.Notify(term, syscall.SIGTERM)
-		if err := n.Notify("STATUS=up\nREADY=1"); err != nil {
+		if err := n.Ready("up"); err != nil {
 			return 8
 		}
 		<-term
@@ -225,7 +225,7 @@ var helpers = map[string]func() int{
 			fmt.Fprintln(os.Stderr, err)
 			return 11
 		}
-		fmt.Printf("%s %d %v\n", ln.Addr(), u.Generation(), u.HasParent())
+		fmt.Printf("%s %d\n", ln.Addr(), u.Generation())
 		if err := u.Ready(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 12
@@ -245,7 +245,7 @@ var helpers = map[string]func() int{
 	// named by envMark once its parent is gone.
 	"waitparent": func() int {
 		u, err := New(Options{})
-		if err != nil || !u.HasParent() {
+		if err != nil || u.Generation() < 2 {
 			return 10
 		}
 		if err := u.Ready(); err != nil {
@@ -262,6 +262,32 @@ var helpers = map[string]func() int{
 	// serve is a small server on a unix socket and a UDP socket that
 	// upgrades on SIGHUP and stops on SIGTERM.
 	"serve": serveHelper,
+	// badopts is a new build whose options New refuses: it must tell the
+	// parent why.
+	"badopts": func() int {
+		if _, err := New(Options{MaxGenerations: 1}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	},
+	// waitearly calls WaitForParent before Ready, which would wait for a
+	// parent that waits for it; it must fail at once. It writes what it
+	// got to the file named by envMark, then says ready.
+	"waitearly": func() int {
+		u, err := New(Options{})
+		if err != nil {
+			return 10
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = u.WaitForParent(ctx)
+		os.WriteFile(os.Getenv(envMark), []byte(fmt.Sprint(err)), 0o644)
+		if err := u.Ready(); err != nil {
+			return 11
+		}
+		return 0
+	},
 }
 
 func fileName(i int) string { return "f" + strconv.Itoa(i) }
@@ -291,7 +317,7 @@ func serveHelper() int {
 		return 10
 	}
 	defer u.Stop()
-	defer u.HandleSignals()()
+	u.HandleSignals()
 	ctx := context.Background()
 	ln, err := u.Listen(ctx, "unix", os.Getenv(envUnix))
 	if err != nil {

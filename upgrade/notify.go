@@ -1,87 +1,146 @@
 package upgrade
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/handoff-go/handoff/readiness"
 )
 
-// Environment variables of systemd's notify protocol.
+// Variables of systemd's notify protocol.
 const (
 	envNotifySocket = "NOTIFY_SOCKET"
 	envWatchdogUsec = "WATCHDOG_USEC"
 	envWatchdogPID  = "WATCHDOG_PID"
 )
 
-// metaNotify in a child's handoff variable: the parent reports to a
-// service manager and, after "live", says "main" once it has told the
-// manager that the child is the main process.
-const metaNotify = "notify"
+// notifier tells systemd what this generation does, when NOTIFY_SOCKET is
+// set; without it every method does nothing. Its methods are the rows of
+// the datagram table in the package documentation. A failure to send is
+// logged, never returned: serving matters more than the service manager
+// hearing of it.
+type notifier struct {
+	sd       *readiness.Notifier // nil without a service manager
+	socket   string              // NOTIFY_SOCKET, for a handoff child
+	watchdog time.Duration       // systemd's watchdog timeout for this process; 0: none
+	log      *slog.Logger
 
-// initNotify sets up reporting to systemd from NOTIFY_SOCKET and the
-// watchdog variables. Problems are logged, never fatal: a server must not
-// refuse to start because its notifications would not arrive.
-func (u *Upgrader) initNotify() {
-	n, err := readiness.NewNotifier(os.Getenv(envNotifySocket))
+	mu         sync.Mutex
+	main       bool   // systemd knows this process as the service's main one
+	stopPinger func() // stops the watchdog pings and waits for them; nil while none
+}
+
+// newNotifier sets up reporting from NOTIFY_SOCKET and the watchdog
+// variables. Problems are logged, never fatal: a server must not refuse
+// to start because its notifications would not arrive.
+func newNotifier(log *slog.Logger) *notifier {
+	n := &notifier{log: log}
+	socket := os.Getenv(envNotifySocket)
+	sd, err := readiness.NewNotifier(socket)
 	if err != nil {
-		u.log.Warn("not reporting to the service manager", slog.Any("error", err))
+		log.Warn("not reporting to the service manager", slog.Any("error", err))
 	}
-	u.sd = n
-	if n == nil {
-		return
+	if sd == nil {
+		return n
 	}
+	n.sd, n.socket = sd, socket
 	// A parent drops WATCHDOG_PID from a child's environment: the child
 	// is the one to ping once it is the main process.
-	wd, err := readiness.WatchdogInterval(os.Getenv(envWatchdogUsec), os.Getenv(envWatchdogPID), os.Getpid())
+	if n.watchdog, err = readiness.WatchdogTimeout(); err != nil {
+		log.Warn("watchdog disabled", slog.Any("error", err))
+	}
+	return n
+}
+
+// active reports whether there is a service manager to tell.
+func (n *notifier) active() bool { return n.sd != nil }
+
+func (n *notifier) sent(err error) {
 	if err != nil {
-		u.log.Warn("watchdog disabled", slog.Any("error", err))
-	}
-	u.watchdog = wd
-}
-
-// notify sends state to the service manager if there is one. A failure is
-// logged: the service manager may be gone or restarting, and serving
-// matters more.
-func (u *Upgrader) notify(state ...string) {
-	if u.sd == nil {
-		return
-	}
-	if err := u.sd.Notify(strings.Join(state, "\n")); err != nil {
-		u.log.Warn("could not notify the service manager", slog.Any("error", err))
+		n.log.Warn("could not notify the service manager", slog.Any("error", err))
 	}
 }
 
-// status is a STATUS= line.
-func status(format string, args ...any) string {
-	return readiness.Status(fmt.Sprintf(format, args...))
+// started: a first generation is ready.
+func (n *notifier) started(gen int) {
+	n.sent(n.sd.Ready(serving(gen, os.Getpid())))
+}
+
+// upgrading: an upgrade begins.
+func (n *notifier) upgrading(gen int) {
+	n.sent(n.sd.Reloading(fmt.Sprintf("upgrading: starting generation %d", gen)))
+}
+
+// handOver: the new generation child is live. This process stops its
+// watchdog pings first (systemd would refuse one after MAINPID), then
+// makes the child the main process in the same datagram as READY=1.
+func (n *notifier) handOver(child, gen int) {
+	n.mu.Lock()
+	stop := n.stopPinger
+	n.stopPinger, n.main = nil, false
+	n.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	n.sent(n.sd.MainPID(child, fmt.Sprintf("%s (upgraded from pid %d)", serving(gen, child), os.Getpid())))
+}
+
+// failed: the upgrade failed; this process keeps serving.
+func (n *notifier) failed(err error) {
+	n.sent(n.sd.Ready("upgrade failed: " + strings.TrimPrefix(err.Error(), "upgrade: ")))
+}
+
+// refused: an upgrade was refused (too many generations draining). It is
+// still an answer to a reload systemd asked for.
+func (n *notifier) refused(err error) {
+	n.sent(n.sd.Reloading(""))
+	n.sent(n.sd.Ready("upgrade refused: " + strings.TrimPrefix(err.Error(), "upgrade: ")))
+}
+
+// stopping: the live generation stops. Its watchdog pings end too.
+func (n *notifier) stopping(gen int) {
+	n.mu.Lock()
+	main, stop := n.main, n.stopPinger
+	n.stopPinger = nil
+	n.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if main {
+		n.sent(n.sd.Stopping(fmt.Sprintf("stopping: draining generation %d, pid %d", gen, os.Getpid())))
+	}
+}
+
+// announce: a new generation whose parent died before it could make it
+// the main process says so itself (accepted with NotifyAccess=all).
+func (n *notifier) announce(gen int) {
+	n.sent(n.sd.MainPID(os.Getpid(), serving(gen, os.Getpid())+" (announced itself: its parent could not)"))
 }
 
 // becomeMain starts what the main process of a service does: watchdog
-// pings. self says this process must announce itself (its parent is gone
-// without having done it).
-func (u *Upgrader) becomeMain(self bool) {
-	if self {
-		u.notify("MAINPID="+strconv.Itoa(os.Getpid()), "READY=1",
-			status("serving: generation %d, pid %d (its parent died during the upgrade)", u.generation, os.Getpid()))
-	}
-	if u.watchdog <= 0 {
+// pings, the first at once (the previous main process's last one may be
+// half an interval old).
+func (n *notifier) becomeMain() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.main = true
+	if n.sd == nil || n.watchdog <= 0 || n.stopPinger != nil {
 		return
 	}
-	// Pinged at once: the previous main process's last ping may be half
-	// an interval old. Stopped on hand-over and by Stop.
-	// wdCancel waits for the pinger to return, so that no ping of this
-	// process can follow the MAINPID it sends at hand-over.
-	ctx, cancel := u.untilStop()
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	u.wdCancel = func() { cancel(); <-done }
 	go func() {
 		defer close(done)
-		u.sd.Watchdog(ctx, u.watchdog, func(err error) {
-			u.log.Warn("could not ping the systemd watchdog", slog.Any("error", err))
+		n.sd.Watchdog(ctx, n.watchdog, func(err error) {
+			n.log.Warn("could not ping the systemd watchdog", slog.Any("error", err))
 		})
 	}()
+	n.stopPinger = func() { cancel(); <-done }
 }
+
+func serving(gen, pid int) string { return fmt.Sprintf("serving: generation %d, pid %d", gen, pid) }

@@ -19,8 +19,8 @@ func TestSignalStorm(t *testing.T) {
 	logs := &syncBuffer{}
 	u := newTestUpgrader(t, "ready", Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, u.Ready())
-	stop := u.HandleSignals()
-	defer stop()
+	u.HandleSignals()
+	u.HandleSignals() // a second call does nothing
 	for range 20 {
 		require.NoError(t, syscall.Kill(syscall.Getpid(), syscall.SIGUSR2))
 		time.Sleep(time.Millisecond)
@@ -30,10 +30,14 @@ func TestSignalStorm(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no hand-over after a signal storm:\n%s", logs)
 	}
-	stop()
+	// Upgrade signals after the hand-over are ignored, not fatal: a late
+	// SIGHUP from a deploy script must not kill a draining process.
+	require.NoError(t, syscall.Kill(syscall.Getpid(), syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "upgrade signal ignored") },
+		10*time.Second, time.Millisecond)
 	out := logs.String()
 	assert.Equal(t, 1, strings.Count(out, "new generation started"), out)
-	assert.Equal(t, 1, strings.Count(out, "new generation is ready"), out)
+	assert.Equal(t, 1, strings.Count(out, "new generation is live"), out)
 }
 
 // TestStopSignalDuringUpgrade: SIGTERM is acted on at once, even while an
@@ -46,8 +50,7 @@ func TestStopSignalDuringUpgrade(t *testing.T) {
 		Logger:         slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	require.NoError(t, u.Ready())
-	stop := u.HandleSignals()
-	defer stop()
+	u.HandleSignals()
 	require.NoError(t, syscall.Kill(syscall.Getpid(), syscall.SIGHUP))
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "new generation started") },
 		10*time.Second, time.Millisecond)

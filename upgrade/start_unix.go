@@ -4,7 +4,6 @@ package upgrade
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -12,21 +11,29 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/handoff-go/handoff/fdpass"
 	"github.com/handoff-go/handoff/internal/tail"
-	"github.com/handoff-go/handoff/readiness"
+	"github.com/handoff-go/handoff/internal/wire"
 )
 
-// start launches the child with the files handed over. Everything it
-// opened is closed again on failure.
+// start launches the next generation with the files handed over, as a
+// handoff program or (Options.ForeignChild) a systemd-style one.
+func (u *Upgrader) start(files []*handed, elders []*elder) (*child, error) {
+	if u.opts.ForeignChild {
+		return u.startForeign(files)
+	}
+	return u.startHandoff(files, elders)
+}
+
+// startHandoff starts a handoff program as the next generation. Everything
+// it opened is closed again on failure.
 //
 // It starts the process with raw descriptors (syscall.StartProcess)
 // rather than os/exec: ExtraFiles wants *os.File values, and wrapping a
 // thousand duplicated sockets in *os.File registers each with the
 // runtime's poller, which doubles the cost of a large hand-over.
-func (u *Upgrader) start(files []*handed) (c *child, err error) {
+func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err error) {
 	fail := func(err error) (*child, error) {
-		return nil, &ChildError{Stage: StageStart, ExitCode: -1, Err: err}
+		return nil, &ChildError{Stage: StageStart, Err: err}
 	}
 	var toClose []int // our copies of what the child gets
 	defer func() {
@@ -35,7 +42,7 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		}
 	}()
 	dupOr := func(f *os.File, fallback string) (int, error) {
-		if fd, err := fdpass.DupFD(f); err == nil {
+		if fd, err := dupFD(f); err == nil {
 			return fd, nil
 		}
 		return syscall.Open(fallback, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
@@ -50,17 +57,14 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		return fail(fmt.Errorf("stdout: %w", err))
 	}
 	toClose = append(toClose, stdout)
-	// The child's stderr goes through a pipe until it is ready, so that a
-	// failed child's last words can be reported; at Ready it switches to
-	// this process's own stderr, handed over as a control file.
+	// The child's stderr goes through a pipe until the parent says go, so
+	// that a failed child's last words can be reported; then it switches
+	// to this process's own stderr, handed over as a control file.
 	origStderr, err := dupOr(os.Stderr, os.DevNull)
 	if err != nil {
 		return fail(fmt.Errorf("stderr: %w", err))
 	}
 	toClose = append(toClose, origStderr)
-	if u.opts.ForeignChild {
-		return u.startForeign(files, []uintptr{uintptr(stdin), uintptr(stdout), uintptr(origStderr)})
-	}
 	pr, pwFD, err := stderrPipe()
 	if err != nil {
 		return fail(fmt.Errorf("stderr pipe: %w", err))
@@ -72,14 +76,15 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 		}
 	}()
 
-	attr := &syscall.ProcAttr{Dir: u.dir, Files: []uintptr{uintptr(stdin), uintptr(stdout), uintptr(pwFD)}}
-	h := fdpass.Handover{Meta: map[string]string{
-		metaGen:  strconv.Itoa(u.generation + 1),
-		metaPPID: strconv.Itoa(os.Getpid()),
-		metaGo:   "1",
+	attr := &syscall.ProcAttr{Dir: u.next.dir, Files: []uintptr{uintptr(stdin), uintptr(stdout), uintptr(pwFD)}}
+	h := wire.Handover{Meta: map[string]string{
+		wire.MetaGen:   strconv.Itoa(u.gen + 1),
+		wire.MetaPPID:  strconv.Itoa(os.Getpid()),
+		wire.MetaGo:    "1",
+		wire.MetaProto: strconv.Itoa(wire.Version),
 	}}
-	if u.sd != nil {
-		h.Meta[metaNotify] = "1"
+	if u.sd.active() {
+		h.Meta[wire.MetaNotify] = "1"
 	}
 	fds, err := dupFiles(files, &h)
 	toClose = append(toClose, fds...)
@@ -89,7 +94,7 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 	for _, fd := range fds {
 		attr.Files = append(attr.Files, uintptr(fd))
 	}
-	ctl, childCtl, err := readiness.Pair()
+	ctl, childCtl, err := wire.Pair()
 	if err != nil {
 		return fail(err)
 	}
@@ -99,47 +104,102 @@ func (u *Upgrader) start(files []*handed) (c *child, err error) {
 			ctl.Close()
 		}
 	}()
-	childCtlFD, err := fdpass.DupFD(childCtl)
+	childCtlFD, err := dupFD(childCtl)
 	if err != nil {
 		return fail(err)
 	}
 	toClose = append(toClose, childCtlFD)
-	keepFD, err := fdpass.DupFD(pr)
+	keepFD, err := dupFD(pr)
 	if err != nil {
 		return fail(err)
 	}
 	toClose = append(toClose, keepFD)
-	h.Control = []fdpass.Named{{Name: ctlReady}, {Name: ctlStderr}, {Name: ctlStderrPipe}}
+	h.Control = []string{wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe}
 	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr), uintptr(keepFD))
 	// Older generations still alive, so the new one can count them.
-	for _, e := range u.aliveElders() {
-		fd, err := fdpass.DupFD(e.ctl)
+	for _, e := range elders {
+		fd, err := dupFD(e.ctl)
 		if err != nil {
 			continue // it exited and its channel was closed meanwhile
 		}
 		toClose = append(toClose, fd)
-		h.Control = append(h.Control, fdpass.Named{Name: ctlElderPrefix + strconv.Itoa(e.pid)})
+		h.Control = append(h.Control, wire.CtlElderPrefix+strconv.Itoa(e.pid))
 		attr.Files = append(attr.Files, uintptr(fd))
 	}
-	env, err := h.Environ()
+	env, err := h.Env()
 	if err != nil {
 		return fail(err)
 	}
-	attr.Env = append(u.childEnv(), env...)
+	attr.Env = append(append(u.childEnv(), u.sd.childEnv()...), env...)
 
-	pid, _, err := syscall.StartProcess(u.path, u.args, attr)
+	pid, _, err := syscall.StartProcess(u.next.path, u.next.args, attr)
 	if err != nil {
-		return fail(fmt.Errorf("start %s: %w", u.path, err))
+		return fail(fmt.Errorf("start %s: %w", u.next.path, err))
 	}
-	c = watchChild(pid, ctl, tail.New(4096))
+	stderr := tail.New(4096)
+	settled := make(chan struct{})
 	go func() {
-		defer close(c.stderrDone)
+		defer close(settled)
 		defer pr.Close()
-		// Read to the end whatever happens to Options.Stderr: a pipe with
-		// no reader would kill the child with SIGPIPE.
-		io.Copy(io.MultiWriter(&bestEffort{w: u.opts.Stderr}, c.stderr), pr)
+		stderr.Drain(u.opts.Stderr, pr)
 	}()
+	c = watchProcess(pid)
+	c.ctl, c.settled, c.stderr = ctl, settled, stderr.String
 	return c, nil
+}
+
+// watchProcess returns the child started as pid, and reaps it when it
+// exits.
+func watchProcess(pid int) *child {
+	proc, _ := os.FindProcess(pid) // cannot fail on unix; the child is ours until reaped
+	exited := make(chan struct{})
+	var state *os.ProcessState
+	go func() {
+		// Fails only if something else reaped the child (SIGCHLD ignored,
+		// a reaper in PID 1): the error then reports an unknown end.
+		state, _ = proc.Wait()
+		close(exited)
+	}()
+	return &child{
+		pid:    pid,
+		exited: exited,
+		state: func() *os.ProcessState {
+			<-exited
+			return state
+		},
+		signal:  proc.Signal,
+		status:  func() string { return "" },
+		release: func() {},
+	}
+}
+
+// childEnv is the environment of the next generation: the one configured,
+// less the service manager's variables, which only this process's notifier
+// hands on (WATCHDOG_PID names this process).
+func (u *Upgrader) childEnv() []string {
+	env := make([]string, 0, len(u.next.env)+2)
+	for _, kv := range u.next.env {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case envWatchdogPID, envWatchdogUsec, envNotifySocket:
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// childEnv returns the service manager's variables for a handoff child:
+// the socket, and the watchdog timeout without a WATCHDOG_PID (the child
+// pings once it is the main process).
+func (n *notifier) childEnv() []string {
+	if n.sd == nil {
+		return nil
+	}
+	env := []string{envNotifySocket + "=" + n.socket}
+	if n.watchdog > 0 {
+		env = append(env, envWatchdogUsec+"="+strconv.FormatInt(n.watchdog.Microseconds(), 10))
+	}
+	return env
 }
 
 // reserveFDs grows this process's descriptor table, now, to fit a copy
@@ -163,38 +223,37 @@ func reserveFDs(n int) {
 	}
 }
 
-// watchChild returns the child started as pid, with ctl our end of its
-// readiness channel and stderr the buffer its stderr tail goes to, and
-// reaps it when it exits. The caller closes stderrDone.
-func watchChild(pid int, ctl *os.File, stderr *tail.Buffer) *child {
-	proc, _ := os.FindProcess(pid) // cannot fail on unix; the child is ours until reaped
-	c := &child{
-		proc:       proc,
-		pid:        pid,
-		ctl:        ctl,
-		exited:     make(chan struct{}),
-		stderr:     stderr,
-		stderrDone: make(chan struct{}),
+// dupFD duplicates the descriptor behind c as a raw close-on-exec one,
+// for syscall.StartProcess. Unlike an *os.File it is not registered with
+// the runtime's poller, which would cost about 3 µs a descriptor.
+func dupFD(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
 	}
-	go func() {
-		// Fails only if something else reaped the child (SIGCHLD ignored,
-		// a reaper in PID 1): await then reports an unknown exit status.
-		c.state, c.waitErr = proc.Wait()
-		close(c.exited)
-	}()
-	return c
+	nfd := -1
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if dupErr != nil {
+		return -1, os.NewSyscallError("fcntl", dupErr)
+	}
+	return nfd, nil
 }
 
 // dupFiles duplicates the files handed over and names them in h. It
 // returns the duplicates made, also on failure.
-func dupFiles(files []*handed, h *fdpass.Handover) (fds []int, err error) {
+func dupFiles(files []*handed, h *wire.Handover) (fds []int, err error) {
 	for _, f := range files {
-		fd, err := fdpass.DupFD(f.conn)
+		fd, err := dupFD(f.conn)
 		if err != nil {
 			return fds, fmt.Errorf("hand over %q (was it closed before Exit?): %w", f.name, err)
 		}
 		fds = append(fds, fd)
-		h.Files = append(h.Files, fdpass.Named{Name: f.name})
+		h.Files = append(h.Files, f.name)
 	}
 	return fds, nil
 }
@@ -221,40 +280,4 @@ func stderrPipe() (r *os.File, w int, err error) {
 		return nil, -1, os.NewSyscallError("setnonblock", err)
 	}
 	return os.NewFile(uintptr(p[0]), "child-stderr"), p[1], nil
-}
-
-// bestEffort forwards writes to w until w fails once, and never fails.
-type bestEffort struct {
-	w      io.Writer
-	failed bool
-}
-
-func (b *bestEffort) Write(p []byte) (int, error) {
-	if !b.failed {
-		if _, err := b.w.Write(p); err != nil {
-			b.failed = true
-		}
-	}
-	return len(p), nil
-}
-
-// childEnv is the environment a child starts with: u.env, with the
-// service manager's variables as this process uses them, whatever
-// Options.Env says, and without WATCHDOG_PID, which names this process.
-func (u *Upgrader) childEnv() []string {
-	env := make([]string, 0, len(u.env)+2)
-	for _, kv := range u.env {
-		switch k, _, _ := strings.Cut(kv, "="); k {
-		case envWatchdogPID, envWatchdogUsec, envNotifySocket:
-			continue
-		}
-		env = append(env, kv)
-	}
-	if u.sd != nil {
-		env = append(env, envNotifySocket+"="+u.sd.Socket())
-	}
-	if u.watchdog > 0 {
-		env = append(env, envWatchdogUsec+"="+strconv.FormatInt(u.watchdog.Microseconds(), 10))
-	}
-	return env
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/internal/wire"
 )
 
 // TestTableflipParent: this test plays a tableflip v1.2.x parent (ready pipe
@@ -37,7 +37,7 @@ func TestTableflipParent(t *testing.T) {
 	defer namesW.Close()
 
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), envHelper+"=tableflip", fdpass.EnvTableflip+"=yes", "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(os.Environ(), envHelper+"=tableflip", wire.EnvTableflip+"=yes", "GORACE=atexit_sleep_ms=0")
 	cmd.ExtraFiles = []*os.File{readyW, namesR, lnFile}
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -53,7 +53,7 @@ func TestTableflipParent(t *testing.T) {
 	require.NoError(t, waitErr, "stderr: %s", errOut.String())
 	require.Equal(t, 1, n, "no ready byte")
 	assert.Equal(t, byte(42), b[0], "tableflip's ready byte")
-	assert.Equal(t, fmt.Sprintf("%s 2 true\nrefused: true\n", ln.Addr()), out.String(),
-		"the child took the parent's listener by tableflip's name, counts itself generation 2, has a parent, "+
+	assert.Equal(t, fmt.Sprintf("%s 2\nrefused: true\n", ln.Addr()), out.String(),
+		"the child took the parent's listener by tableflip's name, counts itself generation 2, "+
 			"and counts the parent against MaxGenerations while it is alive")
 }

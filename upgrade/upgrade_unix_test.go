@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/handoff-go/handoff/internal/control"
 	"github.com/handoff-go/handoff/pidfile"
 )
 
@@ -41,11 +42,31 @@ func newTestUpgrader(t testing.TB, helper string, opts Options, env ...string) *
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		u.Stop()
-		if u.childCtl != nil {
-			u.childCtl.Close()
-		}
+		closeSuccessor(u)
 	})
 	return u
+}
+
+// closeSuccessor closes this process's end of its successor's readiness
+// channel, as exiting does: the child sees its parent gone.
+func closeSuccessor(u *Upgrader) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.successor != nil && u.successor.ctl != nil {
+		u.successor.ctl.Close()
+		u.successor.ctl = nil
+	}
+}
+
+// requireExit waits for Exit, which closes once the BeforeDrain hooks have
+// run after a hand-over.
+func requireExit(t *testing.T, u *Upgrader) {
+	t.Helper()
+	select {
+	case <-u.Exit():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Exit not closed after a successful upgrade")
+	}
 }
 
 // gone reports whether pid has exited and been reaped or is a zombie.
@@ -104,11 +125,7 @@ func TestUpgradeReady(t *testing.T) {
 	require.True(t, nonblocking(t, ln.(syscall.Conn)))
 
 	require.NoError(t, u.Upgrade(t.Context()))
-	select {
-	case <-u.Exit():
-	default:
-		t.Fatal("Exit not closed after a successful upgrade")
-	}
+	requireExit(t, u)
 	assert.True(t, nonblocking(t, ln.(syscall.Conn)), "the parent's listener is still non-blocking after the hand-over")
 	pid, err = pidfile.Read(pidPath)
 	require.NoError(t, err)
@@ -124,7 +141,6 @@ func TestUpgradeReady(t *testing.T) {
 func TestWaitForParent(t *testing.T) {
 	mark := filepath.Join(t.TempDir(), "mark")
 	u := newTestUpgrader(t, "waitparent", Options{}, envMark+"="+mark)
-	assert.False(t, u.HasParent())
 	assert.Equal(t, 1, u.Generation())
 	require.NoError(t, u.WaitForParent(t.Context()), "a first generation has no parent to wait for")
 	require.NoError(t, u.Ready())
@@ -133,8 +149,7 @@ func TestWaitForParent(t *testing.T) {
 	_, err := os.Stat(mark)
 	require.ErrorIs(t, err, os.ErrNotExist, "the child must not see its parent gone while it lives")
 	// Exiting closes the parent's end; closing it by hand is the same to the child.
-	u.childCtl.Close()
-	u.childCtl = nil
+	closeSuccessor(u)
 	require.Eventually(t, func() bool {
 		b, err := os.ReadFile(mark)
 		return err == nil && string(b) == "2"
@@ -299,7 +314,8 @@ func TestUpgradeFailures(t *testing.T) {
 	}{
 		{"crash", Options{}, func(t *testing.T, e *ChildError) {
 			assert.Equal(t, StageExited, e.Stage)
-			assert.Equal(t, 3, e.ExitCode)
+			require.NotNil(t, e.ProcessState)
+			assert.Equal(t, 3, e.ProcessState.ExitCode())
 			assert.Contains(t, e.Stderr, "boom: cannot parse config")
 			assert.Contains(t, e.Error(), "exited with status 3 before it was ready (stderr tail: boom: cannot parse config)")
 		}},
@@ -309,8 +325,7 @@ func TestUpgradeFailures(t *testing.T) {
 		}},
 		{"hang", Options{UpgradeTimeout: slowStart}, func(t *testing.T, e *ChildError) {
 			assert.Equal(t, StageTimeout, e.Stage)
-			assert.ErrorIs(t, e, ErrTimeout)
-			assert.Equal(t, "terminated", e.Signal)
+			assert.Equal(t, "terminated", exitSignal(e.ProcessState))
 			assert.Contains(t, e.Stderr, "warming caches")
 		}},
 		{"pidfail", Options{}, func(t *testing.T, e *ChildError) {
@@ -320,7 +335,7 @@ func TestUpgradeFailures(t *testing.T) {
 		}},
 		{"stubborn", Options{UpgradeTimeout: slowStart, StopGrace: 200 * time.Millisecond}, func(t *testing.T, e *ChildError) {
 			assert.Equal(t, StageTimeout, e.Stage)
-			assert.Equal(t, "killed", e.Signal)
+			assert.Equal(t, "killed", exitSignal(e.ProcessState))
 		}},
 	}
 	dir := t.TempDir()
@@ -396,7 +411,7 @@ func TestProbation(t *testing.T) {
 		ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		require.NoError(t, u.Ready())
-		go u.ServeHTTP(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		go u.Serve(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "parent")
 		})}, ln)
 		// During the probation only this process serves: the child would
@@ -426,8 +441,7 @@ func TestProbation(t *testing.T) {
 		require.ErrorAs(t, err, &ce)
 		t.Log(err)
 		assert.Equal(t, StageProbation, ce.Stage)
-		assert.ErrorIs(t, err, ErrProbation)
-		assert.Equal(t, 4, ce.ExitCode)
+		assert.Equal(t, 4, ce.ProcessState.ExitCode())
 		assert.Contains(t, ce.Stderr, "background worker failed")
 		pid, err := pidfile.Read(pidPath)
 		require.NoError(t, err)
@@ -444,7 +458,7 @@ func TestProbation(t *testing.T) {
 		start := time.Now()
 		require.NoError(t, u.Upgrade(t.Context()))
 		assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "the upgrade waited out the probation")
-		<-u.Exit()
+		requireExit(t, u)
 	})
 }
 
@@ -477,6 +491,8 @@ func TestUpgradeInProgressAndStop(t *testing.T) {
 	assert.Equal(t, childPID, ce.PID)
 	assert.Equal(t, StageCanceled, ce.Stage)
 	assert.ErrorIs(t, ce, ErrStopped)
+	assert.NotContains(t, ce.Error(), "keeps serving", "a stopping generation does not claim it keeps serving: %v", ce)
+	assert.Equal(t, 1, strings.Count(ce.Error(), "upgrade:"), "one prefix: %v", ce)
 	assert.ErrorIs(t, u.Upgrade(t.Context()), ErrStopped)
 }
 
@@ -645,8 +661,7 @@ func TestNoLeaksAcrossUpgrades(t *testing.T) {
 		}, 10*time.Second, 5*time.Millisecond)
 		return fds, goroutines
 	}
-	u.childCtl.Close() // this process plays a parent that has exited
-	u.childCtl = nil
+	closeSuccessor(u) // this process plays a parent that has exited
 	time.Sleep(100 * time.Millisecond)
 	baseFDs, baseG := counts(pid)
 	maxFDs, maxG := baseFDs, baseG
@@ -665,4 +680,15 @@ func TestNoLeaksAcrossUpgrades(t *testing.T) {
 	t.Logf("%d upgrades: fds %d at the start, at most %d after; goroutines %d, at most %d", n, baseFDs, maxFDs, baseG, maxG)
 	require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
 	require.Eventually(t, func() bool { return gone(pid) }, 10*time.Second, 5*time.Millisecond)
+}
+
+// TestStageVocabulary: the stages are the words the control socket, and
+// so `handoff upgrade` and `handoff run`, report.
+func TestStageVocabulary(t *testing.T) {
+	for s, c := range map[Stage]string{
+		StageStart: control.StageStart, StageFailed: control.StageFailed, StageExited: control.StageExited,
+		StageTimeout: control.StageTimeout, StageCanceled: control.StageCanceled, StageProbation: control.StageProbation,
+	} {
+		assert.Equal(t, c, string(s))
+	}
 }

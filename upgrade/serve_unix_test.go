@@ -1,0 +1,195 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// greeter is a server of its own making that counts what happens to it.
+type greeter struct {
+	wg       sync.WaitGroup
+	accepted atomic.Int32
+	answered atomic.Int32
+	// hold keeps each connection's handler until closed.
+	hold chan struct{}
+}
+
+func (g *greeter) Serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		g.accepted.Add(1)
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			defer c.Close()
+			if g.hold != nil {
+				<-g.hold
+			}
+			io.WriteString(c, "hello\n")
+			g.answered.Add(1)
+		}()
+	}
+}
+
+// shutdowner drains with Shutdown(ctx), as net/http's servers do.
+type shutdowner struct{ greeter }
+
+func (s *shutdowner) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// graceful drains with GracefulStop and Stop, as gRPC's server does.
+type graceful struct {
+	greeter
+	stopped atomic.Bool
+}
+
+func (s *graceful) GracefulStop() { s.wg.Wait() }
+func (s *graceful) Stop()         { s.stopped.Store(true); close(s.hold) }
+
+// TestServeSelfDraining: a server that drains itself is stopped only once
+// Exit closes, after it has answered what it accepted; one that overruns
+// the drain deadline is stopped.
+func TestServeSelfDraining(t *testing.T) {
+	t.Run("Shutdown", func(t *testing.T) {
+		u, ln, _ := newServing(t, Options{})
+		s := &shutdowner{}
+		served := make(chan error, 1)
+		go func() { served <- u.Serve(s, ln) }()
+		var conns []net.Conn
+		for range 5 {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			require.NoError(t, err)
+			conns = append(conns, c)
+		}
+		u.Stop()
+		requireServed(t, served, "Serve did not return")
+		for _, c := range conns {
+			b, err := io.ReadAll(c)
+			assert.NoError(t, err)
+			assert.Equal(t, "hello\n", string(b), "every accepted connection was answered")
+			c.Close()
+		}
+		assert.Equal(t, int32(5), s.answered.Load())
+		_, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+		assert.Error(t, err, "the listener is closed")
+	})
+	t.Run("GracefulStop past the deadline", func(t *testing.T) {
+		u, ln, logs := newServing(t, Options{DrainTimeout: 200 * time.Millisecond, StopGrace: time.Second})
+		s := &graceful{greeter: greeter{hold: make(chan struct{})}}
+		served := make(chan error, 1)
+		go func() { served <- u.Serve(s, ln) }()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		defer c.Close()
+		require.Eventually(t, func() bool { return s.accepted.Load() == 1 }, 5*time.Second, time.Millisecond)
+		u.Stop()
+		requireServed(t, served, "Serve did not return")
+		assert.True(t, s.stopped.Load(), "Stop was called at the drain deadline")
+		assert.Contains(t, logs.String(), "drain deadline passed")
+	})
+	t.Run("no way to drain", func(t *testing.T) {
+		u, ln, _ := newServing(t, Options{})
+		err := u.Serve(&greeter{}, ln)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "cannot be drained")
+		assert.Equal(t, 1, strings.Count(err.Error(), "upgrade:"))
+	})
+}
+
+// TestServeBeforeReady: Serve may be called before Ready; it serves only
+// once Ready has returned, so a new generation never serves before its
+// parent says go.
+func TestServeBeforeReady(t *testing.T) {
+	u, err := New(Options{})
+	require.NoError(t, err)
+	t.Cleanup(u.Stop)
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() {
+		served <- u.Serve(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "ok")
+		})}, ln)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String()) // queued in the kernel
+	require.NoError(t, err)
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	_, err = c.Read(make([]byte, 1))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "answered before Ready")
+	require.NoError(t, u.Ready())
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "\r\n\r\nok")
+	u.Stop()
+	requireServed(t, served, "Serve did not return")
+
+	// Stopped before Ready: Serve returns at once, and closes its listener.
+	u2, err := New(Options{})
+	require.NoError(t, err)
+	ln2, err := u2.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	u2.Stop()
+	assert.NoError(t, u2.ServeConns(ln2, func(context.Context, net.Conn) {}))
+	_, err = net.DialTimeout("tcp", ln2.Addr().String(), time.Second)
+	assert.Error(t, err)
+}
+
+// TestCallsOutOfOrder: a call made in the wrong order fails at once with
+// an error that says what to do, in a parent and in a new generation.
+func TestCallsOutOfOrder(t *testing.T) {
+	t.Run("WaitForParent before Ready", func(t *testing.T) {
+		mark := filepath.Join(t.TempDir(), "mark")
+		u := newTestUpgrader(t, "waitearly", Options{UpgradeTimeout: 20 * time.Second}, envMark+"="+mark)
+		require.NoError(t, u.Ready())
+		require.NoError(t, u.Upgrade(t.Context()), "the child did not deadlock waiting for its parent")
+		b, err := os.ReadFile(mark)
+		require.NoError(t, err)
+		assert.Contains(t, string(b), "WaitForParent called before Ready")
+	})
+	t.Run("a new build whose options New refuses", func(t *testing.T) {
+		u := newTestUpgrader(t, "badopts", Options{})
+		require.NoError(t, u.Ready())
+		err := u.Upgrade(t.Context())
+		var ce *ChildError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, StageFailed, ce.Stage)
+		assert.True(t, strings.HasPrefix(ce.Reason, "Options.MaxGenerations is 1"), "the reason carries no prefix of its own: %q", ce.Reason)
+		assert.Contains(t, err.Error(), "upgrade: new generation (PID ")
+	})
+	t.Run("Upgrade before Ready", func(t *testing.T) {
+		u, err := New(Options{})
+		require.NoError(t, err)
+		defer u.Stop()
+		err = u.Upgrade(t.Context())
+		require.ErrorIs(t, err, ErrNotReady)
+		assert.Contains(t, err.Error(), "call Ready before Upgrade")
+	})
+}
