@@ -60,7 +60,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	faults := []struct{ name, bin, want string }{
 		{"exits 3", crash, "exited with status 3 before it was ready (stderr tail: panic: config broken)"},
 		{"hangs", hang, "was not ready in time and was stopped"},
-		{"reports a failure", bins.failed, "reported failure: config: listen address missing"},
+		{"reports a failure", bins.failed, "failed: config: listen address missing"},
 		{"dies after ready", bins.dying, "said ready, then died with status 4 during its probation, before it served a request (stderr tail: panic: faulty: background worker died)"},
 	}
 	for i, f := range faults {

@@ -39,7 +39,7 @@ func TestForeignChildGoSystemd(t *testing.T) {
 	require.NoError(t, u.Ready())
 	served := make(chan error, 1)
 	go func() {
-		served <- u.ServeHTTP(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served <- u.Serve(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, "handoff")
 		})}, ln)
 	}()

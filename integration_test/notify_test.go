@@ -31,16 +31,18 @@ func (n notice) String() string { return fmt.Sprintf("pid %d: %q", n.pid, n.line
 // fakeSystemd receives sd_notify datagrams the way systemd does (sender
 // PID from SCM_CREDENTIALS), keeping watchdog pings apart.
 type fakeSystemd struct {
-	r       *readiness.NotifyReceiver
+	r       *readiness.Receiver
+	path    string // its NOTIFY_SOCKET
 	notices chan notice
 	mu      sync.Mutex
 	pings   []notice // WATCHDOG=1 datagrams, in order
 }
 
 func startFakeSystemd(t *testing.T) *fakeSystemd {
-	r, err := readiness.ListenNotify(filepath.Join(t.TempDir(), "notify"))
+	path := filepath.Join(t.TempDir(), "notify")
+	r, err := readiness.Listen(path)
 	require.NoError(t, err)
-	f := &fakeSystemd{r: r, notices: make(chan notice, 64)}
+	f := &fakeSystemd{r: r, path: path, notices: make(chan notice, 64)}
 	go func() {
 		for {
 			n, err := r.Receive(context.Background())
@@ -104,7 +106,7 @@ func (f *fakeSystemd) pingers() []int {
 // order and sender.
 func TestSystemdNotify(t *testing.T) {
 	sd := startFakeSystemd(t)
-	t.Setenv("NOTIFY_SOCKET", sd.r.Path())
+	t.Setenv("NOTIFY_SOCKET", sd.path)
 	t.Setenv("WATCHDOG_USEC", "200000") // pings every 100ms
 	s := startServer(t, bins.v1, "")
 	p1, err := s.WaitPID(t.Context(), 0)
@@ -137,9 +139,9 @@ func TestSystemdNotify(t *testing.T) {
 	n = sd.next(t)
 	require.Equal(t, p2, n.pid, "%v", n)
 	require.Len(t, n.lines, 2, "%v", n)
-	assert.True(t, strings.HasPrefix(n.lines[0], "STATUS=upgrade failed: upgrade: child "), n.lines[0])
-	assert.Contains(t, n.lines[0], "reported failure: config: listen address missing")
-	assert.Equal(t, "READY=1", n.lines[1])
+	assert.Equal(t, "READY=1", n.lines[0])
+	assert.True(t, strings.HasPrefix(n.lines[1], "STATUS=upgrade failed: new generation (PID "), n.lines[1])
+	assert.Contains(t, n.lines[1], "failed: config: listen address missing")
 	s.requireAnswer("v2", p2)
 
 	require.NoError(t, syscall.Kill(p2, syscall.SIGTERM))

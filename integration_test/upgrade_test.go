@@ -123,7 +123,7 @@ func TestFailedUpgradesKeepServing(t *testing.T) {
 		name, bin, want string
 	}{
 		{"exits before ready", crash, "exited with status 3 before it was ready (stderr tail: panic: config broken)"},
-		{"hangs past the upgrade timeout", hang, "was not ready in time and was stopped (by signal terminated) (stderr tail: starting slowly)"},
+		{"hangs past the upgrade timeout", hang, "was not ready in time and was stopped: no word from it within 2s; it ended by signal terminated (stderr tail: starting slowly)"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -34,10 +34,10 @@ var version = "dev"
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	pidFile := flag.String("pidfile", "", "pidfile naming the live process (empty: none)")
-	upgradeTimeout := flag.Duration("upgrade-timeout", upgrade.DefaultUpgradeTimeout, "how long a new generation may take to become ready")
-	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
+	upgradeTimeout := flag.Duration("upgrade-timeout", time.Minute, "how long a new generation may take to become ready")
+	drainTimeout := flag.Duration("drain-timeout", 30*time.Second, "how long an old generation may drain")
 	probation := flag.Duration("probation", 0, "how long a new generation must stay up after it is ready before this one hands over")
-	maxGenerations := flag.Int("max-generations", upgrade.DefaultMaxGenerations, "generations alive at once, draining ones included")
+	maxGenerations := flag.Int("max-generations", 4, "generations alive at once, draining ones included")
 	controlSocket := flag.String("control", "", "control socket for `handoff upgrade` and `handoff status` (empty: none)")
 	flag.Parse()
 	opts := upgrade.Options{
@@ -63,7 +63,7 @@ func run(addr string, opts upgrade.Options) error {
 		return err
 	}
 	defer u.Stop()
-	defer u.HandleSignals()()
+	u.HandleSignals()
 
 	ln, err := u.Listen(context.Background(), "tcp", addr)
 	if err != nil {
@@ -83,7 +83,7 @@ func run(addr string, opts upgrade.Options) error {
 		// Headers at once, so that a client knows its request is being
 		// served (and by which generation: X-Pid) before the body. Sent
 		// before a drain, they cannot carry "Connection: close": the
-		// connection closes after the body instead (see ServeHTTP).
+		// connection closes after the body instead (see Upgrader.Serve).
 		w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
 		w.WriteHeader(http.StatusOK)
 		http.NewResponseController(w).Flush()
@@ -97,5 +97,5 @@ func run(addr string, opts upgrade.Options) error {
 	if err := u.Ready(); err != nil {
 		return err
 	}
-	return u.ServeHTTP(srv, ln)
+	return u.Serve(srv, ln)
 }

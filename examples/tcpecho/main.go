@@ -41,8 +41,8 @@ const (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:7007", "address to listen on")
 	pidFile := flag.String("pidfile", "", "pidfile naming the live process (empty: none)")
-	upgradeTimeout := flag.Duration("upgrade-timeout", upgrade.DefaultUpgradeTimeout, "how long a new generation may take to become ready")
-	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
+	upgradeTimeout := flag.Duration("upgrade-timeout", time.Minute, "how long a new generation may take to become ready")
+	drainTimeout := flag.Duration("drain-timeout", 30*time.Second, "how long an old generation may drain")
 	flag.Parse()
 	opts := upgrade.Options{
 		PIDFile:          *pidFile,
@@ -64,7 +64,7 @@ func run(addr string, opts upgrade.Options) error {
 		return err
 	}
 	defer u.Stop()
-	defer u.HandleSignals()()
+	u.HandleSignals()
 
 	ln, err := u.Listen(context.Background(), "tcp", addr)
 	if err != nil {

@@ -32,8 +32,8 @@ var version = "dev"
 func main() {
 	addr := flag.String("addr", "127.0.0.1:7008", "address to listen on")
 	pidFile := flag.String("pidfile", "", "pidfile naming the live process (empty: none)")
-	upgradeTimeout := flag.Duration("upgrade-timeout", upgrade.DefaultUpgradeTimeout, "how long a new generation may take to become ready")
-	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
+	upgradeTimeout := flag.Duration("upgrade-timeout", time.Minute, "how long a new generation may take to become ready")
+	drainTimeout := flag.Duration("drain-timeout", 30*time.Second, "how long an old generation may drain")
 	flag.Parse()
 	opts := upgrade.Options{
 		PIDFile:          *pidFile,
@@ -56,7 +56,7 @@ func run(addr string, opts upgrade.Options) error {
 		return err
 	}
 	defer u.Stop()
-	defer u.HandleSignals()()
+	u.HandleSignals()
 
 	pc, err := u.ListenPacket(context.Background(), "udp", addr)
 	if err != nil {
@@ -66,6 +66,10 @@ func run(addr string, opts upgrade.Options) error {
 	if err := u.Ready(); err != nil {
 		return err
 	}
+	// A packet socket has no connections to drain: this program drains it
+	// itself, holding the process's drain until it is done.
+	h := u.Hold()
+	defer h.Done()
 	served := make(chan error, 1)
 	go func() { served <- serve(pc, prefix) }()
 	select {
@@ -73,8 +77,6 @@ func run(addr string, opts upgrade.Options) error {
 		return err // the socket failed before any drain
 	case <-u.Exit():
 	}
-	done := u.Draining()
-	defer done()
 	start := time.Now()
 	// Unblock ReadFrom; the loop answers what it has read and returns.
 	pc.SetReadDeadline(time.Unix(1, 0))

@@ -30,8 +30,8 @@ var version = "dev"
 func main() {
 	socket := flag.String("socket", "app.sock", "path of the unix socket to listen on")
 	pidFile := flag.String("pidfile", "", "pidfile naming the live process (empty: none)")
-	upgradeTimeout := flag.Duration("upgrade-timeout", upgrade.DefaultUpgradeTimeout, "how long a new generation may take to become ready")
-	drainTimeout := flag.Duration("drain-timeout", upgrade.DefaultDrainTimeout, "how long an old generation may drain")
+	upgradeTimeout := flag.Duration("upgrade-timeout", time.Minute, "how long a new generation may take to become ready")
+	drainTimeout := flag.Duration("drain-timeout", 30*time.Second, "how long an old generation may drain")
 	flag.Parse()
 	opts := upgrade.Options{
 		PIDFile:          *pidFile,
@@ -53,7 +53,7 @@ func run(socket string, opts upgrade.Options) error {
 		return err
 	}
 	defer u.Stop()
-	defer u.HandleSignals()()
+	u.HandleSignals()
 
 	ln, err := u.Listen(context.Background(), "unix", socket)
 	if err != nil {
@@ -68,5 +68,5 @@ func run(socket string, opts upgrade.Options) error {
 	if err := u.Ready(); err != nil {
 		return err
 	}
-	return u.ServeHTTP(srv, ln)
+	return u.Serve(srv, ln)
 }

@@ -89,7 +89,7 @@ func foreignChild(ctx context.Context, n int) error {
 	if err != nil || notifier == nil {
 		return fmt.Errorf("NOTIFY_SOCKET %q: %v", os.Getenv("NOTIFY_SOCKET"), err)
 	}
-	if err := notifier.Notify("READY=1"); err != nil {
+	if err := notifier.Ready(""); err != nil {
 		return err
 	}
 	err = childReady(ctx, adopted, func(ctx context.Context) error {

@@ -19,7 +19,7 @@ func runHandoff(ctx context.Context, n int) error {
 	}
 	defer u.Stop()
 	var r parentReport
-	if !u.HasParent() {
+	if u.Generation() == 1 {
 		if r.before, err = countFDs(); err != nil {
 			return err
 		}
@@ -34,7 +34,7 @@ func runHandoff(ctx context.Context, n int) error {
 	if err := u.Ready(); err != nil {
 		return err
 	}
-	if u.HasParent() {
+	if u.Generation() > 1 {
 		err := childReady(ctx, adopted, u.WaitForParent)
 		runtime.KeepAlive(lns)
 		return err

@@ -1,5 +1,5 @@
 // Command handoff is the benchmark's handoff server: handoff's documented
-// HTTP pattern (upgrade.New, Listen, Ready, ServeHTTP), as in
+// HTTP pattern (upgrade.New, Listen, Ready, Serve), as in
 // examples/httpserver. SIGHUP (or SIGUSR2) starts the binary now at the
 // path it was started with and hands it the listening socket; SIGTERM
 // stops it gracefully.
@@ -39,7 +39,7 @@ func run(addr, pidFile string) error {
 		return err
 	}
 	defer u.Stop()
-	defer u.HandleSignals()()
+	u.HandleSignals()
 
 	ln, err := u.Listen(context.Background(), "tcp", addr)
 	if err != nil {
@@ -49,5 +49,5 @@ func run(addr, pidFile string) error {
 	if err := u.Ready(); err != nil {
 		return err
 	}
-	return u.ServeHTTP(srv, ln)
+	return u.Serve(srv, ln)
 }

@@ -58,7 +58,7 @@ func main() {
 		}
 	}
 	defer u.Stop()
-	defer u.HandleSignals()()
+	u.HandleSignals()
 	ln, err := u.Listen(context.Background(), "tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faulty:", err)
@@ -80,5 +80,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "faulty:", err)
 		os.Exit(1)
 	}
-	u.ServeHTTP(&http.Server{Handler: h}, ln)
+	u.Serve(&http.Server{Handler: h}, ln)
 }

@@ -1,5 +1,5 @@
 // Command handoff is hello/plain served under handoff, as its README
-// shows: upgrade.New, Listen, Ready, ServeHTTP, with signal handling. It
+// shows: upgrade.New, Listen, Ready, Serve, with signal handling. It
 // prints the address on standard output and serves until SIGTERM.
 package main
 
@@ -19,7 +19,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer u.Stop()
-	defer u.HandleSignals()()
+	u.HandleSignals()
 	ln, err := u.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
@@ -31,7 +31,7 @@ func main() {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "hello, world\n")
 	})}
-	if err := u.ServeHTTP(srv, ln); err != nil {
+	if err := u.Serve(srv, ln); err != nil {
 		log.Fatal(err)
 	}
 }
