@@ -38,7 +38,9 @@ type hook struct {
 // BeforeDrain registers fn to run when this generation's end begins — a
 // new generation is live, or Stop was called — before Exit closes and
 // servers stop accepting: deregister from service discovery, say, while
-// this process still serves. Hooks run one after another in the order
+// this process still serves. They run only in a generation that served
+// (Ready returned): a new generation that failed leaves its parent's
+// registrations alone. Hooks run one after another in the order
 // registered, each with a context that ends after timeout (zero:
 // Options.DrainTimeout); one that fails or overruns is logged and the next
 // runs. A hook registered after its time has come does not run.
@@ -132,6 +134,13 @@ func (d *drain) begin() {
 	hooks := d.before
 	d.mu.Unlock()
 	d.run("before-drain", hooks)
+}
+
+// skip marks the BeforeDrain hooks as passed without running them.
+func (d *drain) skip() {
+	d.mu.Lock()
+	d.began = true
+	d.mu.Unlock()
 }
 
 // exited is called once exitC has closed: with no server to wait for,

@@ -2,7 +2,9 @@ package upgrade
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,7 +25,8 @@ type elder struct {
 // adoptElders takes the elders' channels a parent passed.
 func adoptElders(ctl map[string]*os.File) []*elder {
 	var elders []*elder
-	for name, f := range ctl {
+	for _, name := range slices.Sorted(maps.Keys(ctl)) {
+		f := ctl[name]
 		pidStr, ok := strings.CutPrefix(name, wire.CtlElderPrefix)
 		if !ok {
 			continue

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"syscall"
 
 	"github.com/handoff-go/handoff/fdpass"
 	"github.com/handoff-go/handoff/internal/starter"
@@ -56,7 +55,7 @@ func (u *Upgrader) startForeign(files []*handed) (*child, error) {
 			<-p.Exited()
 			return p.State()
 		},
-		signal:  func(s os.Signal) error { return syscall.Kill(pid, s.(syscall.Signal)) },
+		signal:  p.Signal,
 		settled: p.Settled(),
 		stderr:  func() string { return "" }, // its stderr is ours: nothing to quote
 		status:  p.Status,

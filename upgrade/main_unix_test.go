@@ -262,6 +262,21 @@ var helpers = map[string]func() int{
 	// serve is a small server on a unix socket and a UDP socket that
 	// upgrades on SIGHUP and stops on SIGTERM.
 	"serve": serveHelper,
+	// hangunix takes the unix listener, serves it from before Ready, and
+	// never becomes ready; SIGTERM stops it gracefully.
+	"hangunix": func() int {
+		u, err := New(Options{})
+		if err != nil {
+			return 10
+		}
+		ln, err := u.Listen(context.Background(), "unix", os.Getenv(envUnix))
+		if err != nil {
+			return 11
+		}
+		u.HandleSignals()
+		u.ServeConns(ln, func(context.Context, net.Conn) {}) // returns after Stop
+		return 0
+	},
 	// badopts is a new build whose options New refuses: it must tell the
 	// parent why.
 	"badopts": func() int {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/handoff-go/handoff/internal/wire"
 )
 
 // greeter is a server of its own making that counts what happens to it.
@@ -192,4 +195,72 @@ func TestCallsOutOfOrder(t *testing.T) {
 		require.ErrorIs(t, err, ErrNotReady)
 		assert.Contains(t, err.Error(), "call Ready before Upgrade")
 	})
+}
+
+// TestUnknownControlFileClosed: a control file from a newer parent that
+// this build does not know is closed at once, so that the parent sees it
+// end, while the child lives on.
+func TestUnknownControlFileClosed(t *testing.T) {
+	ctl, childCtl, err := wire.Pair()
+	require.NoError(t, err)
+	defer ctl.Close()
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	defer pr.Close()
+	mark := filepath.Join(t.TempDir(), "mark")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(wire.StripEnv(os.Environ()), envHelper+"=waitparent", envMark+"="+mark, "GORACE=atexit_sleep_ms=0",
+		"LISTEN_FDS=0", "LISTEN_FDNAMES=", "HANDOFF=v1;control=ready,future;gen=2;go=1;proto=3")
+	cmd.ExtraFiles = []*os.File{childCtl, pw}
+	require.NoError(t, cmd.Start())
+	defer cmd.Wait()
+	childCtl.Close()
+	pw.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, wire.Wait(ctx, ctl), "ready")
+	require.NoError(t, wire.Go(ctl))
+	require.NoError(t, wire.WaitLive(ctx, ctl), "live")
+	pr.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = pr.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF, "the child still holds the control file it does not know")
+	_, err = os.Stat(mark)
+	assert.ErrorIs(t, err, os.ErrNotExist, "the child is alive, waiting for its parent")
+	ctl.Close() // this process plays a parent that exits
+}
+
+// TestFailedChildLeavesParentsPaths: a new generation that never went live
+// and is stopped does not unlink the unix socket path its parent serves
+// on, even though it took the listener and was serving it from before
+// Ready.
+func TestFailedChildLeavesParentsPaths(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	u := newTestUpgrader(t, "hangunix", Options{UpgradeTimeout: slowStart, StopGrace: 5 * time.Second}, envUnix+"="+sock)
+	ln, err := u.Listen(t.Context(), "unix", sock)
+	require.NoError(t, err)
+	defer ln.Close()
+	require.NoError(t, u.Ready())
+	var ce *ChildError
+	require.ErrorAs(t, u.Upgrade(t.Context()), &ce)
+	assert.Equal(t, StageTimeout, ce.Stage)
+	assert.Equal(t, 0, ce.ProcessState.ExitCode(), "the child stopped gracefully on SIGTERM")
+	_, err = os.Stat(sock)
+	require.NoError(t, err, "the stopped child unlinked its parent's socket path")
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	require.NoError(t, err)
+	c.Close()
+}
+
+// TestBeforeDrainOnlyAfterServing: a generation that never served runs no
+// BeforeDrain hook (a new one's would deregister its parent), but its
+// AfterDrain hooks, for what it opened.
+func TestBeforeDrainOnlyAfterServing(t *testing.T) {
+	u, err := New(Options{})
+	require.NoError(t, err)
+	var before, after atomic.Bool
+	u.BeforeDrain("deregister", 0, func(context.Context) error { before.Store(true); return nil })
+	u.AfterDrain("close", 0, func(context.Context) error { after.Store(true); return nil })
+	u.Stop()
+	assert.False(t, before.Load())
+	assert.True(t, after.Load())
 }

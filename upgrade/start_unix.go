@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/handoff-go/handoff/internal/fds"
 	"github.com/handoff-go/handoff/internal/tail"
 	"github.com/handoff-go/handoff/internal/wire"
 )
@@ -42,7 +43,7 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 		}
 	}()
 	dupOr := func(f *os.File, fallback string) (int, error) {
-		if fd, err := dupFD(f); err == nil {
+		if fd, err := fds.Dup(f); err == nil {
 			return fd, nil
 		}
 		return syscall.Open(fallback, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
@@ -86,12 +87,12 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 	if u.sd.active() {
 		h.Meta[wire.MetaNotify] = "1"
 	}
-	fds, err := dupFiles(files, &h)
-	toClose = append(toClose, fds...)
+	dups, err := dupFiles(files, &h)
+	toClose = append(toClose, dups...)
 	if err != nil {
 		return fail(err)
 	}
-	for _, fd := range fds {
+	for _, fd := range dups {
 		attr.Files = append(attr.Files, uintptr(fd))
 	}
 	ctl, childCtl, err := wire.Pair()
@@ -104,12 +105,12 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 			ctl.Close()
 		}
 	}()
-	childCtlFD, err := dupFD(childCtl)
+	childCtlFD, err := fds.Dup(childCtl)
 	if err != nil {
 		return fail(err)
 	}
 	toClose = append(toClose, childCtlFD)
-	keepFD, err := dupFD(pr)
+	keepFD, err := fds.Dup(pr)
 	if err != nil {
 		return fail(err)
 	}
@@ -118,7 +119,7 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr), uintptr(keepFD))
 	// Older generations still alive, so the new one can count them.
 	for _, e := range elders {
-		fd, err := dupFD(e.ctl)
+		fd, err := fds.Dup(e.ctl)
 		if err != nil {
 			continue // it exited and its channel was closed meanwhile
 		}
@@ -223,39 +224,18 @@ func reserveFDs(n int) {
 	}
 }
 
-// dupFD duplicates the descriptor behind c as a raw close-on-exec one,
-// for syscall.StartProcess. Unlike an *os.File it is not registered with
-// the runtime's poller, which would cost about 3 µs a descriptor.
-func dupFD(c syscall.Conn) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	nfd := -1
-	var dupErr error
-	if err := rc.Control(func(fd uintptr) {
-		nfd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return -1, err
-	}
-	if dupErr != nil {
-		return -1, os.NewSyscallError("fcntl", dupErr)
-	}
-	return nfd, nil
-}
-
 // dupFiles duplicates the files handed over and names them in h. It
 // returns the duplicates made, also on failure.
-func dupFiles(files []*handed, h *wire.Handover) (fds []int, err error) {
+func dupFiles(files []*handed, h *wire.Handover) (dups []int, err error) {
 	for _, f := range files {
-		fd, err := dupFD(f.conn)
+		fd, err := fds.Dup(f.conn)
 		if err != nil {
-			return fds, fmt.Errorf("hand over %q (was it closed before Exit?): %w", f.name, err)
+			return dups, fmt.Errorf("hand over %q (was it closed before Exit?): %w", f.name, err)
 		}
-		fds = append(fds, fd)
+		dups = append(dups, fd)
 		h.Files = append(h.Files, f.name)
 	}
-	return fds, nil
+	return dups, nil
 }
 
 // stderrPipe returns a pipe for the child's stderr: the read end for us,

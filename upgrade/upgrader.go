@@ -139,6 +139,13 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 		// The tableflip process was the first generation handoff knows of.
 		u.parent, u.gen = adoptTableflipParent(ctl), 2
 	}
+	// A newer parent may pass control files this build does not know (a
+	// later protocol's): closed, so that the parent sees them end.
+	for name, f := range ctl {
+		if !knownControl(name) {
+			f.Close()
+		}
+	}
 	o, err := opts.withDefaults()
 	if err != nil {
 		return err
@@ -187,6 +194,15 @@ func (u *Upgrader) abandon(ctl map[string]*os.File, err error) {
 		u.controlLn.Close()
 	}
 	u.in.CloseUnclaimed()
+}
+
+// knownControl reports whether this build uses the control file name.
+func knownControl(name string) bool {
+	switch name {
+	case wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe, wire.CtlTableflipReady, wire.CtlTableflipParent:
+		return true
+	}
+	return strings.HasPrefix(name, wire.CtlElderPrefix)
 }
 
 // resolveCommand fixes how the next generation is started.
@@ -262,10 +278,8 @@ func (u *Upgrader) WaitForParent(ctx context.Context) error {
 	if u.parent == nil {
 		return nil
 	}
-	select {
-	case <-u.readyC:
-	default:
-		return errors.New("upgrade: WaitForParent called before Ready: the parent exits only once this generation is live; call Ready first")
+	if !closed(u.readyC) {
+		return fmt.Errorf("%w: WaitForParent called before Ready: the parent exits only once this generation is live; call Ready first", ErrNotReady)
 	}
 	select {
 	case <-u.parent.gone():
@@ -280,13 +294,29 @@ func (u *Upgrader) WaitForParent(ctx context.Context) error {
 // Drain and exit; [Upgrader.Serve] and [Upgrader.ServeConns] do it for you.
 func (u *Upgrader) Exit() <-chan struct{} { return u.exitC }
 
-// exit begins this generation's end: the BeforeDrain hooks, then Exit.
+// exit begins this generation's end: the BeforeDrain hooks, then Exit. A
+// generation that never served runs no BeforeDrain hook: deregistering it
+// from service discovery, say, would deregister its parent.
 func (u *Upgrader) exit() {
 	u.exitOnce.Do(func() {
-		u.drain.begin()
+		if closed(u.readyC) {
+			u.drain.begin()
+		} else {
+			u.drain.skip()
+		}
 		close(u.exitC)
 		u.drain.exited()
 	})
+}
+
+// closed reports whether c is closed.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Ready says this generation can serve. Take every socket first: Ready
@@ -374,10 +404,8 @@ func (u *Upgrader) writePIDFile(pid int) error {
 // generation keeps serving. Exit afterwards. In a first generation, or
 // after Ready, Fail does nothing but return nil.
 func (u *Upgrader) Fail(reason error) error {
-	select {
-	case <-u.readyC:
+	if closed(u.readyC) {
 		return nil // too late: this generation is the live one
-	default:
 	}
 	if u.parent == nil {
 		return nil
@@ -391,9 +419,11 @@ func (u *Upgrader) Fail(reason error) error {
 // Stop ends this generation's life as an upgrader: an upgrade in flight is
 // cancelled and Stop waits until its child has been stopped and reaped;
 // then the BeforeDrain hooks run and Exit is closed, so that servers
-// drain; unless a new generation has taken over, the pidfile is removed and
-// unix socket paths are unlinked when their listeners close. Stop returns
-// once Exit is closed; it may be called more than once.
+// drain. Unless a new generation has taken over (or this one never went
+// live, its parent serving on), the pidfile is removed and unix socket
+// paths are unlinked when their listeners close. Stop returns once Exit is
+// closed, and, if no server is left to drain, once the AfterDrain hooks
+// have run; it may be called more than once.
 func (u *Upgrader) Stop() {
 	u.stopOnce.Do(func() {
 		u.mu.Lock()
@@ -409,7 +439,9 @@ func (u *Upgrader) Stop() {
 			}
 		}
 		u.mu.Lock()
-		final := u.successor == nil
+		// The last generation: none took over from it, and it is not a
+		// new one that failed, whose parent serves on with the same paths.
+		final := u.successor == nil && (u.parent == nil || u.phase != starting)
 		if final {
 			for _, h := range u.files {
 				if ul, ok := h.conn.(*net.UnixListener); ok {

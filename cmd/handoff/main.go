@@ -38,6 +38,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == shimArg {
+		return execShim(args[1:]) // only returns on failure
+	}
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
 		return exitUsage

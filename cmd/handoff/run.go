@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 
+	"github.com/handoff-go/handoff/internal/starter"
 	"github.com/handoff-go/handoff/internal/supervisor"
 )
 
@@ -90,8 +92,14 @@ func runCmd(args []string) int {
 	if *upTimeout <= 0 || *drain <= 0 {
 		return usageErr(errors.New("-upgrade-timeout and -drain-timeout must be positive durations"))
 	}
+	shim, err := shimPath()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "handoff run:", err)
+		return exitFailed
+	}
 	sup, err := supervisor.New(supervisor.Config{
 		Listen:         listens,
+		Shim:           []string{shim, shimArg},
 		Program:        fs.Args(),
 		PIDFile:        *pidPath,
 		Control:        *ctl,
@@ -120,4 +128,34 @@ func runCmd(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "handoff run:", err)
 	return exitFailed
+}
+
+// shimArg is the hidden first argument with which this binary is its own
+// LISTEN_PID shim: no shell is needed (distroless images have none), and
+// every variable reaches the worker, whatever its name.
+const shimArg = "__handoff-exec"
+
+// execShim runs as the supervisor's child: it sets LISTEN_PID to its own
+// PID and execs the worker program in its place. It returns only on
+// failure, with the status a shell gives a command it cannot run.
+func execShim(args []string) int {
+	err := starter.ExecShim(args)
+	fmt.Fprintln(os.Stderr, "handoff:", err)
+	return 127
+}
+
+// shimPath returns the path of this binary, to start as the exec shim. On
+// Linux /proc/self/exe still works after a deploy replaced or removed the
+// file this process was started from.
+func shimPath() (string, error) {
+	if runtime.GOOS == "linux" {
+		if _, err := os.Stat("/proc/self/exe"); err == nil {
+			return "/proc/self/exe", nil
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("cannot find this binary to start workers through: %w", err)
+	}
+	return exe, nil
 }

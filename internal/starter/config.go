@@ -44,6 +44,13 @@ type Config struct {
 	// Positive: also when it is still running after ReadyDelay, for
 	// programs that cannot notify.
 	ReadyDelay time.Duration
+	// Shim, if set, starts the program without a shell: Shim[0] runs with
+	// arguments Shim[1:], the program's path and Args, and must set
+	// LISTEN_PID to its own PID and exec the program in its place — a
+	// binary that calls [ExecShim] does. Nil: /bin/sh does it (see
+	// fdpass.Start), which then needs a shell, and passes on only
+	// variables whose names are shell identifiers.
+	Shim []string
 	// Sys is handed to os/exec (Pdeathsig, Setpgid, ...); nil: none.
 	Sys *syscall.SysProcAttr
 	// Logger receives its STATUS= lines, notifications from other

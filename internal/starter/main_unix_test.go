@@ -41,7 +41,14 @@ var helpers = map[string]func() int{
 	"cat":          helperCat,
 }
 
+// shimArg makes the test binary a LISTEN_PID shim (Config.Shim).
+const shimArg = "__starter-shim"
+
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == shimArg {
+		fmt.Fprintln(os.Stderr, ExecShim(os.Args[2:]))
+		os.Exit(127)
+	}
 	if name := os.Getenv(helperEnv); name != "" {
 		os.Unsetenv(helperEnv)
 		h, ok := helpers[name]
@@ -101,7 +108,7 @@ func env(key string) string {
 // is ready, and exits 0 on SIGTERM.
 func helperServe() int {
 	put("pid", strconv.Itoa(os.Getpid()))
-	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "HANDOFF"} {
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "HANDOFF", "A.B"} {
 		put(k, env(k))
 	}
 	put("args", fmt.Sprintf("%q", os.Args[1:]))

@@ -37,5 +37,11 @@ func (p *Process) StderrTail() string { return "" }
 // Stop does nothing on this platform.
 func (p *Process) Stop(grace time.Duration) {}
 
+// Signal returns ErrNotSupported.
+func (p *Process) Signal(sig os.Signal) error { return ErrNotSupported }
+
 // CloseNotify does nothing on this platform.
 func (p *Process) CloseNotify() {}
+
+// ExecShim returns ErrNotSupported on this platform.
+func ExecShim(args []string) error { return ErrNotSupported }

@@ -13,12 +13,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/internal/fds"
 	"github.com/handoff-go/handoff/internal/tail"
 	"github.com/handoff-go/handoff/internal/wire"
 	"github.com/handoff-go/handoff/readiness"
@@ -64,7 +67,8 @@ type Process struct {
 	status string // its last STATUS=
 }
 
-// Start starts the program described by cfg through [fdpass.Start], with a
+// Start starts the program described by cfg through [fdpass.Start] (or
+// cfg.Shim), with a
 // private NOTIFY_SOCKET in a new directory only this user can reach, and
 // watches it until it exits.
 func Start(cfg Config) (p *Process, err error) {
@@ -200,7 +204,12 @@ func Start(cfg Config) (p *Process, err error) {
 		pumps = append(pumps, func() { pump(stderr, r) })
 	}
 
-	if err := fdpass.Start(cmd, cfg.Files...); err != nil {
+	if cfg.Shim != nil {
+		err = startShimmed(cmd, cfg.Shim, cfg.Files)
+	} else {
+		err = fdpass.Start(cmd, cfg.Files...)
+	}
+	if err != nil {
 		return nil, err
 	}
 	p.pid = cmd.Process.Pid
@@ -306,6 +315,10 @@ func (p *Process) StderrTail() string {
 	}
 	return p.stderr.String()
 }
+
+// Signal sends sig to the program, unless it has been reaped (os.Process
+// then refuses: its PID may name another process by now).
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
 // Stop sends the program SIGTERM, once, and SIGKILL after grace if it has
 // not exited by then. It does not wait: see Exited. Stopping a program that
@@ -471,4 +484,64 @@ func dropVars(env []string, names ...string) []string {
 		}
 	}
 	return out
+}
+
+// startShimmed starts cmd through shim with files at descriptors 3.., as
+// fdpass.Start does but without a shell: the shim is a program that sets
+// LISTEN_PID to its own PID and execs the rest of its arguments (see
+// ExecShim). cmd is left as it was, but started.
+func startShimmed(cmd *exec.Cmd, shim []string, files []fdpass.Named) error {
+	if cmd.Err != nil {
+		return cmd.Err
+	}
+	names := make([]string, len(files))
+	dups := make([]*os.File, 0, len(files))
+	defer func() {
+		for _, f := range dups {
+			f.Close()
+		}
+	}()
+	for i, f := range files {
+		if err := wire.CheckName(f.Name); err != nil {
+			return fmt.Errorf("file %q: %w", f.Name, err)
+		}
+		fd, err := fds.Dup(f.Conn)
+		if err != nil {
+			return fmt.Errorf("duplicate %q: %w", f.Name, err)
+		}
+		// An *os.File made from a non-blocking descriptor leaves it so
+		// when os/exec asks for its Fd.
+		dups = append(dups, os.NewFile(uintptr(fd), f.Name))
+		names[i] = f.Name
+	}
+	orig := *cmd
+	cmd.Path = shim[0]
+	cmd.Args = append(append(slices.Clip(shim), orig.Path), orig.Args[min(1, len(orig.Args)):]...)
+	cmd.Env = append(wire.StripEnv(orig.Env),
+		wire.EnvListenFDs+"="+strconv.Itoa(len(files)),
+		wire.EnvListenFDNames+"="+strings.Join(names, ":"))
+	cmd.ExtraFiles = append(slices.Clip(dups), orig.ExtraFiles...)
+	err := cmd.Start()
+	cmd.Path, cmd.Args, cmd.Env, cmd.ExtraFiles = orig.Path, orig.Args, orig.Env, orig.ExtraFiles
+	if err != nil {
+		return fmt.Errorf("start %s through %s: %w", orig.Path, shim[0], err)
+	}
+	return nil
+}
+
+// ExecShim is the body of a shim named by Config.Shim: it sets LISTEN_PID
+// to this process's PID and replaces this process with args[0] (looked
+// up in PATH) and its arguments, so that the program finds LISTEN_PID
+// equal to its own PID. It returns only on failure.
+func ExecShim(args []string) error {
+	if len(args) == 0 {
+		return errors.New("exec shim: no program given")
+	}
+	path, err := exec.LookPath(args[0])
+	if err != nil {
+		return fmt.Errorf("cannot run %s: %w", args[0], err)
+	}
+	env := append(dropVars(os.Environ(), wire.EnvListenPID), wire.EnvListenPID+"="+strconv.Itoa(os.Getpid()))
+	err = syscall.Exec(path, args, env)
+	return fmt.Errorf("cannot run %s: exec: %w", path, err)
 }

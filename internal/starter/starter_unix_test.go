@@ -81,6 +81,13 @@ func closed(ch <-chan struct{}) bool {
 // adopts its listener with fdpass.Inherit, answers on it and says READY=1
 // with a STATUS=, and then stops it.
 func TestStartServes(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	t.Run("sh", func(t *testing.T) { testStartServes(t, nil) })
+	t.Run("self", func(t *testing.T) { testStartServes(t, []string{exe, shimArg}) })
+}
+
+func testStartServes(t *testing.T, shim []string) {
 	tmp := privateTmp(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -91,7 +98,9 @@ func TestStartServes(t *testing.T) {
 	cfg := helperConfig(t, "serve",
 		// All replaced or dropped.
 		"LISTEN_FDS=7", "LISTEN_PID=1", "HANDOFF=v1;control=", "NOTIFY_SOCKET=/run/systemd/notify",
-		"WATCHDOG_USEC=5000000", "WATCHDOG_PID=1")
+		"WATCHDOG_USEC=5000000", "WATCHDOG_PID=1",
+		"A.B=1") // not a shell identifier
+	cfg.Shim = shim
 	cfg.Args = []string{"a b", "$HOME", "", `"q"`}
 	cfg.Dir = cwd
 	cfg.Files = []fdpass.Named{{Name: name, Conn: ln.(*net.TCPListener)}}
@@ -123,6 +132,9 @@ func TestStartServes(t *testing.T) {
 	assert.Equal(t, "<unset>", r["WATCHDOG_USEC"])
 	assert.Equal(t, "<unset>", r["WATCHDOG_PID"])
 	assert.Equal(t, "<unset>", r["HANDOFF"])
+	if shim != nil {
+		assert.Equal(t, "1", r["A.B"], "without a shell every variable reaches the program")
+	} // dash, a usual /bin/sh, drops it (documented)
 	assert.Equal(t, fmt.Sprintf("%q", cfg.Args), r["args"])
 	want, err := filepath.EvalSymlinks(cwd)
 	require.NoError(t, err)

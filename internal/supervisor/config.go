@@ -132,6 +132,10 @@ type Config struct {
 	// worker at descriptors 3.. in this order. At least one is required.
 	Listen []Listen
 
+	// Shim starts each worker without a shell: see starter.Config.Shim
+	// (`handoff run` is its own shim). Nil: through /bin/sh.
+	Shim []string
+
 	// Program is the worker's command line: the program (looked up in
 	// PATH if it has no '/') and its arguments. Required.
 	Program []string
@@ -221,6 +225,7 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	cfg.Listen = slices.Clone(cfg.Listen)
 	cfg.Program = slices.Clone(cfg.Program)
+	cfg.Shim = slices.Clone(cfg.Shim)
 	cfg.Env = slices.Clone(cfg.Env)
 	if cfg.Stderr == nil {
 		cfg.Stderr = io.Discard

@@ -38,6 +38,7 @@ func (s *Supervisor) startWorker() (*worker, error) {
 		Args:       s.cfg.Program[1:],
 		Env:        s.cfg.Env,
 		Files:      files,
+		Shim:       s.cfg.Shim,
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
 		Stderr:     s.cfg.Stderr,

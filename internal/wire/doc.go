@@ -38,10 +38,13 @@
 //
 // The first field of HANDOFF is "v1" and stays so (a build refuses any
 // other). A parent announces the highest protocol version it speaks as the
-// meta pair proto=N (none means 1); a side sends what a version
-// introduced only once the other side has announced that version. Unknown
-// meta pairs and control files are ignored (the files closed), so an
-// older build takes what it knows from a newer parent.
+// meta pair proto=N (none means 1); the child speaks to it only in what
+// that version knows. Only the parent announces: what a newer parent
+// offers, it offers so that an older child passes it by — a meta pair the
+// child ignores, a control file the child closes at once (upgrade does) —
+// and a child takes it up only in a way that version defines (a reply an
+// older child would never send). So builds of different versions hand
+// over with what both know, in either direction.
 //
 // # From tableflip
 //

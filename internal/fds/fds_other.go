@@ -1,0 +1,7 @@
+//go:build !unix
+
+package fds
+
+import "errors"
+
+func dupCloexec(fd int) (int, error) { return -1, errors.New("not supported on this platform") }
