@@ -23,12 +23,13 @@ import (
 	"github.com/handoff-go/handoff/internal/loadgen"
 )
 
-// previousRelease is the commit of the previous release. From now on each
-// release keeps this promise with the one before it: its builds upgrade into
-// and out of that release's builds, under load, losing nothing. So this
-// constant names the previous release's commit: once a release is made, set
-// it to that release's commit for the development that follows. Until the
-// first release it is aa23f8a, the tree before the package refactor.
+// previousRelease is the commit of the build this tree must hand over to
+// and from. Each release keeps this promise with the one before it: its
+// builds upgrade into and out of that release's builds, under load, losing
+// nothing. So once a release is made, the development that follows sets
+// this to that release's commit. v0.1.0 (the first release) keeps it with
+// aa23f8a, the last build before the v0.1.0 API; the release after v0.1.0
+// moves it to v0.1.0's commit (see .ci/api-baseline).
 const previousRelease = "aa23f8a68e0767fe66605a4a87597114c2736976"
 
 // oldBuild is examples/httpserver built from previousRelease, once per
