@@ -12,10 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -153,9 +156,9 @@ func (s *Server) serve(c net.Conn, log *slog.Logger) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	var req Request
-	if err := json.Unmarshal(line, &req); err != nil {
-		reply(Response{Error: "control: malformed request: " + err.Error()})
+	req, err := ParseRequest(line)
+	if err != nil {
+		reply(Response{Error: err.Error()})
 		return
 	}
 	switch req.Cmd {
@@ -165,10 +168,30 @@ func (s *Server) serve(c net.Conn, log *slog.Logger) {
 	case CmdUpgrade:
 		res := s.Handler.Upgrade(context.Background())
 		reply(Response{Upgrade: &res})
-	default:
-		reply(Response{Error: fmt.Sprintf("control: unknown command %q (want %q or %q)", req.Cmd, CmdUpgrade, CmdStatus)})
 	}
 }
+
+// ParseRequest decodes one request line: a JSON object naming a known
+// command. The error says what to send instead.
+func ParseRequest(line []byte) (Request, error) {
+	var req Request
+	if len(line) > MaxRequest {
+		return req, fmt.Errorf("control: request longer than %d bytes", MaxRequest)
+	}
+	if err := json.Unmarshal(line, &req); err != nil {
+		return Request{}, fmt.Errorf("control: malformed request (%v): send one JSON line, e.g. {\"cmd\":\"status\"}", err)
+	}
+	switch req.Cmd {
+	case CmdStatus, CmdUpgrade:
+		return req, nil
+	}
+	return Request{}, fmt.Errorf("control: unknown command %.40q (want %q or %q)", req.Cmd, CmdUpgrade, CmdStatus)
+}
+
+// ErrNoAnswer is wrapped by the error of Do when the server took the
+// request but did not answer before ctx ended: an upgrade may still be on
+// its way.
+var ErrNoAnswer = errors.New("control: no answer in time")
 
 // Do sends req to the control socket at path and returns the response.
 // ctx bounds the whole exchange (an upgrade may take UpgradeTimeout plus
@@ -194,8 +217,10 @@ func Do(ctx context.Context, path string, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("control: send: %w", werr)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return Response{}, fmt.Errorf("control: no answer from %s: %w", path, ctx.Err())
+		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection's deadline, set from ctx's, may pass a moment
+			// before ctx reports it.
+			return Response{}, fmt.Errorf("%w from %s: %w", ErrNoAnswer, path, context.DeadlineExceeded)
 		}
 		return Response{}, fmt.Errorf("control: read answer from %s: %w", path, err)
 	}
@@ -206,7 +231,35 @@ func Do(ctx context.Context, path string, req Request) (Response, error) {
 	return resp, nil
 }
 
-// Chmod restricts the socket at path to its owner (0600).
-func Chmod(path string) error {
-	return os.Chmod(path, 0o600)
+// Listen creates the control socket at path with mode 0600 from its
+// first instant: it is bound in a new private directory beside path (mode
+// 0700, so nobody else can reach it meanwhile), restricted, and linked
+// into place, which fails with an error wrapping syscall.EADDRINUSE if
+// path exists. Closing the listener does not remove path: the caller does,
+// once no process serves it any more.
+func Listen(path string) (*net.UnixListener, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".hc-")
+	if err != nil {
+		return nil, fmt.Errorf("control: directory beside %s: %w", path, err)
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		ln.Close()
+		if errors.Is(err, fs.ErrExist) {
+			return nil, &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"},
+				Err: os.NewSyscallError("link", syscall.EADDRINUSE)}
+		}
+		return nil, err
+	}
+	return ln, nil
 }

@@ -31,8 +31,5 @@ func checkPeer(c net.Conn) error {
 	if credErr != nil {
 		return os.NewSyscallError("getsockopt SO_PEERCRED", credErr)
 	}
-	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() {
-		return fmt.Errorf("control: permission denied: client UID %d is neither this process's (%d) nor root", cred.Uid, os.Getuid())
-	}
-	return nil
+	return admit(cred.Uid)
 }

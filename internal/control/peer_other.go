@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !darwin && !freebsd
 
 package control
 
@@ -7,8 +7,9 @@ import (
 	"net"
 )
 
-// checkPeer cannot learn a client's UID on this platform, so the socket's
-// 0600 mode is the only guard; it admits every client.
+// checkPeer cannot learn a client's UID on this platform (the BSDs but
+// FreeBSD, illumos, ...), so the socket's 0600 mode is the only guard; it
+// admits every client.
 func checkPeer(c net.Conn) error {
 	if _, ok := c.(*net.UnixConn); !ok {
 		return errors.New("control: not a unix connection")
