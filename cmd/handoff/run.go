@@ -31,7 +31,10 @@ when it is still running after 2s. On SIGTERM it should stop accepting,
 finish what it accepted, and exit 0.
 
 SIGTERM or SIGINT stops the worker (SIGKILL after -drain-timeout) and
-exits with its status (0 if it exited 0 or by that SIGTERM).
+exits with its status (0 if it exited 0 or by that SIGTERM). SIGUSR1,
+SIGQUIT and SIGWINCH are passed on to the worker. As a container's
+entrypoint it is the init its workers need: on Linux it is a child
+subreaper and reaps every process a worker leaves behind.
 
 options:
 `
@@ -100,6 +103,7 @@ func runCmd(args []string) int {
 	sup, err := supervisor.New(supervisor.Config{
 		Listen:         listens,
 		Shim:           []string{shim, shimArg},
+		Reaper:         true,
 		Program:        fs.Args(),
 		PIDFile:        *pidPath,
 		Control:        *ctl,

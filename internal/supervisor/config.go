@@ -132,6 +132,13 @@ type Config struct {
 	// worker at descriptors 3.. in this order. At least one is required.
 	Listen []Listen
 
+	// Reaper makes the supervisor an init for what its workers start: a
+	// child subreaper (Linux), so that a process a worker leaves behind
+	// is reparented to the supervisor, which reaps it when it exits (as
+	// PID 1 of a container it would be anyway, and leave a zombie).
+	// False: orphans go to the system's init.
+	Reaper bool
+
 	// Shim starts each worker without a shell: see starter.Config.Shim
 	// (`handoff run` is its own shim). Nil: through /bin/sh.
 	Shim []string

@@ -71,6 +71,12 @@ type Supervisor struct {
 
 	sd       *readiness.Notifier // systemd, when NOTIFY_SOCKET is set; nil otherwise
 	watchdog time.Duration       // systemd's watchdog timeout; 0 without one
+
+	// spawnMu is held while a worker is started and registered, and
+	// while orphans are reaped, so that the reaper never takes a worker
+	// (its own Wait reaps it) for an orphan.
+	spawnMu sync.Mutex
+	workers map[int]bool // PIDs of workers not yet reaped
 }
 
 var _ control.Handler = (*Supervisor)(nil)
@@ -139,11 +145,15 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	defer s.unbind()
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, append([]os.Signal{syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT}, forwarded...)...)
 	defer signal.Stop(sigs)
 	sigDone := make(chan struct{})
 	defer close(sigDone)
 	go s.signals(sigs, sigDone)
+	if s.cfg.Reaper {
+		stopReaper := s.reapOrphans()
+		defer stopReaper()
+	}
 	defer context.AfterFunc(ctx, s.stop)()
 
 	if s.watchdog > 0 {
@@ -249,13 +259,33 @@ func (s *Supervisor) signals(sigs <-chan os.Signal, done <-chan struct{}) {
 			case syscall.SIGTERM, syscall.SIGINT:
 				s.log.Info("supervisor: stopping", slog.String("signal", sig.String()))
 				s.stop()
-			default:
+			case syscall.SIGHUP, syscall.SIGUSR2:
 				go func() {
 					s.log.Info("supervisor: upgrade requested", slog.String("signal", sig.String()))
 					s.Upgrade(context.Background())
 				}()
+			default:
+				s.forward(sig)
 			}
 		}
+	}
+}
+
+// forwarded are the signals the supervisor passes on to the worker that
+// serves, as an init does for its program (docker kill -s USR1, say).
+var forwarded = []os.Signal{syscall.SIGUSR1, syscall.SIGQUIT, syscall.SIGWINCH}
+
+// forward passes sig on to the worker that serves, if there is one.
+func (s *Supervisor) forward(sig os.Signal) {
+	s.mu.Lock()
+	w := s.current
+	s.mu.Unlock()
+	if w == nil {
+		s.log.Info("supervisor: no worker to forward a signal to", slog.String("signal", sig.String()))
+		return
+	}
+	if err := w.proc.Signal(sig); err != nil {
+		s.log.Warn("supervisor: could not forward a signal", slog.String("signal", sig.String()), slog.Int("worker", w.pid), slog.Any("error", err))
 	}
 }
 
@@ -574,7 +604,7 @@ func (s *Supervisor) unbind() {
 // function that stops it and removes the socket.
 func (s *Supervisor) serveControl() (func(), error) {
 	path := s.cfg.Control
-	ln, err := net.Listen("unix", path)
+	ln, err := control.Listen(path)
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
 		// A stale socket from a supervisor that died: remove it, unless
 		// something still answers on it.
@@ -583,13 +613,9 @@ func (s *Supervisor) serveControl() (func(), error) {
 			return nil, fmt.Errorf("supervisor: control socket %s is in use by another process: stop it or choose another path", path)
 		}
 		os.Remove(path)
-		ln, err = net.Listen("unix", path)
+		ln, err = control.Listen(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("supervisor: control socket: %w", err)
-	}
-	if err := control.Chmod(path); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("supervisor: control socket: %w", err)
 	}
 	srv := &control.Server{Handler: s, Logger: s.log}
@@ -601,7 +627,8 @@ func (s *Supervisor) serveControl() (func(), error) {
 		}
 	}()
 	return func() {
-		ln.Close() // removes the socket file
+		ln.Close()
+		os.Remove(path)
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):

@@ -33,6 +33,8 @@ func (s *Supervisor) startWorker() (*worker, error) {
 	for i, sk := range s.socks {
 		files[i] = fdpass.Named{Name: sk.l.Name(), Conn: sk.conn}
 	}
+	s.spawnMu.Lock()
+	defer s.spawnMu.Unlock()
 	p, err := starter.Start(starter.Config{
 		Path:       s.cfg.Program[0],
 		Args:       s.cfg.Program[1:],
@@ -56,8 +58,15 @@ func (s *Supervisor) startWorker() (*worker, error) {
 		started: time.Now(),
 		log:     s.log.With(slog.Int("worker", p.PID())),
 	}
+	if s.workers == nil {
+		s.workers = make(map[int]bool)
+	}
+	s.workers[w.pid] = true
 	go func() {
 		<-p.Exited()
+		s.spawnMu.Lock()
+		delete(s.workers, w.pid)
+		s.spawnMu.Unlock()
 		s.reaped(w)
 	}()
 	return w, nil

@@ -1,0 +1,25 @@
+//go:build linux
+
+package procfs
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestChildrenAndState(t *testing.T) {
+	require.True(t, Available())
+	assert.Contains(t, "RS", string(State(os.Getpid())))
+	cmd := exec.Command("sleep", "0.2")
+	require.NoError(t, cmd.Start())
+	assert.True(t, Children(os.Getpid())[cmd.Process.Pid])
+	require.Eventually(t, func() bool { return State(cmd.Process.Pid) == 'Z' }, 5*time.Second, time.Millisecond, "exited, not reaped: a zombie")
+	require.NoError(t, cmd.Wait())
+	assert.Zero(t, State(cmd.Process.Pid), "reaped: gone")
+	assert.False(t, Children(os.Getpid())[cmd.Process.Pid])
+}
