@@ -25,19 +25,20 @@ func (u *Upgrader) listenControl() error {
 		var err error
 		ln, err = u.in.Listener(k, "unix")
 		if errors.Is(err, fdpass.ErrNotFound) {
-			ln, err = net.Listen("unix", path)
+			var ul *net.UnixListener
+			ul, err = control.Listen(path)
 			if errors.Is(err, syscall.EADDRINUSE) {
 				err = addrInUse("unix", path, err)
 			}
-			if err == nil {
-				if err = control.Chmod(path); err != nil {
-					ln.Close()
-				}
-			}
+			ln = ul
 		}
 		if err != nil {
 			return nil, err
 		}
+		// Its path is removed by the last generation's drain, not when
+		// a listener closes (a listener made by control.Listen does not
+		// know it, one inherited must not).
+		ln.(*net.UnixListener).SetUnlinkOnClose(false)
 		return ln.(syscall.Conn), nil
 	})
 	if err != nil {
@@ -63,10 +64,27 @@ func (u *Upgrader) serveControl() {
 	}()
 	go func() {
 		<-u.exitC
-		u.controlLn.Close()
+		u.closeControl()
 		<-done
 		u.drain.leave()
 	}()
+}
+
+// closeControl closes the control socket, once: at the hand-over, so that
+// later requests reach the new generation (the one being answered still
+// gets its verdict), or when a drain begins. In the last generation it
+// removes the path.
+func (u *Upgrader) closeControl() {
+	if u.controlLn == nil {
+		return
+	}
+	u.controlLn.Close()
+	u.mu.Lock()
+	final := u.final
+	u.mu.Unlock()
+	if final {
+		os.Remove(u.opts.ControlSocket)
+	}
 }
 
 // controlHandler carries out control-socket commands.

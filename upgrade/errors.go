@@ -12,8 +12,11 @@ import (
 
 var (
 	// ErrNotSupported is returned by New on platforms without unix
-	// descriptor passing (Windows).
-	ErrNotSupported = errors.New("upgrade: not supported on this platform")
+	// descriptor passing (Windows), and wrapped by Upgrade in a process
+	// that is PID 1 of its PID namespace (a container's entrypoint): when
+	// it handed over and exited, the kernel would end the namespace and
+	// the new generation with it. Make `handoff run` the entrypoint.
+	ErrNotSupported = errors.New("upgrade: not supported")
 	// ErrInProgress is returned by Upgrade while another upgrade of this
 	// process runs. Wait for that one's verdict, then retry if need be.
 	ErrInProgress = errors.New("upgrade: another upgrade is in progress")

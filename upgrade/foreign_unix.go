@@ -27,10 +27,14 @@ func (u *Upgrader) startForeign(files []*handed) (*child, error) {
 	if u.sd.watchdog > 0 {
 		u.log.Warn("a foreign child cannot ping the systemd watchdog after the hand-over; set WatchdogSec only for handoff programs")
 	}
+	env, err := u.nextEnv()
+	if err != nil {
+		return nil, &ChildError{Stage: StageStart, Err: err}
+	}
 	p, err := starter.Start(starter.Config{
 		Path:   u.next.path,
 		Args:   u.next.args[1:],
-		Env:    u.childEnv(),
+		Env:    env,
 		Dir:    u.next.dir,
 		Files:  named,
 		Stdout: os.Stdout,

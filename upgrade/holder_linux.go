@@ -14,6 +14,9 @@ import (
 	"strings"
 )
 
+// unknownHolder says who holds an address holderOf could not name.
+const unknownHolder = "held by a process not found in /proc (another user, or another network namespace?)"
+
 // holderOf names the process that holds the socket network/addr is bound
 // to, from /proc: the socket's inode from /proc/net/*, then the process
 // with a descriptor on that inode. It returns "" when it cannot tell (the

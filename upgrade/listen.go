@@ -154,13 +154,15 @@ func addrInUse(network, addr string, err error) error {
 	if staleSocket(network, addr) {
 		return fmt.Errorf("%w: %s is a socket file nobody listens on, left by an earlier run; remove it", err, addr)
 	}
-	return fmt.Errorf("%w: held by a process not found in /proc (another user or network namespace?); stop it or choose another address", err)
+	return fmt.Errorf("%w: %s; stop it or choose another address", err, unknownHolder)
 }
 
 // staleSocket reports whether addr is a unix socket file that refuses
 // connections: its listener is gone and nobody unlinked it.
 func staleSocket(network, addr string) bool {
-	if network != "unix" && network != "unixpacket" {
+	switch network {
+	case "unix", "unixpacket", "unixgram":
+	default:
 		return false
 	}
 	fi, err := os.Lstat(addr)

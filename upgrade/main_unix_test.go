@@ -15,9 +15,12 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/handoff-go/handoff/pidfile"
 	"github.com/handoff-go/handoff/readiness"
@@ -285,6 +288,26 @@ var helpers = map[string]func() int{
 			return 1
 		}
 		return 0
+	},
+	// badoptsfds is badopts that then writes to the file named by envMark
+	// which of the descriptors it was handed (3..) are still open.
+	"badoptsfds": func() int {
+		n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+		n += 3 + 1 // ready, stderr, stderr-pipe, and an elder (see the test)
+		// The parent stops a child that failed at once: live long enough
+		// to look.
+		signal.Ignore(syscall.SIGTERM)
+		if _, err := New(Options{MaxGenerations: 1}); err == nil {
+			return 10
+		}
+		var open []string
+		for fd := 3; fd < 3+n; fd++ {
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
+				open = append(open, strconv.Itoa(fd))
+			}
+		}
+		os.WriteFile(os.Getenv(envMark), []byte(strings.Join(open, ",")), 0o644)
+		return 1
 	},
 	// waitearly calls WaitForParent before Ready, which would wait for a
 	// parent that waits for it; it must fail at once. It writes what it

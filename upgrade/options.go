@@ -68,12 +68,17 @@ type Options struct {
 	// their outcomes, hand-overs, drains cut short. Nil: discard.
 	Logger *slog.Logger
 
-	// Path is the program started as the next generation. Empty: the path
-	// this program was started with (os.Args[0] made absolute at New),
-	// opened anew at each upgrade, so that replacing the file or flipping
-	// a symlink such as current -> releases/N starts the new build. A
-	// wrapper script must exec the program: a failed child is stopped by
-	// signalling its PID only.
+	// Path is the program started as the next generation, opened anew at
+	// each upgrade, so that replacing the file or flipping a symlink such
+	// as current -> releases/N starts the new build. It may be a start
+	// script that execs the program (run.sh ending in
+	// `exec releases/$(cat CURRENT)/app "$@"`): each upgrade then runs
+	// what the script names at that moment. The script must exec, not fork:
+	// a failed child is stopped by signalling its PID.
+	// Empty: in a first generation, the path this program was started
+	// with (os.Args[0] made absolute at New); in a later one, what its
+	// parent starts — so a generation that a start script exec'd starts
+	// the script again, not the binary the script chose.
 	Path string
 	// Args are the next generation's arguments, including argv[0].
 	// Nil: os.Args as at New.
@@ -81,6 +86,15 @@ type Options struct {
 	// Env is the next generation's environment. Nil: os.Environ() as at
 	// New, less the variables handoff sets itself.
 	Env []string
+	// EnvFile, if set, is a file of KEY=VALUE lines read at each upgrade
+	// and added to the next generation's environment, replacing what it
+	// sets: a deploy changes settings by changing the file. Blank lines
+	// and lines starting with '#' are skipped; "export " before a line and
+	// quotes around a value are dropped. A variable removed from the file
+	// keeps the value the running generation has: set it empty instead. A
+	// file that cannot be read fails the upgrade before anything starts.
+	// Empty: none.
+	EnvFile string
 	// Dir is the next generation's working directory. Empty: the working
 	// directory at New.
 	Dir string

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -263,4 +264,63 @@ func TestBeforeDrainOnlyAfterServing(t *testing.T) {
 	u.Stop()
 	assert.False(t, before.Load())
 	assert.True(t, after.Load())
+}
+
+// TestUnixgramPathRemoved: the last generation removes its unixgram
+// socket's path when it stops (net never unlinks one), so that the next
+// start can bind it again; a path left by a crash is named as stale.
+func TestUnixgramPathRemoved(t *testing.T) {
+	path := filepath.Join(shortDir(t), "g.sock")
+	u, err := New(Options{})
+	require.NoError(t, err)
+	pc, err := u.ListenPacket(t.Context(), "unixgram", path)
+	require.NoError(t, err)
+	require.NoError(t, u.Ready())
+	u.Stop()
+	pc.Close()
+	_, err = os.Stat(path)
+	assert.ErrorIs(t, err, os.ErrNotExist, "the unixgram path outlived the last generation")
+
+	// A path left behind (by a crash): the error says it is stale.
+	left, err := net.ListenPacket("unixgram", path)
+	require.NoError(t, err)
+	left.Close() // the path stays: nobody unlinks it
+	u2, err := New(Options{})
+	require.NoError(t, err)
+	defer u2.Stop()
+	_, err = u2.ListenPacket(t.Context(), "unixgram", path)
+	require.ErrorIs(t, err, syscall.EADDRINUSE)
+	assert.Contains(t, err.Error(), "a socket file nobody listens on, left by an earlier run; remove it")
+}
+
+// shortDir returns a directory whose paths fit in a sockaddr_un.
+func shortDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "up")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// TestNewFailsClosesEverything: a new generation whose New fails closes
+// every descriptor it was handed — sockets, its readiness channel, stderr's,
+// and the channels of elders — before it exits.
+func TestNewFailsClosesEverything(t *testing.T) {
+	mark := filepath.Join(t.TempDir(), "mark")
+	// Two generations above this one: its child gets an elder's channel.
+	elderCtl, elderChild, err := wire.Pair()
+	require.NoError(t, err)
+	defer elderCtl.Close()
+	defer elderChild.Close()
+	u := newTestUpgrader(t, "badoptsfds", Options{StopGrace: 5 * time.Second}, envMark+"="+mark)
+	u.elders = []*elder{{pid: 1, ctl: elderChild, gone: make(chan struct{})}}
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	require.NoError(t, u.Ready())
+	var ce *ChildError
+	require.ErrorAs(t, u.Upgrade(t.Context()), &ce)
+	b, err := os.ReadFile(mark)
+	require.NoError(t, err)
+	assert.Empty(t, string(b), "descriptors still open after New failed")
 }

@@ -83,6 +83,7 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 		wire.MetaPPID:  strconv.Itoa(os.Getpid()),
 		wire.MetaGo:    "1",
 		wire.MetaProto: strconv.Itoa(wire.Version),
+		wire.MetaPath:  wire.EscapeMeta(u.next.path),
 	}}
 	if u.sd.active() {
 		h.Meta[wire.MetaNotify] = "1"
@@ -131,7 +132,11 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 	if err != nil {
 		return fail(err)
 	}
-	attr.Env = append(append(u.childEnv(), u.sd.childEnv()...), env...)
+	base, err := u.nextEnv()
+	if err != nil {
+		return fail(err)
+	}
+	attr.Env = append(append(base, u.sd.childEnv()...), env...)
 
 	pid, _, err := syscall.StartProcess(u.next.path, u.next.args, attr)
 	if err != nil {
@@ -174,9 +179,24 @@ func watchProcess(pid int) *child {
 	}
 }
 
-// childEnv is the environment of the next generation: the one configured,
+// nextEnv is the environment of the next generation: the one configured,
 // less the service manager's variables, which only this process's notifier
-// hands on (WATCHDOG_PID names this process).
+// hands on (WATCHDOG_PID names this process), with Options.EnvFile read
+// now.
+func (u *Upgrader) nextEnv() ([]string, error) {
+	env := u.childEnv()
+	if u.opts.EnvFile == "" {
+		return env, nil
+	}
+	add, err := readEnvFile(u.opts.EnvFile)
+	if err != nil {
+		return nil, err
+	}
+	return mergeEnv(env, add), nil
+}
+
+// childEnv is the configured environment less the service manager's
+// variables.
 func (u *Upgrader) childEnv() []string {
 	env := make([]string, 0, len(u.next.env)+2)
 	for _, kv := range u.next.env {

@@ -56,7 +56,7 @@ func (u *Upgrader) upgrade(ctx context.Context) (control.UpgradeResult, error) {
 	}
 	files, alive, err := u.begin()
 	if err != nil {
-		if errors.Is(err, ErrTooManyGenerations) {
+		if errors.Is(err, ErrTooManyGenerations) || errors.Is(err, ErrNotSupported) {
 			u.sd.refused(err)
 		}
 		res.Refused = true
@@ -85,6 +85,9 @@ func (u *Upgrader) upgrade(ctx context.Context) (control.UpgradeResult, error) {
 	return done(nil)
 }
 
+// errPID1 refuses an upgrade in PID 1 of a PID namespace.
+var errPID1 = fmt.Errorf("%w in PID 1 of a PID namespace: this process is a container's entrypoint, say, and when it handed over and exited the kernel would end the namespace with every process in it, the new generation too; make `handoff run` the entrypoint, which keeps its PID and upgrades the server it runs", ErrNotSupported)
+
 // begin refuses an upgrade that cannot start and snapshots the files and
 // the older generations alive.
 func (u *Upgrader) begin() ([]*handed, []*elder, error) {
@@ -99,6 +102,8 @@ func (u *Upgrader) begin() ([]*handed, []*elder, error) {
 		return nil, nil, fmt.Errorf("%w: call Ready before Upgrade", ErrNotReady)
 	case u.phase == upgrading:
 		return nil, nil, ErrInProgress
+	case os.Getpid() == 1:
+		return nil, nil, errPID1
 	}
 	alive := u.aliveElders()
 	if err := u.checkGenerations(alive); err != nil {
@@ -145,6 +150,7 @@ func (u *Upgrader) handOver(c *child, gen int) {
 		}
 	}
 	u.mu.Unlock()
+	u.closeControl()
 	go u.exit() // the BeforeDrain hooks run now; Upgrade returns its verdict at once
 }
 

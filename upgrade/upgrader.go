@@ -57,6 +57,7 @@ type Upgrader struct {
 	keys        map[string]*handed
 	upgradeDone chan struct{}          // closed when the upgrade in flight ends; nil while none
 	successor   *child                 // the generation this one handed over to
+	final       bool                   // Stop found this the last generation: its paths go
 	last        *control.UpgradeResult // the last upgrade that ran, for the control socket
 }
 
@@ -99,7 +100,7 @@ func New(opts Options) (*Upgrader, error) {
 	in, err := fdpass.Inherit()
 	if err != nil {
 		if errors.Is(err, fdpass.ErrNotSupported) {
-			return nil, ErrNotSupported
+			return nil, fmt.Errorf("%w on this platform: handoff needs unix descriptor passing", ErrNotSupported)
 		}
 		return nil, fmt.Errorf("upgrade: adopt inherited files: %w", err)
 	}
@@ -162,7 +163,7 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 			return fmt.Errorf("upgrade: %w", err)
 		}
 	}
-	if u.next, err = resolveCommand(o); err != nil {
+	if u.next, err = resolveCommand(o, inheritedPath(prep)); err != nil {
 		return err
 	}
 	if o.ControlSocket != "" {
@@ -174,6 +175,9 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 		u.parent.watch(u.stopC)
 	}
 	u.watchElders()
+	if os.Getpid() == 1 {
+		u.log.Warn("upgrades are refused: " + strings.TrimPrefix(errPID1.Error(), "upgrade: "))
+	}
 	return nil
 }
 
@@ -205,8 +209,21 @@ func knownControl(name string) bool {
 	return strings.HasPrefix(name, wire.CtlElderPrefix)
 }
 
-// resolveCommand fixes how the next generation is started.
-func resolveCommand(o Options) (command, error) {
+// inheritedPath returns the path a handoff parent starts its next
+// generations with, to start the same: "" from another parent, or from
+// a build that does not say.
+func inheritedPath(prep *wire.Inherited) string {
+	p, err := wire.UnescapeMeta(prep.Meta[wire.MetaPath])
+	if err != nil || !filepath.IsAbs(p) {
+		return ""
+	}
+	return p
+}
+
+// resolveCommand fixes how the next generation is started: Options.Path,
+// or else the path this generation's parent starts, or else the path this
+// process was started with.
+func resolveCommand(o Options, inherited string) (command, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return command{}, fmt.Errorf("upgrade: working directory: %w", err)
@@ -222,6 +239,9 @@ func resolveCommand(o Options) (command, error) {
 		c.env = os.Environ()
 	}
 	c.env = wire.StripEnv(c.env)
+	if c.path == "" {
+		c.path = inherited
+	}
 	if c.path == "" {
 		if c.path, err = startPath(wd); err != nil {
 			return command{}, err
@@ -420,8 +440,9 @@ func (u *Upgrader) Fail(reason error) error {
 // cancelled and Stop waits until its child has been stopped and reaped;
 // then the BeforeDrain hooks run and Exit is closed, so that servers
 // drain. Unless a new generation has taken over (or this one never went
-// live, its parent serving on), the pidfile is removed and unix socket
-// paths are unlinked when their listeners close. Stop returns once Exit is
+// live, its parent serving on), the pidfile and the control socket are
+// removed, unix listeners' paths are unlinked when they close, and unixgram
+// sockets' paths at once. Stop returns once Exit is
 // closed, and, if no server is left to drain, once the AfterDrain hooks
 // have run; it may be called more than once.
 func (u *Upgrader) Stop() {
@@ -442,14 +463,31 @@ func (u *Upgrader) Stop() {
 		// The last generation: none took over from it, and it is not a
 		// new one that failed, whose parent serves on with the same paths.
 		final := u.successor == nil && (u.parent == nil || u.phase != starting)
+		u.final = final
+		served := u.phase != starting
+		var grams []string // unixgram paths: net never unlinks them
 		if final {
 			for _, h := range u.files {
-				if ul, ok := h.conn.(*net.UnixListener); ok {
-					ul.SetUnlinkOnClose(true)
+				switch c := h.conn.(type) {
+				case *net.UnixListener:
+					c.SetUnlinkOnClose(true)
+				case *net.UnixConn:
+					if a, ok := c.LocalAddr().(*net.UnixAddr); ok && a.Name != "" && a.Name[0] != '@' {
+						grams = append(grams, a.Name)
+					}
 				}
 			}
 		}
 		u.mu.Unlock()
+		if !served && u.controlLn != nil {
+			u.closeControl() // nobody serves it: Ready was never called
+		}
+		for _, path := range grams {
+			// Now, as a listener closes at the start of its drain: no new
+			// sender reaches a service that is going away, and the next
+			// start can bind the path again.
+			os.Remove(path)
+		}
 		if final {
 			u.sd.stopping(u.gen)
 			if u.opts.PIDFile != "" {

@@ -9,6 +9,12 @@
 // With -control app.sock, `handoff upgrade -control app.sock` upgrades it
 // and exits 0 with the new PID, or 1 with the reason the new build failed.
 //
+// A deploy that installs releases side by side names a start script with
+// -path (run.sh ending in `exec releases/$(cat CURRENT)/httpserver "$@"`):
+// each upgrade runs whatever CURRENT names then. -env-file names a file of
+// KEY=VALUE settings read at each upgrade; GET /env?name=APP_MODE answers
+// the value of an APP_ variable.
+//
 // SIGTERM and SIGINT stop it gracefully (exit status 0). GET /sleep?d=5s
 // sends its headers (X-Pid: the generation serving it) at once and the
 // body of / after sleeping (at most an hour): a long request that keeps an
@@ -23,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/handoff-go/handoff/upgrade"
@@ -39,6 +46,8 @@ func main() {
 	probation := flag.Duration("probation", 0, "how long a new generation must stay up after it is ready before this one hands over")
 	maxGenerations := flag.Int("max-generations", 4, "generations alive at once, draining ones included")
 	controlSocket := flag.String("control", "", "control socket for `handoff upgrade` and `handoff status` (empty: none)")
+	path := flag.String("path", "", "program or start script each upgrade runs, e.g. run.sh that execs releases/$(cat CURRENT)/httpserver (empty: what started this generation)")
+	envFile := flag.String("env-file", "", "file of KEY=VALUE lines read at each upgrade into the next generation's environment (empty: none)")
 	flag.Parse()
 	opts := upgrade.Options{
 		PIDFile:          *pidFile,
@@ -47,6 +56,8 @@ func main() {
 		Probation:        *probation,
 		MaxGenerations:   *maxGenerations,
 		ControlSocket:    *controlSocket,
+		Path:             *path,
+		EnvFile:          *envFile,
 		Version:          version,
 		UpgradeOnSIGUSR1: true,
 	}
@@ -73,6 +84,14 @@ func run(addr string, opts upgrade.Options) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, body)
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("name")
+		if !strings.HasPrefix(name, "APP_") { // settings only, never the rest of the environment
+			http.Error(w, "name must start with APP_, e.g. /env?name=APP_MODE", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, os.Getenv(name))
 	})
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		d, err := time.ParseDuration(r.URL.Query().Get("d"))

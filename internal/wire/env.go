@@ -54,11 +54,17 @@ const (
 	// has announced that version, so builds of different versions hand
 	// over with what both know.
 	MetaProto = "proto"
+	// MetaPath is the path the parent starts its next generations with,
+	// escaped (EscapeMeta): the child starts the same at its own upgrade,
+	// unless it was told otherwise, so that a start script or a release
+	// symlink keeps working from one generation to the next. Builds
+	// before version 2 neither send nor read it.
+	MetaPath = "path"
 )
 
 // Version is the protocol version this build speaks. 1: files, control
 // files and the ready/go/live/main exchange. 2: the parent announces it
-// with MetaProto; nothing else is new yet.
+// with MetaProto, and passes its start path (MetaPath).
 const Version = 2
 
 // Key names a socket across generations: the network and the address
@@ -224,6 +230,45 @@ func parseHandoff(v string) (control []string, meta map[string]string, err error
 		meta[k] = val
 	}
 	return control, meta, nil
+}
+
+// EscapeMeta makes s fit in a meta value: '%', ';' and control
+// characters become %XX.
+func EscapeMeta(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '%' || c == ';' || c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// UnescapeMeta undoes EscapeMeta.
+func UnescapeMeta(s string) (string, error) {
+	if !strings.Contains(s, "%") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", fmt.Errorf("malformed escape at the end of %q", short(s))
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", fmt.Errorf("malformed escape %q in %q", s[i:i+3], short(s))
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), nil
 }
 
 // parseCount accepts only plain decimal digits (no sign, no spaces), as

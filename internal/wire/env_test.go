@@ -202,3 +202,17 @@ func FuzzParseHandoff(f *testing.F) {
 		}
 	})
 }
+
+func TestEscapeMeta(t *testing.T) {
+	for _, s := range []string{"", "/srv/app/bin/app", "/srv/a;b/100%/x\ny\x7f", "%41"} {
+		e := EscapeMeta(s)
+		assert.NoError(t, checkMeta("path", e), "%q -> %q", s, e)
+		got, err := UnescapeMeta(e)
+		require.NoError(t, err)
+		assert.Equal(t, s, got)
+	}
+	for _, bad := range []string{"%", "%4", "%zz", "a%4"} {
+		_, err := UnescapeMeta(bad)
+		assert.Error(t, err, bad)
+	}
+}
