@@ -24,7 +24,7 @@ import (
 func TestSocketActivation(t *testing.T) {
 	activate, err := exec.LookPath("systemd-socket-activate")
 	if err != nil {
-		t.Skip("systemd-socket-activate not installed (Debian package systemd; .ci/run installs it)")
+		requireTool(t, "systemd-socket-activate not installed (Debian package systemd; .ci/run installs it)")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "httpserver")

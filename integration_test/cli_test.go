@@ -152,9 +152,7 @@ func TestControlSocketGuards(t *testing.T) {
 	}
 	s.requireAnswer("v1", pid)
 
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a client under another UID")
-	}
+	requireRoot(t, "a client under another UID")
 	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
 	// Let nobody reach the binary and the socket's directory, so that
 	// only the socket's own guards are tested.
@@ -175,7 +173,8 @@ func TestControlSocketGuards(t *testing.T) {
 }
 
 // TestCLIUpgradeByPidfile: without a control socket, the verdict comes by
-// observation: 0 and the new PID, or 1 saying no reason can be known.
+// observation: 0 and the new PID, or 1 when the new generation was seen to
+// exit (no reason can be known that way).
 func TestCLIUpgradeByPidfile(t *testing.T) {
 	s := startServer(t, bins.v1, "", "-upgrade-timeout", "2s")
 	pid, err := s.WaitPID(t.Context(), 0)
@@ -183,9 +182,11 @@ func TestCLIUpgradeByPidfile(t *testing.T) {
 	crash := filepath.Join(s.dir, "crash.sh")
 	require.NoError(t, os.WriteFile(crash, []byte("#!/bin/sh\nexit 3\n"), 0o755))
 	require.NoError(t, harness.Install(crash, s.bin))
-	code, _, stderr := runCLI(t, nil, "upgrade", "-pidfile", s.PIDFile, "-timeout", "2s")
+	code, _, stderr := runCLI(t, nil, "upgrade", "-pidfile", s.PIDFile, "-timeout", "10s")
 	assert.Equal(t, 1, code, stderr)
-	assert.Contains(t, stderr, "reason cannot be known by signal")
+	assert.Regexp(t, `the new generation \(PID \d+\) exited before it took over`, stderr)
+	assert.Contains(t, stderr, "by signal the reason cannot be known")
+	assert.Contains(t, stderr, "PID "+strconv.Itoa(pid)+" still serves")
 	s.requireAnswer("v1", pid)
 
 	require.NoError(t, harness.Install(bins.v2, s.bin))

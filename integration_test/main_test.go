@@ -103,6 +103,7 @@ func startServer(t *testing.T, first, binPath string, extra ...string) *server {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		assert.NoError(t, hs.Stop(ctx), "stopping the server")
+		assert.NotContains(t, hs.Log(), harness.RaceReport, "a race in the server (race-built in a -race run)")
 		if t.Failed() {
 			t.Logf("server log:\n%s", hs.Log())
 		}

@@ -37,7 +37,7 @@ var handoffBin struct {
 func buildHandoff(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not found: the supervisor tests run a Python worker")
+		requireTool(t, "python3 not found: the supervisor tests run a Python worker")
 	}
 	handoffBin.once.Do(func() {
 		handoffBin.dir, handoffBin.err = os.MkdirTemp("", "handoff-supervisor-test-")

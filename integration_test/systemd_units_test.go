@@ -22,7 +22,7 @@ import (
 // notify-reload settings are the only complaints allowed.
 func TestSystemdUnits(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze not installed (Debian package systemd; .ci/run installs it)")
+		requireTool(t, "systemd-analyze not installed (Debian package systemd; .ci/run installs it)")
 	}
 	root, err := harness.ModuleRoot()
 	require.NoError(t, err)

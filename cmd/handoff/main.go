@@ -1,36 +1,48 @@
 // Command handoff drives handoff servers from deploy scripts, and
 // supervises programs in any language with a stable PID.
 //
-//	handoff upgrade -control PATH [-timeout D]   upgrade and wait for the verdict
-//	handoff upgrade -pidfile F [-timeout D]      the same by signal and observation
-//	handoff status -control PATH [-json]         what the server says about itself
-//	handoff run [options] -- PROGRAM ARGS...     supervise PROGRAM with a stable PID
+//	handoff upgrade -control PATH [-timeout D] [-json]   upgrade and wait for the verdict
+//	handoff upgrade -pidfile F [-timeout D] [-json]      the same by signal and observation
+//	handoff status -control PATH [-json]                 what the server says about itself
+//	handoff run [options] -- PROGRAM ARGS...             supervise PROGRAM with a stable PID
+//	handoff version                                      this build's version
 //
-// Exit status: 0 success; 1 the upgrade failed and the old process still
-// serves; 2 usage errors or an unreachable process.
+// Exit status of upgrade: 0 upgraded (the new PID is printed); 1 the
+// upgrade failed or was refused, and the old process still serves; 2 a
+// usage error, or the server could not be reached; 3 no verdict within
+// -timeout (the upgrade may still complete).
 package main
 
 import (
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/debug"
 )
 
 // Exit codes.
 const (
-	exitOK     = 0
-	exitFailed = 1 // the upgrade failed; the old process still serves
-	exitUsage  = 2 // bad usage, or the process cannot be reached
+	exitOK        = 0
+	exitFailed    = 1 // the upgrade failed or was refused; the old process still serves
+	exitUsage     = 2 // bad usage, or the process cannot be reached
+	exitNoVerdict = 3 // no verdict within -timeout: the upgrade may still complete
 )
 
+// version is set at build time with -ldflags "-X main.version=v1.2.3";
+// otherwise the module version Go recorded, if any.
+var version = ""
+
 const usage = `usage:
-  handoff upgrade -control PATH [-timeout D]
-  handoff upgrade -pidfile FILE [-signal SIGUSR2] [-timeout D]
+  handoff upgrade -control PATH [-timeout D] [-json]
+  handoff upgrade -pidfile FILE [-signal SIGUSR2] [-timeout D] [-json]
   handoff status -control PATH [-json]
   handoff run -listen tcp:ADDR [-listen unix:PATH] [-listen udp:ADDR] [options] -- PROGRAM [ARGS...]
+  handoff version
 
-exit status: 0 success; 1 the upgrade failed and the old process still serves;
-2 usage error or the process could not be reached.
-Run "handoff COMMAND -h" for a command's options.
+exit status of upgrade: 0 upgraded (the new PID is printed); 1 the upgrade
+failed or was refused, and the old process still serves; 2 usage error or
+the process could not be reached; 3 no verdict within -timeout (the upgrade
+may still complete). Run "handoff COMMAND -h" for a command's options.
 `
 
 func main() {
@@ -52,10 +64,24 @@ func run(args []string) int {
 		return statusCmd(args[1:])
 	case "run":
 		return runCmd(args[1:])
+	case "version":
+		fmt.Printf("handoff %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return exitOK
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return exitOK
 	}
 	fmt.Fprintf(os.Stderr, "handoff: unknown command %q\n%s", args[0], usage)
 	return exitUsage
+}
+
+// buildVersion is the version this binary was built as.
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version // "(devel)" for a build from a checkout
+	}
+	return "(devel)"
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/handoff-go/handoff/internal/control"
 )
 
-func upgradeBySignal(ctx context.Context, path, sig string, timeout time.Duration) int {
+func upgradeBySignal(ctx context.Context, path, sig string, timeout time.Duration) (control.UpgradeResult, int) {
 	fmt.Fprintln(os.Stderr, "handoff upgrade: -pidfile needs a unix system")
-	return exitUsage
+	return control.UpgradeResult{}, exitUsage
 }

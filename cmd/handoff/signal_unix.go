@@ -10,49 +10,85 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-go/handoff/internal/control"
+	"github.com/handoff-go/handoff/internal/procfs"
 	"github.com/handoff-go/handoff/pidfile"
 )
 
 // upgradeBySignal signals the process the pidfile names and judges the
-// upgrade by what it can see: the pidfile naming a new live process and
-// the old one gone.
-func upgradeBySignal(ctx context.Context, path, sigName string, timeout time.Duration) int {
+// upgrade by what it can see. A new generation writes the pidfile once it
+// is live, so the pidfile naming another live process is the success; the
+// old one may drain for a while longer. A failure is seen only where /proc
+// shows the old process's children: one started after the signal that is
+// gone while the pidfile still names the old process is the new generation
+// that failed. Otherwise, at the deadline, there is no verdict.
+func upgradeBySignal(ctx context.Context, path, sigName string, timeout time.Duration) (control.UpgradeResult, int) {
 	sigs := map[string]syscall.Signal{"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2}
 	sig, ok := sigs[strings.ToUpper(sigName)]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "handoff upgrade: -signal %q: want SIGHUP, SIGUSR1 or SIGUSR2\n", sigName)
-		return exitUsage
+		return control.UpgradeResult{}, exitUsage
 	}
 	old, err := pidfile.Read(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "handoff upgrade:", err)
-		return exitUsage
+		return control.UpgradeResult{}, exitUsage
 	}
 	if !alive(old) {
 		fmt.Fprintf(os.Stderr, "handoff upgrade: %s names PID %d, which is not running\n", path, old)
-		return exitUsage
+		return control.UpgradeResult{}, exitUsage
 	}
+	before := procfs.Children(old)
+	res := control.UpgradeResult{OldPID: old, StartedAt: time.Now()}
 	if err := syscall.Kill(old, sig); err != nil {
 		fmt.Fprintf(os.Stderr, "handoff upgrade: signal PID %d: %v\n", old, err)
-		return exitUsage
+		return control.UpgradeResult{}, exitUsage
 	}
+	took := func() float64 { return float64(time.Since(res.StartedAt).Microseconds()) / 1000 }
+	started := map[int]bool{} // children of old started after the signal
 	for {
-		if pid, err := pidfile.Read(path); err == nil && pid != old && alive(pid) && !alive(old) {
-			fmt.Printf("%d\n", pid)
+		pid, err := pidfile.Read(path)
+		if err == nil && pid != old && alive(pid) {
+			res.OK, res.NewPID, res.TookMS = true, pid, took()
 			fmt.Fprintf(os.Stderr, "handoff upgrade: PID %d took over from PID %d\n", pid, old)
-			return exitOK
+			if alive(old) {
+				fmt.Fprintf(os.Stderr, "  PID %d drains what it has in flight and exits\n", old)
+			}
+			return res, exitOK
+		}
+		for c := range procfs.Children(old) {
+			if !before[c] {
+				started[c] = true
+			}
+		}
+		for c := range started {
+			if alive(c) {
+				continue
+			}
+			if pid, err := pidfile.Read(path); err == nil && pid != old {
+				break // it took over as it exited: the next round sees the new one
+			}
+			res.NewPID, res.TookMS = c, took()
+			res.Error = fmt.Sprintf("the new generation (PID %d) exited before it took over", c)
+			fmt.Fprintf(os.Stderr, "handoff upgrade: failed; PID %d still serves\n  reason: %s; by signal the reason cannot be known: see the server's log, or use -control\n", old, res.Error)
+			return res, exitFailed
+		}
+		if !alive(old) {
+			res.TookMS, res.Error = took(), fmt.Sprintf("PID %d exited and no new generation took over", old)
+			fmt.Fprintf(os.Stderr, "handoff upgrade: %s: nothing serves\n", res.Error)
+			return res, exitFailed
+		}
+		poll := time.Millisecond // a build that fails at once lives a millisecond or two
+		if time.Since(res.StartedAt) > time.Second {
+			poll = 10 * time.Millisecond
 		}
 		select {
 		case <-ctx.Done():
-			pid, _ := pidfile.Read(path)
-			if pid == old && alive(old) {
-				fmt.Fprintf(os.Stderr, "handoff upgrade: failed: no new generation took over within %v; PID %d still serves.\n"+
-					"  The reason cannot be known by signal: see the server's log, or use -control.\n", timeout, old)
-				return exitFailed
-			}
-			fmt.Fprintf(os.Stderr, "handoff upgrade: unclear after %v: the pidfile names PID %d; PID %d alive: %v (an old generation may still be draining)\n", timeout, pid, old, alive(old))
-			return exitFailed
-		case <-time.After(10 * time.Millisecond):
+			res.TookMS, res.Error = took(), fmt.Sprintf("no verdict within %v", timeout)
+			fmt.Fprintf(os.Stderr, "handoff upgrade: no verdict within %v: %s still names PID %d, which serves; the upgrade may still complete.\n"+
+				"  By signal the reason cannot be known: see the server's log, or use -control.\n", timeout, path, old)
+			return res, exitNoVerdict
+		case <-time.After(poll):
 		}
 	}
 }
@@ -60,15 +96,9 @@ func upgradeBySignal(ctx context.Context, path, sigName string, timeout time.Dur
 // alive reports whether pid is running. With /proc, a zombie (exited,
 // not yet reaped by its new parent) counts as gone.
 func alive(pid int) bool {
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
+	if !procfs.Available() {
 		return syscall.Kill(pid, 0) == nil // no /proc: best effort
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
-		return b[i+2] != 'Z' && b[i+2] != 'X'
-	}
-	return true
+	st := procfs.State(pid)
+	return st != 0 && st != 'Z' && st != 'X'
 }

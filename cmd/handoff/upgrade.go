@@ -2,15 +2,35 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/handoff-go/handoff/internal/control"
 )
+
+const upgradeUsage = `usage: handoff upgrade -control PATH [-timeout D] [-json]
+       handoff upgrade -pidfile FILE [-signal SIGUSR2] [-timeout D] [-json]
+
+Upgrades the server and waits for the verdict. With -control it asks the
+server's control socket and gets the verdict with its reason; with -pidfile
+it signals the process the pidfile names and judges by what it sees.
+
+exit status:
+  0  upgraded: the new generation serves (its PID is printed)
+  1  the upgrade failed, or was refused, and the old process still serves
+     (the reason is printed; by -pidfile, only that the new one exited)
+  2  usage error, or the server could not be reached
+  3  no verdict within -timeout: the upgrade may still complete
+     (handoff status -control, or the pidfile, tells later)
+
+options:
+`
 
 // upgradeCmd asks a server to upgrade and reports the verdict.
 func upgradeCmd(args []string) int {
@@ -19,19 +39,15 @@ func upgradeCmd(args []string) int {
 	pidPath := fs.String("pidfile", "", "pidfile of a server without a control socket (judged by observation)")
 	sig := fs.String("signal", "SIGUSR2", "with -pidfile: the upgrade signal (SIGHUP, SIGUSR1, SIGUSR2)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the verdict")
+	asJSON := fs.Bool("json", false, "print the verdict as JSON on stdout instead of the new PID")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `usage: handoff upgrade -control PATH [-timeout D]
-       handoff upgrade -pidfile FILE [-signal SIGUSR2] [-timeout D]
-
-Upgrades the server and waits for the verdict. Exit status: 0 the new
-generation serves (its PID is printed); 1 the upgrade failed and the old
-process still serves (the reason is printed); 2 usage error, or the
-server could not be reached.
-
-`)
+		fmt.Fprint(fs.Output(), upgradeUsage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
 		return exitUsage
 	}
 	if fs.NArg() > 0 || (*ctl == "") == (*pidPath == "") {
@@ -39,38 +55,72 @@ server could not be reached.
 		fs.Usage()
 		return exitUsage
 	}
+	if *timeout <= 0 {
+		fmt.Fprintln(os.Stderr, "handoff upgrade: -timeout must be a positive duration")
+		return exitUsage
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	var res control.UpgradeResult
+	var code int
 	if *pidPath != "" {
-		return upgradeBySignal(ctx, *pidPath, *sig, *timeout)
+		res, code = upgradeBySignal(ctx, *pidPath, *sig, *timeout)
+	} else {
+		res, code = upgradeByControl(ctx, *ctl, *timeout)
 	}
-	resp, err := control.Do(ctx, *ctl, control.Request{Cmd: control.CmdUpgrade})
-	if err != nil {
+	if code == exitUsage {
+		return code
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+	} else if code == exitOK {
+		fmt.Printf("%d\n", res.NewPID)
+	}
+	return code
+}
+
+// upgradeByControl asks the control socket at path for an upgrade.
+func upgradeByControl(ctx context.Context, path string, timeout time.Duration) (control.UpgradeResult, int) {
+	resp, err := control.Do(ctx, path, control.Request{Cmd: control.CmdUpgrade})
+	switch {
+	case errors.Is(err, control.ErrNoAnswer):
+		fmt.Fprintf(os.Stderr, "handoff upgrade: no verdict within %v; the upgrade may still complete: ask `handoff status -control %s`\n", timeout, path)
+		return control.UpgradeResult{Error: err.Error()}, exitNoVerdict
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "handoff upgrade:", err)
-		return exitUsage
-	}
-	if resp.Error != "" || resp.Upgrade == nil {
+		return control.UpgradeResult{}, exitUsage
+	case resp.Error != "" || resp.Upgrade == nil:
 		fmt.Fprintln(os.Stderr, "handoff upgrade: the server refused the request:", resp.Error)
-		return exitUsage
+		return control.UpgradeResult{}, exitUsage
 	}
-	r := resp.Upgrade
-	if r.OK {
-		fmt.Printf("%d\n", r.NewPID)
+	r := *resp.Upgrade
+	switch {
+	case r.OK:
 		fmt.Fprintf(os.Stderr, "handoff upgrade: PID %d took over from PID %d in %.1f ms\n", r.NewPID, r.OldPID, r.TookMS)
-		return exitOK
+		return r, exitOK
+	case r.Refused:
+		fmt.Fprintf(os.Stderr, "handoff upgrade: refused by PID %d: nothing was started\n  reason: %s\n", r.OldPID, r.Error)
+		return r, exitFailed
 	}
-	fmt.Fprintf(os.Stderr, "handoff upgrade: failed; PID %d still serves\n", r.OldPID)
+	describeFailure(os.Stderr, &r)
+	return r, exitFailed
+}
+
+// describeFailure prints why an upgrade failed.
+func describeFailure(w io.Writer, r *control.UpgradeResult) {
+	fmt.Fprintf(w, "handoff upgrade: failed; PID %d still serves\n", r.OldPID)
 	if r.Stage != "" {
-		fmt.Fprintf(os.Stderr, "  stage:  %s\n", r.Stage)
+		fmt.Fprintf(w, "  stage:  %s\n", r.Stage)
 	}
 	if r.NewPID != 0 {
-		fmt.Fprintf(os.Stderr, "  child:  PID %d%s\n", r.NewPID, exitDesc(r))
+		fmt.Fprintf(w, "  child:  PID %d%s\n", r.NewPID, exitDesc(r))
 	}
-	fmt.Fprintf(os.Stderr, "  reason: %s\n", r.Error)
+	fmt.Fprintf(w, "  reason: %s\n", r.Error)
 	if tail := strings.TrimSpace(r.Stderr); tail != "" {
-		fmt.Fprintf(os.Stderr, "  stderr of the new build (tail):\n    %s\n", strings.ReplaceAll(tail, "\n", "\n    "))
+		fmt.Fprintf(w, "  stderr of the new build (tail):\n    %s\n", strings.ReplaceAll(tail, "\n", "\n    "))
 	}
-	return exitFailed
 }
 
 func exitDesc(r *control.UpgradeResult) string {
@@ -89,11 +139,18 @@ func statusCmd(args []string) int {
 	ctl := fs.String("control", "", "control socket of the server")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the answer")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: handoff status -control PATH [-json] [-timeout D]\n\nPrints what the server says about itself: PID, version, generation,\nlisteners, draining generations, the last upgrade. Exit status 0, or 2\nif the server could not be reached.\n\noptions:")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
 		return exitUsage
 	}
 	if *ctl == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: handoff status -control PATH [-json]")
+		fs.Usage()
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)

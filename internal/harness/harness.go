@@ -48,13 +48,26 @@ func Build(ctx context.Context, pkg, version, out string, vars ...string) error 
 	for _, v := range vars {
 		ldflags += " -X 'main." + v + "'" // quoted: values may hold spaces
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", buildArgs(ldflags, out, pkg)...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("harness: go build %s: %w\n%s", pkg, err, b)
 	}
 	return nil
 }
+
+// buildArgs are the go command's arguments for Build and BuildIn: with
+// -race when this test binary is race-built.
+func buildArgs(ldflags, out, pkg string) []string {
+	args := []string{"build", "-ldflags", ldflags, "-o", out}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	return append(args, pkg)
+}
+
+// RaceReport is what a race-built program writes when it finds a race.
+const RaceReport = "WARNING: DATA RACE"
 
 // BuildIn is [Build] for a main package of another module inside the
 // checkout, one with a go.mod of its own (examples/grpcserver keeps gRPC
@@ -71,7 +84,7 @@ func BuildIn(ctx context.Context, moduleDir, pkg, version, out string, vars ...s
 	for _, v := range vars {
 		ldflags += " -X 'main." + v + "'"
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", buildArgs(ldflags, out, pkg)...)
 	cmd.Dir = filepath.Join(root, moduleDir)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("harness: go build %s in %s: %w\n%s", pkg, moduleDir, err, b)
@@ -123,6 +136,9 @@ func Start(bin, pidFile, logPath string, args ...string) (*Server, error) {
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// A race-built program sleeps a second at exit unless told not to:
+	// each old generation would linger that long.
+	cmd.Env = append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	// Setpgid, not Setsid: with autogroup scheduling a new session gets its
 	// own CPU share and would skew measurements.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
