@@ -454,3 +454,61 @@ func TestHold(t *testing.T) {
 	}
 	assert.True(t, after.Load())
 }
+
+// TestHijackedSessionsReleased: a hijacked connection leaves the drain's
+// books when it is closed, so that 10,000 short WebSocket-like sessions in
+// one generation leave nothing behind, and the cut at the drain deadline
+// counts the one connection still open — and a session whose handler
+// returned early, leaving the connection to a goroutine, is waited for.
+func TestHijackedSessionsReleased(t *testing.T) {
+	u, ln, logs := newServing(t, Options{DrainTimeout: 300 * time.Millisecond, IdleGrace: 10 * time.Millisecond})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		rw.Flush()
+		go func() { // the handler returns; the session lives on
+			defer c.Close()
+			io.Copy(c, c)
+		}()
+	})
+	served := make(chan error, 1)
+	go func() { served <- u.Serve(&http.Server{Handler: h}, ln) }()
+	session := func() net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		r := bufio.NewReader(c)
+		io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		resp, err := http.ReadResponse(r, nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+		io.WriteString(c, "ping\n")
+		line, err := r.ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, "ping\n", line)
+		return c
+	}
+	const n = 10000
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				c := session()
+				c.Close() // the server's io.Copy sees EOF and closes its end
+			}
+		}()
+	}
+	wg.Wait()
+	open := session()
+	defer open.Close()
+	u.Stop()
+	requireServed(t, served, "Serve did not return")
+	assert.Contains(t, logs.String(), "cut=1 ", "only the session still open is cut")
+	open.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := open.Read(make([]byte, 1))
+	assert.Error(t, err, "the open session was cut at the deadline, not left")
+}

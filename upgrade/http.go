@@ -3,10 +3,12 @@ package upgrade
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -70,7 +72,9 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 		cut = conns.active()
 		srv.Close()
 	}
-	if handlers.wait(ctx) != nil {
+	// Hijacked connections (WebSockets) are waited for too: a handler may
+	// return and leave its connection to goroutines of its own.
+	if handlers.wait(ctx) != nil || hijacked.wait(ctx) != nil {
 		cut += hijacked.closeConns()
 		gctx, gcancel := context.WithTimeout(context.Background(), u.opts.StopGrace)
 		if handlers.wait(gctx) != nil {
@@ -136,14 +140,46 @@ func (w *drainWriter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // Hijack lets handlers that take over the connection (WebSockets) do so
-// through the wrapper; the connection is cut if it outlives the drain.
+// through the wrapper. The connection is tracked until it is closed, and
+// cut if it outlives the drain.
 func (w *drainWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.marked = true
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil {
-		w.hijacked.add(c)
+	if err != nil {
+		return c, rw, err
 	}
-	return c, rw, err
+	w.hijacked.add(c)
+	hc := &hijackedConn{Conn: c, t: w.hijacked}
+	return hc, rw, nil
+}
+
+// hijackedConn is a hijacked connection that leaves its tracker when it is
+// closed, so that a server of many short WebSocket sessions does not keep
+// every one it ever had, and the drain cuts only those still open.
+type hijackedConn struct {
+	net.Conn
+	t    *tracker
+	once sync.Once
+}
+
+func (c *hijackedConn) Close() error {
+	c.once.Do(func() { c.t.release(c.Conn) })
+	return c.Conn.Close()
+}
+
+// CloseWrite and CloseRead reach the connection's, for protocols that half-close.
+func (c *hijackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *hijackedConn) CloseRead() error {
+	if cr, ok := c.Conn.(interface{ CloseRead() error }); ok {
+		return cr.CloseRead()
+	}
+	return errors.ErrUnsupported
 }
 
 // Unwrap gives http.ResponseController the underlying writer.
