@@ -44,3 +44,31 @@ func Children(pid int) map[int]bool {
 	}
 	return kids
 }
+
+// Reaped returns a count that grows each time pid reaps a child: the page
+// faults of its waited-for children (cminflt plus cmajflt in
+// /proc/PID/stat; a process that ran at all has made some). It tells that
+// a child came and went even when it lived too briefly to be seen in
+// Children. ok is false if pid does not exist or /proc cannot say.
+func Reaped(pid int) (n uint64, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	// After the command name: state ppid pgrp session tty_nr tpgid flags
+	// minflt cminflt majflt cmajflt ...
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 11 {
+		return 0, false
+	}
+	cmin, err1 := strconv.ParseUint(f[8], 10, 64)
+	cmaj, err2 := strconv.ParseUint(f[10], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return cmin + cmaj, true
+}

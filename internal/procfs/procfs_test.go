@@ -15,6 +15,8 @@ import (
 func TestChildrenAndState(t *testing.T) {
 	require.True(t, Available())
 	assert.Contains(t, "RS", string(State(os.Getpid())))
+	before, ok := Reaped(os.Getpid())
+	require.True(t, ok)
 	cmd := exec.Command("sleep", "0.2")
 	require.NoError(t, cmd.Start())
 	assert.True(t, Children(os.Getpid())[cmd.Process.Pid])
@@ -22,4 +24,9 @@ func TestChildrenAndState(t *testing.T) {
 	require.NoError(t, cmd.Wait())
 	assert.Zero(t, State(cmd.Process.Pid), "reaped: gone")
 	assert.False(t, Children(os.Getpid())[cmd.Process.Pid])
+	after, ok := Reaped(os.Getpid())
+	require.True(t, ok)
+	assert.Greater(t, after, before, "the reaped child's page faults are counted")
+	_, ok = Reaped(cmd.Process.Pid)
+	assert.False(t, ok, "no such process")
 }
