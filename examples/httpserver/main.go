@@ -15,6 +15,9 @@
 // KEY=VALUE settings read at each upgrade; GET /env?name=APP_MODE answers
 // the value of an APP_ variable.
 //
+// With -tls-cert and -tls-key it serves HTTPS, HTTP/2 included, on the
+// handed-over TCP socket; with -h2c, HTTP/2 in the clear besides HTTP/1.1.
+//
 // SIGTERM and SIGINT stop it gracefully (exit status 0). GET /sleep?d=5s
 // sends its headers (X-Pid: the generation serving it) at once and the
 // body of / after sleeping (at most an hour): a long request that keeps an
@@ -23,6 +26,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -48,6 +52,9 @@ func main() {
 	controlSocket := flag.String("control", "", "control socket for `handoff upgrade` and `handoff status` (empty: none)")
 	path := flag.String("path", "", "program or start script each upgrade runs, e.g. run.sh that execs releases/$(cat CURRENT)/httpserver (empty: what started this generation)")
 	envFile := flag.String("env-file", "", "file of KEY=VALUE lines read at each upgrade into the next generation's environment (empty: none)")
+	tlsCert := flag.String("tls-cert", "", "serve HTTPS, with HTTP/2, using this certificate (PEM; with -tls-key); each generation loads it anew")
+	tlsKey := flag.String("tls-key", "", "the private key of -tls-cert (PEM)")
+	h2c := flag.Bool("h2c", false, "also serve HTTP/2 without TLS (h2c, prior knowledge), beside HTTP/1.1")
 	flag.Parse()
 	opts := upgrade.Options{
 		PIDFile:          *pidFile,
@@ -61,13 +68,17 @@ func main() {
 		Version:          version,
 		UpgradeOnSIGUSR1: true,
 	}
-	if err := run(*addr, opts); err != nil {
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(os.Stderr, "httpserver: -tls-cert and -tls-key go together")
+		os.Exit(2)
+	}
+	if err := run(*addr, opts, *tlsCert, *tlsKey, *h2c); err != nil {
 		fmt.Fprintln(os.Stderr, "httpserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, opts upgrade.Options) error {
+func run(addr string, opts upgrade.Options, tlsCert, tlsKey string, h2c bool) error {
 	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
 	u, err := upgrade.New(opts)
 	if err != nil {
@@ -113,6 +124,23 @@ func run(addr string, opts upgrade.Options) error {
 		fmt.Fprint(w, body)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if h2c {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	if tlsCert != "" {
+		// The socket handed over is the TCP listener; TLS is this
+		// generation's own layer on it, with the certificate it loaded.
+		cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			NextProtos:   []string{"h2", "http/1.1"}, // HTTP/2 first, as ServeTLS offers it
+		})
+	}
 	if err := u.Ready(); err != nil {
 		return err
 	}
