@@ -14,6 +14,18 @@
 // and they reconnect. -fresh dial a new ClientConn for every RPC, as a
 // command-line tool does: these land on whichever generation accepts.
 //
+// -method ticks and chat run streams instead, -streams of them on each
+// client's connection (-fresh: a connection per stream), each opened again
+// as soon as it ends, and count how the streams end (OK; GoingAway, the
+// status Unavailable with which a draining grpcserver ends its streams;
+// Stopped, by grpcload at the end of the run; or the status code of
+// anything else, a failure), the messages received and those out of order
+// or not as sent, and, for chat, the messages sent and not answered when a
+// stream ended ("lost in flight", which a client must send again). Ticks
+// streams last until the run ends; chat streams send -messages messages,
+// one per -interval with at most -window unanswered, then close their side
+// and end OK (-messages 0: until the run ends).
+//
 // The clients keep gRPC's defaults on purpose, as a user gets them. Among
 // them: RPCs are fail-fast (not WaitForReady), so an RPC issued while a
 // connection cannot be made fails at once with Unavailable; and grpc-go
@@ -63,13 +75,17 @@ type Summary struct {
 	ByCode   map[string]int64 `json:"failed_by_code"` // status code name, BadAnswer or NotServing
 	Versions map[string]int64 `json:"versions"`       // OK answers by the server's version
 	PIDs     map[string]int64 `json:"pids"`           // OK answers by the server's PID
-	// Last is the version and PID of the last OK answer received.
+	// Last is the version and PID of the last OK answer (or stream
+	// message) received.
 	Last struct {
 		Version string `json:"version"`
 		PID     int    `json:"pid"`
 	} `json:"last"`
-	Errors  []string `json:"errors,omitempty"` // the first failures, in words
-	Seconds float64  `json:"seconds"`
+	// Streams is what -method ticks or chat saw (nil for the others, which
+	// leave the fields above to unary RPCs).
+	Streams *StreamSummary `json:"streams,omitempty"`
+	Errors  []string       `json:"errors,omitempty"` // the first failures, in words
+	Seconds float64        `json:"seconds"`
 }
 
 // maxErrors bounds Summary.Errors.
@@ -79,15 +95,20 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:50051", "server address")
 	clients := flag.Int("clients", 8, "clients holding one connection each for the whole run")
 	fresh := flag.Int("fresh", 0, "clients dialing a new connection for every RPC")
-	method := flag.String("method", "echo", "RPC to call: echo, health (grpc.health.v1.Health/Check) or sleep")
+	method := flag.String("method", "echo", "RPC to call: echo, health (grpc.health.v1.Health/Check), sleep, or the streams ticks or chat")
 	sleep := flag.Duration("sleep", time.Second, "how long the server sleeps in each -method sleep RPC")
-	n := flag.Int("n", 0, "RPCs per client, then stop (0: no limit)")
+	streams := flag.Int("streams", 1, "streams on each client's connection (-method ticks or chat)")
+	interval := flag.Duration("interval", 10*time.Millisecond, "ticks: the server's interval; chat: the pause between messages")
+	messages := flag.Int("messages", 100, "chat: messages per stream, then close it (0: until the run ends)")
+	window := flag.Int("window", 4, "chat: messages sent and not yet answered, at most")
+	n := flag.Int("n", 0, "RPCs (or streams) per client, then stop (0: no limit)")
 	duration := flag.Duration("duration", 0, "stop after this long (0: no limit)")
 	stdin := flag.Bool("stdin", false, "stop when standard input reaches EOF")
-	timeout := flag.Duration("timeout", 10*time.Second, "deadline of each RPC")
+	timeout := flag.Duration("timeout", 10*time.Second, "deadline of each RPC; chat: how long a stream may take to end once the run has")
 	flag.Parse()
 
 	var call func(ctx context.Context, cc *grpc.ClientConn, seq string) (metadata.MD, error)
+	var stream *streamConfig
 	switch *method {
 	case "echo":
 		call = callEcho
@@ -97,12 +118,18 @@ func main() {
 		call = func(ctx context.Context, cc *grpc.ClientConn, _ string) (metadata.MD, error) {
 			return callSleep(ctx, cc, *sleep)
 		}
+	case "ticks", "chat":
+		stream = &streamConfig{chat: *method == "chat", interval: *interval, messages: *messages, window: *window, timeout: *timeout}
 	default:
-		fmt.Fprintf(os.Stderr, "grpcload: unknown -method %q: use echo, health or sleep\n", *method)
+		fmt.Fprintf(os.Stderr, "grpcload: unknown -method %q: use echo, health, sleep, ticks or chat\n", *method)
 		os.Exit(2)
 	}
 	if *clients < 0 || *fresh < 0 || *clients+*fresh == 0 {
 		fmt.Fprintln(os.Stderr, "grpcload: -clients and -fresh must not be negative, nor both zero")
+		os.Exit(2)
+	}
+	if stream != nil && (*streams < 1 || *window < 1 || *messages < 0 || *interval <= 0) {
+		fmt.Fprintln(os.Stderr, "grpcload: -streams and -window must be at least 1, -messages not negative, -interval positive")
 		os.Exit(2)
 	}
 
@@ -122,47 +149,71 @@ func main() {
 	}
 
 	t := &tally{s: Summary{ByCode: map[string]int64{}, Versions: map[string]int64{}, PIDs: map[string]int64{}}}
+	if stream != nil {
+		t.s.Streams = &StreamSummary{Reopened: map[string]int64{}, Bounced: map[string]int64{}, Ends: map[string]int64{}, PIDs: map[string]int64{}}
+	}
 	start := time.Now()
+	dial := func() *grpc.ClientConn {
+		cc, err := grpc.NewClient("passthrough:///"+*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			// NewClient fails only on a malformed target or option.
+			fmt.Fprintln(os.Stderr, "grpcload:", err)
+			os.Exit(2)
+		}
+		return cc
+	}
 	var wg sync.WaitGroup
-	run := func(k int, dial func() (*grpc.ClientConn, error), each bool) {
+	// run is one client: one RPC or stream after another, on shared, or
+	// each on a connection of its own if shared is nil.
+	run := func(name string, shared *grpc.ClientConn) {
 		defer wg.Done()
-		var cc *grpc.ClientConn
-		defer func() {
-			if cc != nil {
-				cc.Close()
-			}
-		}()
+		reopen := false // the server sent the stream before away
 		for i := 0; (*n == 0 || i < *n) && ctx.Err() == nil; i++ {
+			cc := shared
 			if cc == nil {
-				var err error
-				if cc, err = dial(); err != nil {
-					// NewClient fails only on a malformed target or option.
-					fmt.Fprintln(os.Stderr, "grpcload:", err)
-					os.Exit(2)
-				}
+				cc = dial()
 			}
-			// Not ctx: an RPC under way when the run ends is finished, not
-			// cancelled, which would count as a failure of our own making.
-			rctx, cancel := context.WithTimeout(context.Background(), *timeout)
-			md, err := call(rctx, cc, fmt.Sprintf("c%d-%d", k, i))
-			cancel()
-			t.record(md, err)
-			if each {
+			tag := fmt.Sprintf("%s-%d", name, i)
+			if stream != nil {
+				r := runStream(ctx, cc, tag, *stream)
+				t.recordStream(r, reopen)
+				reopen = r.end == endGoingAway
+				if failedEnd(r.end) {
+					time.Sleep(10 * time.Millisecond) // no spinning against a server that is not there
+				}
+			} else {
+				// Not ctx: an RPC under way when the run ends is finished,
+				// not cancelled, which would count as a failure of our own
+				// making.
+				rctx, cancel := context.WithTimeout(context.Background(), *timeout)
+				md, err := call(rctx, cc, tag)
+				cancel()
+				t.record(md, err)
+			}
+			if shared == nil {
 				cc.Close()
-				cc = nil
 			}
 		}
 	}
-	dial := func() (*grpc.ClientConn, error) {
-		return grpc.NewClient("passthrough:///"+*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Stream clients run -streams streams at a time, on one connection.
+	perClient := 1
+	if stream != nil {
+		perClient = *streams
 	}
-	for k := range *clients {
-		wg.Add(1)
-		go run(k, dial, false)
-	}
-	for k := range *fresh {
-		wg.Add(1)
-		go run(*clients+k, dial, true)
+	for k := range *clients + *fresh {
+		var cc *grpc.ClientConn
+		if k < *clients {
+			cc = dial()
+			defer cc.Close()
+		}
+		for j := range perClient {
+			name := fmt.Sprintf("c%d", k)
+			if perClient > 1 {
+				name += fmt.Sprintf(".%d", j)
+			}
+			wg.Add(1)
+			go run(name, cc)
+		}
 	}
 	wg.Wait()
 
@@ -239,8 +290,13 @@ func (t *tally) record(md metadata.MD, err error) {
 	}
 	t.s.Failed++
 	t.s.ByCode[kind(err)]++
+	t.note(fmt.Sprintf("%s (answered by version=%q pid=%q)", err, version, pid))
+}
+
+// note keeps msg among the first failures. t.mu must be held.
+func (t *tally) note(msg string) {
 	if len(t.s.Errors) < maxErrors {
-		t.s.Errors = append(t.s.Errors, fmt.Sprintf("%s (answered by version=%q pid=%q)", err, version, pid))
+		t.s.Errors = append(t.s.Errors, msg)
 	}
 }
 
