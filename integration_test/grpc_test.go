@@ -90,8 +90,23 @@ type grpcSummary struct {
 		Version string `json:"version"`
 		PID     int    `json:"pid"`
 	} `json:"last"`
-	Errors  []string `json:"errors"`
-	Seconds float64  `json:"seconds"`
+	Streams *grpcStreamSummary `json:"streams"`
+	Errors  []string           `json:"errors"`
+	Seconds float64            `json:"seconds"`
+}
+
+// grpcStreamSummary is what grpcload prints for -method ticks and chat
+// (its StreamSummary type).
+type grpcStreamSummary struct {
+	Opened       int64            `json:"opened"`
+	Reopened     map[string]int64 `json:"reopened"` // opened after a GoingAway, by PID
+	Bounced      map[string]int64 `json:"bounced"`  // of those, sent away again before a message
+	Ends         map[string]int64 `json:"ends"`     // OK, GoingAway, Stopped or a status code
+	Failed       int64            `json:"failed"`
+	Messages     int64            `json:"messages"`
+	PIDs         map[string]int64 `json:"pids"` // messages by PID
+	Mismatched   int64            `json:"mismatched"`
+	LostInFlight int64            `json:"lost_in_flight"`
 }
 
 // grpcLoad is a running grpcload.
@@ -120,6 +135,13 @@ func startGRPCLoad(t *testing.T, bin string, args ...string) *grpcLoad {
 func (l *grpcLoad) stop(t *testing.T) grpcSummary {
 	t.Helper()
 	l.stdin.Close()
+	return l.result(t)
+}
+
+// result waits for grpcload to finish by itself (with -n) and returns its
+// summary. Closing its standard input first would end it before it began.
+func (l *grpcLoad) result(t *testing.T) grpcSummary {
+	t.Helper()
 	waited := make(chan error, 1)
 	go func() { waited <- l.cmd.Wait() }()
 	var err error
@@ -128,7 +150,7 @@ func (l *grpcLoad) stop(t *testing.T) grpcSummary {
 	case <-time.After(30 * time.Second):
 		l.cmd.Process.Kill()
 		<-waited
-		t.Fatalf("grpcload did not stop within 30s of its stdin closing; stderr:\n%s", l.stderr.String())
+		t.Fatalf("grpcload did not stop within 30s; stderr:\n%s", l.stderr.String())
 	}
 	require.NoError(t, err, "grpcload; stderr:\n%s", l.stderr.String())
 	var s grpcSummary
@@ -166,7 +188,7 @@ func TestGRPCServer(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	sum := lg.stop(t)
-	longSum := long.stop(t)
+	longSum := long.result(t)
 
 	t.Logf("RPCs: %d, OK: %d, failed: %d %v, by version: %v, by PID: %v",
 		sum.RPCs, sum.OK, sum.Failed, sum.ByCode, sum.Versions, sum.PIDs)
@@ -187,10 +209,146 @@ func TestGRPCServer(t *testing.T) {
 
 	// The last build answers, and it alone is left.
 	last := pids[len(pids)-1]
-	probe := startGRPCLoad(t, load, "-addr", addr, "-clients", "1", "-n", "1", "-method", "health").stop(t)
-	assert.Zero(t, probe.Failed, "health check after the upgrades: %v", probe.Errors)
+	probe := startGRPCLoad(t, load, "-addr", addr, "-clients", "1", "-n", "1", "-method", "health").result(t)
+	assert.Equal(t, int64(1), probe.OK, "health check after the upgrades: %v", probe.Errors)
 	assert.Equal(t, fmt.Sprintf("v%d", grpcUpgrades+1), probe.Last.Version)
 	assert.Equal(t, last, probe.Last.PID)
+	for _, p := range pids[:len(pids)-1] {
+		assert.False(t, harness.Alive(p), "generation %d is still alive", p)
+	}
+	s.requireOneGeneration(last)
+}
+
+// startGRPCServer starts grpcserver from bin as startExample does, but
+// with -drain-timeout drain (startExample's own would win over one passed
+// to it).
+func startGRPCServer(t *testing.T, bin, addr string, drain time.Duration) *server {
+	t.Helper()
+	dir := t.TempDir()
+	binPath := filepath.Join(dir, "grpcserver")
+	require.NoError(t, harness.Install(bin, binPath))
+	pidPath := filepath.Join(dir, "app.pid")
+	hs, err := harness.Start(binPath, pidPath, filepath.Join(dir, "server.log"),
+		"-addr", addr, "-pidfile", pidPath, "-drain-timeout", drain.String())
+	require.NoError(t, err)
+	s := &server{Server: hs, t: t, dir: dir, bin: binPath, addr: addr}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), drain+10*time.Second)
+		defer cancel()
+		assert.NoError(t, hs.Stop(ctx), "stopping the server")
+		_, err := hs.WaitFirst(ctx)
+		assert.NoError(t, err)
+		if t.Failed() {
+			t.Logf("server log:\n%s", hs.Log())
+		}
+	})
+	return s
+}
+
+// grpcStreamUpgrades is how many times TestGRPCStreams upgrades.
+const grpcStreamUpgrades = 20
+
+// TestGRPCStreams upgrades grpcserver 20 times (v2, v1, v2, ...) under
+// unary load, endless server streams (Ticks) and bidirectional streams
+// (Chat, 40 messages each, then closed): no unary RPC fails; every stream
+// ends OK, or with the status by which a draining generation sends it away
+// (never cut, never broken); no message comes out of order or unanswered
+// by a stream that ended OK; every stream the drain ended was opened again
+// on the new generation; and each old generation is gone long before its
+// drain deadline: its streams ended at the drain and did not hold it.
+func TestGRPCStreams(t *testing.T) {
+	servers, load := buildGRPC(t)
+	addr, err := harness.FreePort()
+	require.NoError(t, err)
+	const drain = 20 * time.Second
+	s := startGRPCServer(t, servers[0], addr, drain)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pid, err := s.WaitPID(ctx, 0)
+	require.NoError(t, err)
+	pids := []int{pid}
+
+	const clients, perClient = 2, 4 // streams of each kind: clients × perClient
+	unary := startGRPCLoad(t, load, "-addr", addr, "-clients", "8", "-fresh", "4")
+	ticks := startGRPCLoad(t, load, "-addr", addr, "-method", "ticks", "-interval", "10ms",
+		"-clients", strconv.Itoa(clients), "-streams", strconv.Itoa(perClient))
+	chat := startGRPCLoad(t, load, "-addr", addr, "-method", "chat", "-interval", "5ms", "-messages", "40",
+		"-clients", strconv.Itoa(clients), "-streams", strconv.Itoa(perClient))
+	time.Sleep(300 * time.Millisecond)
+	for i := 1; i <= grpcStreamUpgrades; i++ {
+		bin := servers[i%2] // v2, v1, v2, ...
+		require.NoError(t, harness.Install(bin, s.bin))
+		// Well before the drain deadline: a stream that held the drain
+		// would keep the old generation until then.
+		ctx, cancel := context.WithTimeout(context.Background(), drain/2)
+		newPID, took, err := s.Upgrade(ctx, syscall.SIGHUP)
+		cancel()
+		require.NoError(t, err, "upgrade %d: the old generation %d was not gone within %v of the signal (-drain-timeout %v)", i, pids[len(pids)-1], drain/2, drain)
+		t.Logf("upgrade %d: v%d PID %d, old generation gone after %v", i, i%2+1, newPID, took.Round(time.Millisecond))
+		pids = append(pids, newPID)
+		time.Sleep(200 * time.Millisecond)
+	}
+	u, tk, ch := unary.stop(t), ticks.stop(t), chat.stop(t)
+
+	t.Logf("unary: RPCs %d, OK %d, failed %d %v", u.RPCs, u.OK, u.Failed, u.ByCode)
+	assert.Zero(t, u.Failed, "failed unary RPCs")
+	assert.Greater(t, u.OK, int64(1000), "unary RPCs answered")
+	for _, e := range append(append(u.Errors, tk.Errors...), ch.Errors...) {
+		t.Logf("failure: %s", e)
+	}
+
+	streams := int64(clients * perClient)
+	for _, c := range []struct {
+		name string
+		sum  grpcSummary
+	}{{"ticks", tk}, {"chat", ch}} {
+		st := c.sum.Streams
+		if !assert.NotNil(t, st, "%s: grpcload printed no stream summary", c.name) {
+			continue
+		}
+		t.Logf("%s: streams opened %d, messages %d, ends %v, lost in flight %d, mismatched %d",
+			c.name, st.Opened, st.Messages, st.Ends, st.LostInFlight, st.Mismatched)
+		assert.Zero(t, st.Failed, "%s: streams that ended neither OK nor sent away by the drain: %v", c.name, st.Ends)
+		for end := range st.Ends {
+			assert.Contains(t, []string{"OK", "GoingAway", "Stopped"}, end, "%s: streams ended so: %v", c.name, st.Ends)
+		}
+		assert.Zero(t, st.Mismatched, "%s: messages out of order or not as sent", c.name)
+		assert.Positive(t, st.Ends["GoingAway"], "%s: streams sent away by a drain", c.name)
+		// The reopened streams that reached each new generation, and those
+		// that reached the draining one again and were sent away at once.
+		perUpgrade := make([]string, 0, grpcStreamUpgrades)
+		for i, p := range pids[1:] {
+			reached := st.Reopened[strconv.Itoa(p)] - st.Bounced[strconv.Itoa(p)]
+			bounced := st.Bounced[strconv.Itoa(pids[i])]
+			perUpgrade = append(perUpgrade, fmt.Sprintf("%d:%d+%d", i+1, reached, bounced))
+			if c.name == "ticks" {
+				// Endless: every one of them was on the old generation.
+				assert.GreaterOrEqual(t, reached, streams, "ticks: streams reopened on generation %d (upgrade %d)", p, i+1)
+			} else {
+				assert.Positive(t, reached, "chat: streams reopened on generation %d (upgrade %d)", p, i+1)
+			}
+		}
+		t.Logf("%s: reopened per upgrade (upgrade:reached the new generation+sent away again by the old one): %v", c.name, perUpgrade)
+		for _, p := range pids {
+			assert.Positive(t, st.PIDs[strconv.Itoa(p)], "%s: no message from generation %d", c.name, p)
+		}
+		for p := range st.PIDs {
+			n, err := strconv.Atoi(p)
+			if assert.NoError(t, err) {
+				assert.Contains(t, pids, n, "%s: PID %s sent messages but is no generation the pidfile named", c.name, p)
+			}
+		}
+	}
+	if tk.Streams != nil {
+		// Endless streams end only at a drain, or when grpcload stops.
+		assert.GreaterOrEqual(t, tk.Streams.Ends["GoingAway"], grpcStreamUpgrades*streams, "ticks: streams sent away")
+		assert.Equal(t, streams, tk.Streams.Ends["Stopped"], "ticks: streams stopped by grpcload at the end")
+	}
+	if ch.Streams != nil {
+		assert.Positive(t, ch.Streams.Ends["OK"], "chat: streams closed by the client and ended OK")
+	}
+
+	last := pids[len(pids)-1]
 	for _, p := range pids[:len(pids)-1] {
 		assert.False(t, harness.Alive(p), "generation %d is still alive", p)
 	}
