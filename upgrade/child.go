@@ -37,6 +37,9 @@ type child struct {
 	// release is called once the child is live or gone, to let go of
 	// what only the start needed (a foreign child's notify socket).
 	release func()
+	// pass passes connections to it; nil where there is no connection
+	// channel (a foreign child, a platform without one).
+	pass *passer
 }
 
 // await waits for the child's verdict, and its probation, and on failure
@@ -58,6 +61,9 @@ func (u *Upgrader) await(ctx context.Context, c *child) error {
 	}
 	ce.Stderr, ce.Status = c.stderr(), c.status()
 	c.ctl.Close()
+	if c.pass != nil {
+		c.pass.close()
+	}
 	c.release()
 	u.restorePIDFile(c.pid)
 	return ce

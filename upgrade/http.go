@@ -21,13 +21,19 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 		handlers tracker // requests in their handlers, hijacked or not
 		hijacked tracker // connections handlers took over, for the final cut
 	)
+	mv := u.newMoves(srv)
+	serveLns := make([]net.Listener, len(lns))
+	for i, ln := range lns {
+		serveLns[i] = mv.wrap(ln)
+	}
 	handler := srv.Handler
 	if handler == nil {
 		handler = http.DefaultServeMux
 	}
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer handlers.hold()()
-		dw := &drainWriter{ResponseWriter: w, draining: &draining, hijacked: &hijacked}
+		dw := &drainWriter{ResponseWriter: w, draining: &draining, hijacked: &hijacked,
+			mv: mv, conn: movableOf(r.Context()), began: time.Now()}
 		handler.ServeHTTP(dw, r)
 		dw.mark() // a handler that wrote nothing gets an empty 200 after it returns
 	})
@@ -39,9 +45,20 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 		case http.StateHijacked, http.StateClosed:
 			conns.release(c)
 		}
+		mv.state(c, s)
 		if userState != nil {
 			userState(c, s)
 		}
+	}
+	userContext := srv.ConnContext
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if userContext != nil {
+			ctx = userContext(ctx, c)
+		}
+		if mc, ok := c.(*movableConn); ok {
+			ctx = context.WithValue(ctx, movableKey{}, mc)
+		}
+		return ctx
 	}
 	u.drain.enter()
 	defer u.drain.leave()
@@ -49,14 +66,16 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 		return nil // the generation ended before it served
 	}
 	serveErr := make(chan error, len(lns))
-	for _, ln := range lns {
+	for _, ln := range serveLns {
 		go func() { serveErr <- srv.Serve(ln) }()
 	}
+	mv.start(srv)
 	// Shutdown drops any request read after it starts, so it must not
 	// start while a connection accepted just before its listener closed
 	// looks absent: awaitExit waits for every Serve loop to return.
 	err := u.awaitExit(serveErr, len(lns), func() {
 		draining.Store(true)
+		mv.drainBegan()
 		for _, ln := range lns {
 			ln.Close()
 		}
@@ -64,9 +83,20 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), u.opts.DrainTimeout)
 	defer cancel()
-	gctx, gcancel := context.WithTimeout(ctx, u.opts.IdleGrace)
+	// Idle keep-alive connections move to the new generation if it takes
+	// them; busy ones once their response is out.
+	if mv.begin(start.Add(min(takeWait, u.opts.IdleGrace/2))) {
+		if mv.waitMoved(ctx) != nil {
+			u.log.Warn("connections still busy at the drain deadline did not move", slog.Int("connections", mv.candidates.active()))
+		}
+		mv.waitPassed(ctx)
+		mv.release()
+	}
+	gctx, gcancel := context.WithDeadline(ctx, start.Add(u.opts.IdleGrace))
 	conns.wait(gctx)
 	gcancel()
+	mv.closeFresh()
+	mv.stop()
 	cut := 0
 	if srv.Shutdown(ctx) != nil {
 		cut = conns.active()
@@ -85,7 +115,11 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 	if cut > 0 {
 		u.log.Warn("drain deadline passed; connections cut", slog.Int("cut", cut), slog.Duration("drain_timeout", u.opts.DrainTimeout))
 	}
-	u.log.Info("drained", slog.Duration("took", time.Since(start)))
+	attrs := []any{slog.Duration("took", time.Since(start))}
+	if n := mv.moved.Load() - mv.lost.Load(); n > 0 || mv.kept.Load() > 0 {
+		attrs = append(attrs, slog.Int64("moved", n), slog.Int64("kept", mv.kept.Load()+mv.lost.Load()))
+	}
+	u.log.Info("drained", attrs...)
 	return err
 }
 
@@ -97,17 +131,33 @@ type drainWriter struct {
 	http.ResponseWriter
 	draining *atomic.Bool
 	hijacked *tracker
+	mv       *moves
+	conn     *movableConn // nil unless the connection may move
+	began    time.Time    // when the request came to its handler
 	marked   bool
 }
 
 func (w *drainWriter) mark() {
 	if !w.marked {
 		w.marked = true
-		if w.draining.Load() {
+		if w.draining.Load() && !w.mv.keepAlive(w.conn, w.began) {
 			w.Header().Set("Connection", "close")
 		}
 	}
 }
+
+// movableKey is the context key of a request's movable connection.
+type movableKey struct{}
+
+// movableOf returns the movable connection a request came on, if any.
+func movableOf(ctx context.Context) *movableConn {
+	c, _ := ctx.Value(movableKey{}).(*movableConn)
+	return c
+}
+
+// takeWait bounds how long a drain waits for the new generation to say it
+// takes connections: it says so as its Serve starts, right after Ready.
+const takeWait = 500 * time.Millisecond
 
 func (w *drainWriter) WriteHeader(code int) {
 	switch {

@@ -118,6 +118,24 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 	toClose = append(toClose, keepFD)
 	h.Control = []string{wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe}
 	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr), uintptr(keepFD))
+	// The connection channel, where the platform has one: a child of an
+	// older build closes it, and this end reads EOF.
+	conns, childConns, connsErr := wire.ConnPair()
+	if connsErr == nil {
+		defer childConns.Close()
+		defer func() {
+			if err != nil {
+				conns.Close()
+			}
+		}()
+		fd, err := fds.Dup(childConns)
+		if err != nil {
+			return fail(err)
+		}
+		toClose = append(toClose, fd)
+		h.Control = append(h.Control, wire.CtlConns)
+		attr.Files = append(attr.Files, uintptr(fd))
+	}
 	// Older generations still alive, so the new one can count them.
 	for _, e := range elders {
 		fd, err := fds.Dup(e.ctl)
@@ -151,6 +169,9 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 	}()
 	c = watchProcess(pid)
 	c.ctl, c.settled, c.stderr = ctl, settled, stderr.String
+	if conns != nil {
+		c.pass = newPasser(conns, u.log)
+	}
 	return c, nil
 }
 

@@ -34,6 +34,7 @@ type Upgrader struct {
 	gen       int
 	in        *fdpass.Inherited
 	parent    parent   // the previous generation; nil in a first one
+	receiver  *receiver // connections the parent passes; nil without a channel
 	elders    []*elder // older generations than the parent, see elders.go
 	sd        *notifier
 	started   time.Time
@@ -136,6 +137,14 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 			return err
 		}
 		u.elders = adoptElders(ctl)
+		if f := ctl[wire.CtlConns]; f != nil {
+			ch, err := wire.OpenConnChannel(f)
+			f.Close() // ch has its own copy
+			if err != nil {
+				return fmt.Errorf("upgrade: adopt the connection channel: %w", err)
+			}
+			u.receiver = newReceiver(ch, slog.New(slog.DiscardHandler))
+		}
 	case wire.Tableflip:
 		// The tableflip process was the first generation handoff knows of.
 		u.parent, u.gen = adoptTableflipParent(ctl), 2
@@ -154,6 +163,9 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 	u.opts, u.log = o, o.Logger
 	if u.parent != nil {
 		u.parent.setLogger(u.log)
+	}
+	if u.receiver != nil {
+		u.receiver.log = u.log
 	}
 	u.drain = drain{log: u.log, exitC: u.exitC, doneC: make(chan struct{}),
 		timeout: o.DrainTimeout, patience: o.DrainTimeout + o.StopGrace + time.Second}
@@ -197,13 +209,40 @@ func (u *Upgrader) abandon(ctl map[string]*os.File, err error) {
 	if u.controlLn != nil {
 		u.controlLn.Close()
 	}
+	if u.receiver != nil {
+		u.receiver.ch.Close()
+	}
 	u.in.CloseUnclaimed()
+}
+
+// nameOf returns the name under which ln, a stream listener of this
+// Upgrader's, is handed over; "" for any other listener.
+func (u *Upgrader) nameOf(ln net.Listener) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, h := range u.files {
+		if l, ok := h.conn.(net.Listener); ok && l == ln {
+			return h.name
+		}
+	}
+	return ""
+}
+
+// successorPasser returns what passes connections to the generation this
+// one handed over to; nil if none took over or it has no channel.
+func (u *Upgrader) successorPasser() *passer {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.successor == nil {
+		return nil
+	}
+	return u.successor.pass
 }
 
 // knownControl reports whether this build uses the control file name.
 func knownControl(name string) bool {
 	switch name {
-	case wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe, wire.CtlTableflipReady, wire.CtlTableflipParent:
+	case wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe, wire.CtlConns, wire.CtlTableflipReady, wire.CtlTableflipParent:
 		return true
 	}
 	return strings.HasPrefix(name, wire.CtlElderPrefix)
@@ -372,6 +411,9 @@ func (u *Upgrader) Ready() error {
 	u.phase = live
 	handed := len(u.files)
 	u.mu.Unlock()
+	if u.receiver != nil {
+		u.receiver.goLive()
+	}
 	close(u.readyC)
 	reserveFDs(handed)
 	u.serveControl()

@@ -64,8 +64,11 @@ const (
 
 // Version is the protocol version this build speaks. 1: files, control
 // files and the ready/go/live/main exchange. 2: the parent announces it
-// with MetaProto, and passes its start path (MetaPath).
-const Version = 2
+// with MetaProto, and passes its start path (MetaPath). 3: the parent
+// offers the connection channel (CtlConns), on which it passes live
+// connections to a child that asks for them, and the carry file
+// (CtlCarry).
+const Version = 3
 
 // Key names a socket across generations: the network and the address
 // asked for (not the address bound), so that a listener on port 0 keeps

@@ -1,0 +1,25 @@
+//go:build !(linux || freebsd)
+
+package wire
+
+import "os"
+
+// ConnChannel is one end of the connection channel; connections move
+// between generations only where unix SOCK_SEQPACKET sockets carry
+// descriptors (Linux, FreeBSD).
+type ConnChannel struct{}
+
+// ConnPair returns ErrNotSupported here.
+func ConnPair() (*ConnChannel, *os.File, error) { return nil, nil, ErrNotSupported }
+
+// OpenConnChannel returns ErrNotSupported here.
+func OpenConnChannel(*os.File) (*ConnChannel, error) { return nil, ErrNotSupported }
+
+// Send returns ErrNotSupported.
+func (*ConnChannel) Send(ConnMsg, int) error { return ErrNotSupported }
+
+// Recv returns ErrNotSupported.
+func (*ConnChannel) Recv() (ConnMsg, error) { return ConnMsg{FD: -1}, ErrNotSupported }
+
+// Close does nothing.
+func (*ConnChannel) Close() error { return nil }

@@ -1,0 +1,133 @@
+//go:build linux || freebsd
+
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ConnChannel is one end of the connection channel (see [CtlConns]).
+// Send and Recv may be called concurrently with each other; sends are
+// serialised.
+type ConnChannel struct {
+	c   *net.UnixConn
+	wmu sync.Mutex
+}
+
+// ConnPair returns a connection channel: parent stays with the caller,
+// child is handed to the program it starts (close the caller's copy once
+// it has started).
+func ConnPair() (parent *ConnChannel, child *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	pf := os.NewFile(uintptr(fds[0]), "conns-parent")
+	defer pf.Close() // FileConn made its own copy
+	ch, err := OpenConnChannel(pf)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return ch, os.NewFile(uintptr(fds[1]), "conns-child"), nil
+}
+
+// OpenConnChannel makes a channel of f, a child's control file; f may be
+// closed afterwards.
+func OpenConnChannel(f *os.File) (*ConnChannel, error) {
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("connection channel: %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("connection channel: a %T, not a unix socket", c)
+	}
+	return &ConnChannel{c: uc}, nil
+}
+
+// Send sends m, with fd attached if fd >= 0; the caller keeps fd open
+// and closes it when it likes (the message holds its own reference).
+func (ch *ConnChannel) Send(m ConnMsg, fd int) error {
+	b, err := m.encode()
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	ch.wmu.Lock()
+	defer ch.wmu.Unlock()
+	if _, _, err := ch.c.WriteMsgUnix(b, oob, nil); err != nil {
+		return fmt.Errorf("connection channel: send %s: %w", m.Kind, err)
+	}
+	return nil
+}
+
+// Recv returns the next message, with the descriptor it carried in FD
+// (close-on-exec; the caller owns it). It returns io.EOF once the other
+// end is closed.
+func (ch *ConnChannel) Recv() (ConnMsg, error) {
+	buf := make([]byte, maxConnMsg)
+	oob := make([]byte, unix.CmsgSpace(4*4)) // room for a few: extras are closed
+	n, oobn, flags, _, err := ch.c.ReadMsgUnix(buf, oob)
+	fds := rights(oob[:oobn])
+	closeAll := func(fds []int) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	switch {
+	case err != nil:
+		closeAll(fds)
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			return ConnMsg{FD: -1}, io.EOF
+		}
+		return ConnMsg{FD: -1}, fmt.Errorf("connection channel: %w", err)
+	case n == 0 && oobn == 0:
+		return ConnMsg{FD: -1}, io.EOF // SOCK_SEQPACKET: the other end closed
+	case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0:
+		closeAll(fds)
+		return ConnMsg{FD: -1}, fmt.Errorf("%w: truncated", errConnMsg)
+	}
+	m, err := decodeConnMsg(buf[:n])
+	if err != nil || len(fds) > 1 || (m.Kind == ConnConn) != (len(fds) == 1) {
+		closeAll(fds)
+		if err == nil {
+			err = fmt.Errorf("%w: %s with %d descriptors", errConnMsg, m.Kind, len(fds))
+		}
+		return ConnMsg{FD: -1}, err
+	}
+	if len(fds) == 1 {
+		m.FD = fds[0]
+	}
+	return m, nil
+}
+
+// rights returns the descriptors in the control messages of oob.
+func rights(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, msg := range msgs {
+		if r, err := unix.ParseUnixRights(&msg); err == nil {
+			fds = append(fds, r...)
+		}
+	}
+	return fds
+}
+
+// Close closes this end; the other end's Recv returns io.EOF.
+func (ch *ConnChannel) Close() error { return ch.c.Close() }

@@ -1,0 +1,316 @@
+package upgrade
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/handoff-go/handoff/internal/fds"
+	"github.com/handoff-go/handoff/internal/wire"
+)
+
+// The connection channel (wire.CtlConns) joins a generation to the one it
+// started. The parent end is a passer, the child end a receiver.
+
+var (
+	// errNotTaken: the new generation does not take connections of that
+	// key (an older build, or nothing there serves them).
+	errNotTaken = errors.New("the new generation does not take these connections")
+	// errRefused: the new generation was asked and refused this one.
+	errRefused = errors.New("the new generation refused the connection")
+)
+
+// passer passes live connections to the child this generation started.
+type passer struct {
+	ch  *wire.ConnChannel
+	log *slog.Logger
+
+	mu      sync.Mutex
+	taken   map[string]bool
+	changed chan struct{} // closed, and replaced, when taken or closed change
+	closed  bool          // the child's end is closed: an older build, or it exited
+	nextID  uint64
+	pending map[uint64]chan bool // the child's answer: true if it took it
+	// held are the connections the child took, whose descriptors this
+	// generation keeps until release: if the child dies meanwhile (in the
+	// middle of the move), each is given back to its lost func.
+	held map[uint64]heldConn
+}
+
+// heldConn is a passed connection kept until release.
+type heldConn struct {
+	c    net.Conn
+	lost func(net.Conn)
+}
+
+func newPasser(ch *wire.ConnChannel, log *slog.Logger) *passer {
+	p := &passer{ch: ch, log: log, taken: map[string]bool{}, changed: make(chan struct{}), pending: map[uint64]chan bool{}, held: map[uint64]heldConn{}}
+	go p.read()
+	return p
+}
+
+// read follows what the child says until its end closes.
+func (p *passer) read() {
+	for {
+		m, err := p.ch.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				p.log.Warn("connection channel to the new generation broke", slog.Any("error", err))
+			}
+			p.mu.Lock()
+			p.closed = true
+			for id, ans := range p.pending {
+				ans <- false
+				delete(p.pending, id)
+			}
+			held := p.held
+			p.held = nil
+			p.signal()
+			p.mu.Unlock()
+			for _, h := range held {
+				h.lost(h.c) // the child died with it: serve it here again
+			}
+			return
+		}
+		if m.FD >= 0 {
+			syscall.Close(m.FD) // a child passes nothing
+		}
+		p.mu.Lock()
+		switch m.Kind {
+		case wire.ConnTake:
+			p.taken[m.Key] = true
+			p.signal()
+		case wire.ConnAck, wire.ConnNack:
+			if ans, ok := p.pending[m.ID]; ok {
+				ans <- m.Kind == wire.ConnAck
+				delete(p.pending, m.ID)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// signal wakes those waiting for a change; p.mu is held.
+func (p *passer) signal() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// awaitTake reports whether the child takes connections of key, waiting
+// for it to say so until deadline.
+func (p *passer) awaitTake(key string, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		taken, closed, changed := p.taken[key], p.closed, p.changed
+		p.mu.Unlock()
+		switch {
+		case taken:
+			return true
+		case closed:
+			return false
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+// takes reports whether the child has said it takes connections of key.
+func (p *passer) takes(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.taken[key] && !p.closed
+}
+
+// pass passes c, and state, to the child, and waits for its answer: nil
+// once the child took it; otherwise c is still this generation's, open.
+// A connection taken is closed here at release, or, if the child's end
+// closes first (it died in the middle of the move), handed to lost, if
+// not nil. A child that does not answer within patience (one that is
+// alive but frozen) is left the connection: it has it queued, and serving
+// it here too could answer a request twice.
+func (p *passer) pass(key string, c net.Conn, state []byte, patience time.Duration, lost func(net.Conn)) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("a %T has no descriptor to pass", c)
+	}
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return fmt.Errorf("%w: it has exited, or is an older build", errNotTaken)
+	case !p.taken[key]:
+		p.mu.Unlock()
+		return errNotTaken
+	}
+	id := p.nextID
+	p.nextID++
+	ans := make(chan bool, 1)
+	p.pending[id] = ans
+	p.mu.Unlock()
+	forget := func() {
+		p.mu.Lock()
+		delete(p.pending, id)
+		p.mu.Unlock()
+	}
+	fd, err := fds.Dup(sc)
+	if err != nil {
+		forget()
+		return err
+	}
+	err = p.ch.Send(wire.ConnMsg{Kind: wire.ConnConn, Key: key, ID: id, State: state}, fd)
+	syscall.Close(fd) // the message holds its own reference
+	if err != nil {
+		forget()
+		return err
+	}
+	t := time.NewTimer(patience)
+	defer t.Stop()
+	select {
+	case took := <-ans:
+		if !took {
+			return errRefused
+		}
+	case <-t.C:
+		forget()
+		p.log.Warn("the new generation did not answer for a connection passed to it; leaving it there", slog.Duration("waited", patience))
+		c.Close()
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if lost == nil || p.held == nil {
+		c.Close()
+		return nil
+	}
+	p.held[id] = heldConn{c: c, lost: lost}
+	return nil
+}
+
+// release closes the connections the child took: they are its alone.
+func (p *passer) release() {
+	p.mu.Lock()
+	held := p.held
+	p.held = map[uint64]heldConn{}
+	if p.closed {
+		p.held = nil
+	}
+	p.mu.Unlock()
+	for _, h := range held {
+		h.c.Close()
+	}
+}
+
+func (p *passer) close() { p.ch.Close() }
+
+// receiver takes the connections the parent passes, for the servers of
+// this generation that asked for them by key.
+type receiver struct {
+	ch  *wire.ConnChannel
+	log *slog.Logger
+
+	mu     sync.Mutex
+	takers map[string]func(c net.Conn, state []byte) bool
+	live   bool // Ready has returned: takers are announced as they come
+}
+
+func newReceiver(ch *wire.ConnChannel, log *slog.Logger) *receiver {
+	return &receiver{ch: ch, log: log, takers: map[string]func(net.Conn, []byte) bool{}}
+}
+
+// register makes take receive the connections of key, from when this
+// generation is live; take reports whether it took the connection, and
+// must not block.
+func (r *receiver) register(key string, take func(c net.Conn, state []byte) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.takers[key] = take
+	if r.live {
+		r.announce(key)
+	}
+}
+
+// unregister stops taking connections of key: later ones are refused.
+func (r *receiver) unregister(key string) {
+	r.mu.Lock()
+	delete(r.takers, key)
+	r.mu.Unlock()
+}
+
+// goLive announces the takers, and those registered later as they come,
+// and begins receiving.
+func (r *receiver) goLive() {
+	r.mu.Lock()
+	r.live = true
+	for key := range r.takers {
+		r.announce(key)
+	}
+	r.mu.Unlock()
+	go r.run()
+}
+
+// announce tells the parent that key is taken; r.mu is held.
+func (r *receiver) announce(key string) {
+	if err := r.ch.Send(wire.ConnMsg{Kind: wire.ConnTake, Key: key}, -1); err != nil {
+		r.log.Debug("could not ask the parent for connections", slog.String("key", key), slog.Any("error", err))
+	}
+}
+
+// run receives connections until the parent's end closes (it exited).
+func (r *receiver) run() {
+	defer r.ch.Close()
+	for {
+		m, err := r.ch.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				r.log.Warn("connection channel from the parent broke", slog.Any("error", err))
+			}
+			return
+		}
+		if m.Kind != wire.ConnConn {
+			continue
+		}
+		r.receive(m)
+	}
+}
+
+// receive answers for one connection, then hands it over: the parent
+// keeps its copy until the answer, so nothing is read here before.
+func (r *receiver) receive(m wire.ConnMsg) {
+	r.mu.Lock()
+	take := r.takers[m.Key]
+	r.mu.Unlock()
+	f := os.NewFile(uintptr(m.FD), "passed-conn")
+	c, err := net.FileConn(f)
+	f.Close()
+	answer := wire.ConnAck
+	if take == nil || err != nil {
+		answer = wire.ConnNack
+	}
+	if err := r.ch.Send(wire.ConnMsg{Kind: answer, ID: m.ID}, -1); err != nil {
+		r.log.Warn("could not answer the parent for a connection", slog.Any("error", err))
+		answer = wire.ConnNack // the parent did not hear: it keeps the connection
+	}
+	if answer == wire.ConnNack {
+		if c != nil {
+			c.Close()
+		}
+		return
+	}
+	if !take(c, m.State) {
+		// Its server stopped between the answer and now: the connection
+		// is ours, and goes as an idle one does when a server stops.
+		r.log.Debug("a connection passed by the parent came after its server stopped", slog.String("key", m.Key))
+		c.Close()
+	}
+}
