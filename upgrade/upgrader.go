@@ -33,9 +33,9 @@ type Upgrader struct {
 	next      command // how the next generation is started
 	gen       int
 	in        *fdpass.Inherited
-	parent    parent   // the previous generation; nil in a first one
+	parent    parent    // the previous generation; nil in a first one
 	receiver  *receiver // connections the parent passes; nil without a channel
-	elders    []*elder // older generations than the parent, see elders.go
+	elders    []*elder  // older generations than the parent, see elders.go
 	sd        *notifier
 	started   time.Time
 	controlLn net.Listener                     // Options.ControlSocket; nil without one
