@@ -74,8 +74,8 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 	// start while a connection accepted just before its listener closed
 	// looks absent: awaitExit waits for every Serve loop to return.
 	err := u.awaitExit(serveErr, len(lns), func() {
+		mv.drainBegan() // first: a response that sees draining asks it
 		draining.Store(true)
-		mv.drainBegan()
 		for _, ln := range lns {
 			ln.Close()
 		}

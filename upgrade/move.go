@@ -327,7 +327,7 @@ func (c *movableConn) movableLocked(n int) bool {
 	}
 	switch c.state {
 	case http.StateIdle:
-		return string(c.first[:]) != "PRI"
+		return true
 	case http.StateNew:
 		return c.read == 0
 	}
@@ -352,13 +352,10 @@ func (c *movableConn) Read(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, errMoved
 	}
-	if c.k.phase.Load() == phaseMoving && c.waitingLocked() {
-		if c.movableLocked(len(p)) {
-			c.moved = true
-			c.mu.Unlock()
-			return 0, errMoved
-		}
-		c.setUnmovableLocked()
+	if c.k.phase.Load() == phaseMoving && c.waitingLocked() && c.movableLocked(len(p)) {
+		c.moved = true
+		c.mu.Unlock()
+		return 0, errMoved
 	}
 	c.inRead, c.readLen = true, len(p)
 	c.mu.Unlock()
@@ -391,6 +388,9 @@ func (c *movableConn) noteRead(b []byte) {
 		c.first[c.read+int64(i)] = b[i]
 	}
 	c.read += int64(len(b))
+	if c.read >= int64(len(c.first)) && string(c.first[:]) == "PRI" {
+		c.setUnmovableLocked() // HTTP/2 in the clear: it never moves
+	}
 	if c.fresh {
 		// It spoke: from now on the deadline net/http asked for runs,
 		// counted from this first byte, as for a keep-alive request.
@@ -404,18 +404,14 @@ func (c *movableConn) noteRead(b []byte) {
 }
 
 // steal stops net/http's read if it proves the connection between
-// requests; a connection waiting for a request that cannot be proved so
-// stays.
+// requests. One in the middle of a request moves once it is answered, at
+// net/http's next read.
 func (c *movableConn) steal() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case !c.inRead || c.stealing || c.moved:
-	case c.movableLocked(c.readLen):
+	if c.inRead && !c.stealing && !c.moved && c.movableLocked(c.readLen) {
 		c.stealing = true
 		c.Conn.SetReadDeadline(aLongTimeAgo)
-	case c.waitingLocked():
-		c.setUnmovableLocked()
 	}
 }
 

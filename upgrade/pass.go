@@ -37,6 +37,9 @@ type passer struct {
 	closed  bool          // the child's end is closed: an older build, or it exited
 	nextID  uint64
 	pending map[uint64]chan bool // the child's answer: true if it took it
+	queue   []wire.PassedConn    // to send, their descriptors duplicated
+	kick    chan struct{}        // has a token while queue may be non-empty
+	done    chan struct{}        // closed once the child's end has closed
 	// held are the connections the child took, whose descriptors this
 	// generation keeps until release: if the child dies meanwhile (in the
 	// middle of the move), each is given back to its lost func.
@@ -50,9 +53,63 @@ type heldConn struct {
 }
 
 func newPasser(ch *wire.ConnChannel, log *slog.Logger) *passer {
-	p := &passer{ch: ch, log: log, taken: map[string]bool{}, changed: make(chan struct{}), pending: map[uint64]chan bool{}, held: map[uint64]heldConn{}}
+	p := &passer{ch: ch, log: log, taken: map[string]bool{}, changed: make(chan struct{}),
+		pending: map[uint64]chan bool{}, held: map[uint64]heldConn{},
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.read()
+	go p.send()
 	return p
+}
+
+// send sends what pass queues, as many connections in a message as fit.
+func (p *passer) send() {
+	for {
+		select {
+		case <-p.kick:
+		case <-p.done:
+			p.mu.Lock()
+			q := p.queue
+			p.queue = nil
+			p.mu.Unlock()
+			for _, c := range q {
+				syscall.Close(c.FD) // their passes were answered false
+			}
+			return
+		}
+		for {
+			p.mu.Lock()
+			var batch []wire.PassedConn
+			for len(p.queue) > 0 && wire.Fits(batch, p.queue[0].State) {
+				batch = append(batch, p.queue[0])
+				p.queue[0] = wire.PassedConn{}
+				p.queue = p.queue[1:]
+			}
+			p.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			err := p.ch.Send(wire.ConnMsg{Kind: wire.ConnConn, Conns: batch})
+			for _, c := range batch {
+				syscall.Close(c.FD) // the message holds its own reference
+			}
+			if err != nil {
+				p.log.Warn("could not pass connections to the new generation", slog.Any("error", err))
+				p.answer(batch, false)
+			}
+		}
+	}
+}
+
+// answer gives the passes of batch their answer.
+func (p *passer) answer(batch []wire.PassedConn, took bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range batch {
+		if ans, ok := p.pending[c.ID]; ok {
+			ans <- took
+			delete(p.pending, c.ID)
+		}
+	}
 }
 
 // read follows what the child says until its end closes.
@@ -72,14 +129,15 @@ func (p *passer) read() {
 			held := p.held
 			p.held = nil
 			p.signal()
+			close(p.done)
 			p.mu.Unlock()
 			for _, h := range held {
 				h.lost(h.c) // the child died with it: serve it here again
 			}
 			return
 		}
-		if m.FD >= 0 {
-			syscall.Close(m.FD) // a child passes nothing
+		for _, c := range m.Conns {
+			syscall.Close(c.FD) // a child passes nothing
 		}
 		p.mu.Lock()
 		switch m.Kind {
@@ -87,9 +145,11 @@ func (p *passer) read() {
 			p.taken[m.Key] = true
 			p.signal()
 		case wire.ConnAck, wire.ConnNack:
-			if ans, ok := p.pending[m.ID]; ok {
-				ans <- m.Kind == wire.ConnAck
-				delete(p.pending, m.ID)
+			for _, id := range m.IDs {
+				if ans, ok := p.pending[id]; ok {
+					ans <- m.Kind == wire.ConnAck
+					delete(p.pending, id)
+				}
 			}
 		}
 		p.mu.Unlock()
@@ -153,26 +213,31 @@ func (p *passer) pass(key string, c net.Conn, state []byte, patience time.Durati
 		p.mu.Unlock()
 		return errNotTaken
 	}
+	p.mu.Unlock()
+	fd, err := fds.Dup(sc)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		syscall.Close(fd)
+		return fmt.Errorf("%w: it has exited", errNotTaken)
+	}
 	id := p.nextID
 	p.nextID++
 	ans := make(chan bool, 1)
 	p.pending[id] = ans
+	p.queue = append(p.queue, wire.PassedConn{Key: key, ID: id, State: state, FD: fd})
 	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 	forget := func() {
 		p.mu.Lock()
 		delete(p.pending, id)
 		p.mu.Unlock()
-	}
-	fd, err := fds.Dup(sc)
-	if err != nil {
-		forget()
-		return err
-	}
-	err = p.ch.Send(wire.ConnMsg{Kind: wire.ConnConn, Key: key, ID: id, State: state}, fd)
-	syscall.Close(fd) // the message holds its own reference
-	if err != nil {
-		forget()
-		return err
 	}
 	t := time.NewTimer(patience)
 	defer t.Stop()
@@ -188,12 +253,19 @@ func (p *passer) pass(key string, c net.Conn, state []byte, patience time.Durati
 		return nil
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if lost == nil || p.held == nil {
+	switch {
+	case lost == nil:
+		p.mu.Unlock()
 		c.Close()
-		return nil
+	case p.closed:
+		// It took the connection and died before this end heard of it
+		// again: the connection is this generation's once more.
+		p.mu.Unlock()
+		lost(c)
+	default:
+		p.held[id] = heldConn{c: c, lost: lost}
+		p.mu.Unlock()
 	}
-	p.held[id] = heldConn{c: c, lost: lost}
 	return nil
 }
 
@@ -202,9 +274,6 @@ func (p *passer) release() {
 	p.mu.Lock()
 	held := p.held
 	p.held = map[uint64]heldConn{}
-	if p.closed {
-		p.held = nil
-	}
 	p.mu.Unlock()
 	for _, h := range held {
 		h.c.Close()
@@ -261,7 +330,7 @@ func (r *receiver) goLive() {
 
 // announce tells the parent that key is taken; r.mu is held.
 func (r *receiver) announce(key string) {
-	if err := r.ch.Send(wire.ConnMsg{Kind: wire.ConnTake, Key: key}, -1); err != nil {
+	if err := r.ch.Send(wire.ConnMsg{Kind: wire.ConnTake, Key: key}); err != nil {
 		r.log.Debug("could not ask the parent for connections", slog.String("key", key), slog.Any("error", err))
 	}
 }
@@ -280,37 +349,60 @@ func (r *receiver) run() {
 		if m.Kind != wire.ConnConn {
 			continue
 		}
-		r.receive(m)
+		r.receive(m.Conns)
 	}
 }
 
-// receive answers for one connection, then hands it over: the parent
-// keeps its copy until the answer, so nothing is read here before.
-func (r *receiver) receive(m wire.ConnMsg) {
+// receive answers for connections, then hands over those it took: the
+// parent keeps its copies until the answer, so nothing is read here before.
+func (r *receiver) receive(passed []wire.PassedConn) {
+	type took struct {
+		c     net.Conn
+		state []byte
+		take  func(net.Conn, []byte) bool
+		key   string
+	}
+	var acks, nacks []uint64
+	var taken []took
 	r.mu.Lock()
-	take := r.takers[m.Key]
-	r.mu.Unlock()
-	f := os.NewFile(uintptr(m.FD), "passed-conn")
-	c, err := net.FileConn(f)
-	f.Close()
-	answer := wire.ConnAck
-	if take == nil || err != nil {
-		answer = wire.ConnNack
-	}
-	if err := r.ch.Send(wire.ConnMsg{Kind: answer, ID: m.ID}, -1); err != nil {
-		r.log.Warn("could not answer the parent for a connection", slog.Any("error", err))
-		answer = wire.ConnNack // the parent did not hear: it keeps the connection
-	}
-	if answer == wire.ConnNack {
-		if c != nil {
-			c.Close()
+	for _, p := range passed {
+		take := r.takers[p.Key]
+		f := os.NewFile(uintptr(p.FD), "passed-conn")
+		c, err := net.FileConn(f)
+		f.Close()
+		if take == nil || err != nil {
+			if c != nil {
+				c.Close()
+			}
+			nacks = append(nacks, p.ID)
+			continue
 		}
-		return
+		acks = append(acks, p.ID)
+		taken = append(taken, took{c: c, state: p.State, take: take, key: p.Key})
 	}
-	if !take(c, m.State) {
-		// Its server stopped between the answer and now: the connection
-		// is ours, and goes as an idle one does when a server stops.
-		r.log.Debug("a connection passed by the parent came after its server stopped", slog.String("key", m.Key))
-		c.Close()
+	r.mu.Unlock()
+	if len(nacks) > 0 {
+		if err := r.ch.Send(wire.ConnMsg{Kind: wire.ConnNack, IDs: nacks}); err != nil {
+			r.log.Warn("could not answer the parent for connections", slog.Any("error", err))
+		}
+	}
+	if len(acks) > 0 {
+		if err := r.ch.Send(wire.ConnMsg{Kind: wire.ConnAck, IDs: acks}); err != nil {
+			// The parent did not hear: it keeps the connections.
+			r.log.Warn("could not answer the parent for connections", slog.Any("error", err))
+			for _, t := range taken {
+				t.c.Close()
+			}
+			return
+		}
+	}
+	for _, t := range taken {
+		if !t.take(t.c, t.state) {
+			// Its server stopped between the answer and now: the
+			// connection is ours, and goes as an idle one does when a
+			// server stops.
+			r.log.Debug("a connection passed by the parent came after its server stopped", slog.String("key", t.key))
+			t.c.Close()
+		}
 	}
 }

@@ -18,6 +18,11 @@
 // With -tls-cert and -tls-key it serves HTTPS, HTTP/2 included, on the
 // handed-over TCP socket; with -h2c, HTTP/2 in the clear besides HTTP/1.1.
 //
+// Idle keep-alive connections move to the new generation at an upgrade:
+// a client keeps its connection, and the next answer on it names the new
+// PID. GET /echo?s=x answers "x " and the body of /, to tell pipelined
+// answers apart.
+//
 // SIGTERM and SIGINT stop it gracefully (exit status 0). GET /sleep?d=5s
 // sends its headers (X-Pid: the generation serving it) at once and the
 // body of / after sleeping (at most an hour): a long request that keeps an
@@ -47,6 +52,7 @@ func main() {
 	pidFile := flag.String("pidfile", "", "pidfile naming the live process (empty: none)")
 	upgradeTimeout := flag.Duration("upgrade-timeout", time.Minute, "how long a new generation may take to become ready")
 	drainTimeout := flag.Duration("drain-timeout", 30*time.Second, "how long an old generation may drain")
+	idleGrace := flag.Duration("idle-grace", time.Second, "how long a draining generation keeps an idle keep-alive connection it cannot move")
 	probation := flag.Duration("probation", 0, "how long a new generation must stay up after it is ready before this one hands over")
 	maxGenerations := flag.Int("max-generations", 4, "generations alive at once, draining ones included")
 	controlSocket := flag.String("control", "", "control socket for `handoff upgrade` and `handoff status` (empty: none)")
@@ -60,6 +66,7 @@ func main() {
 		PIDFile:          *pidFile,
 		UpgradeTimeout:   *upgradeTimeout,
 		DrainTimeout:     *drainTimeout,
+		IdleGrace:        *idleGrace,
 		Probation:        *probation,
 		MaxGenerations:   *maxGenerations,
 		ControlSocket:    *controlSocket,
@@ -96,6 +103,9 @@ func run(addr string, opts upgrade.Options, tlsCert, tlsKey string, h2c bool) er
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, body)
 	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.URL.Query().Get("s"), body)
+	})
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Query().Get("name")
 		if !strings.HasPrefix(name, "APP_") { // settings only, never the rest of the environment
@@ -111,9 +121,9 @@ func run(addr string, opts upgrade.Options, tlsCert, tlsKey string, h2c bool) er
 			return
 		}
 		// Headers at once, so that a client knows its request is being
-		// served (and by which generation: X-Pid) before the body. Sent
-		// before a drain, they cannot carry "Connection: close": the
-		// connection closes after the body instead (see Upgrader.Serve).
+		// served (and by which generation: X-Pid) before the body. The
+		// connection moves to the new generation once the body is out,
+		// if a drain began meanwhile (see Upgrader.Serve).
 		w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
 		w.WriteHeader(http.StatusOK)
 		http.NewResponseController(w).Flush()

@@ -9,14 +9,14 @@ import (
 
 // CtlConns is the control file of the connection channel (protocol
 // version 3): a SOCK_SEQPACKET socket pair on which a parent passes live
-// connections to its child, one message each, the descriptor attached.
+// connections to its child, the descriptors attached to the messages.
 // A child of an older version closes it at once; the parent reads EOF and
 // passes nothing.
 //
-//	child:  take <key>             it serves connections of key from now on
-//	parent: conn <key> <id> <state> one connection, its descriptor attached
-//	child:  ack <id>               taken: the connection is the child's
-//	child:  nack <id>              not taken: it is still the parent's
+//	child:  take <key>               it serves connections of key from now on
+//	parent: conn (<key> <id> <state>)... up to MaxBatch connections
+//	child:  ack <id>...              taken: those connections are the child's
+//	child:  nack <id>...             not taken: they are still the parent's
 //
 // The parent keeps its own descriptor of a connection until the child
 // answers, so a child that dies before it answers loses nothing: the
@@ -25,7 +25,14 @@ import (
 const CtlConns = "conns"
 
 // MaxConnState bounds the state that travels with one connection.
-const MaxConnState = 64 << 10
+const MaxConnState = 32 << 10
+
+// MaxBatch bounds the connections in one message, and maxBatchBytes the
+// state they carry together (one connection may carry MaxConnState).
+const (
+	MaxBatch      = 64
+	maxBatchBytes = 64 << 10
+)
 
 // The kinds of message on the connection channel.
 const (
@@ -37,62 +44,156 @@ const (
 
 // ConnMsg is one message on the connection channel.
 type ConnMsg struct {
-	Kind  string // ConnTake, ConnConn, ConnAck or ConnNack
-	Key   string // take, conn: what the connection belongs to
-	ID    uint64 // conn, ack, nack
-	State []byte // conn: what travels with the connection
-	FD    int    // conn: the descriptor, received; -1 if none came
+	Kind  string       // ConnTake, ConnConn, ConnAck or ConnNack
+	Key   string       // take: what the child serves
+	Conns []PassedConn // conn
+	IDs   []uint64     // ack, nack
+}
+
+// PassedConn is one connection in a conn message.
+type PassedConn struct {
+	Key   string // what the connection belongs to
+	ID    uint64
+	State []byte // what travels with it
+	FD    int    // the descriptor: the sender's to send, the receiver's once received
+}
+
+// Fits reports whether a conn message of conns can take one more with
+// state: the batch limits.
+func Fits(conns []PassedConn, state []byte) bool {
+	if len(conns) >= MaxBatch {
+		return false
+	}
+	n := len(state)
+	for _, c := range conns {
+		n += len(c.State)
+	}
+	return len(conns) == 0 || n <= maxBatchBytes
 }
 
 // errConnMsg is a message on the connection channel that is none.
 var errConnMsg = errors.New("malformed message on the connection channel")
 
-// maxConnMsg bounds one message: kind, key, id and state.
-const maxConnMsg = MaxConnState + 512
+// maxConnMsg bounds one message.
+const maxConnMsg = maxBatchBytes + MaxConnState + MaxBatch*320 + 64
 
-// encode lays m out as "kind\nkey\nid\n" and the state.
+// encode lays m out as lines: the kind, then for take its key, for conn
+// the count and per connection its key, id and state length, each state
+// following its line; for ack and nack the ids.
 func (m *ConnMsg) encode() ([]byte, error) {
-	if len(m.State) > MaxConnState {
-		return nil, fmt.Errorf("connection state of %d bytes is more than %d", len(m.State), MaxConnState)
+	b := append([]byte(m.Kind), '\n')
+	switch m.Kind {
+	case ConnTake:
+		if err := CheckName(m.Key); err != nil {
+			return nil, err
+		}
+		b = append(append(b, m.Key...), '\n')
+	case ConnConn:
+		if len(m.Conns) == 0 || len(m.Conns) > MaxBatch {
+			return nil, fmt.Errorf("%d connections in one message: 1 to %d", len(m.Conns), MaxBatch)
+		}
+		b = append(strconv.AppendInt(b, int64(len(m.Conns)), 10), '\n')
+		for _, c := range m.Conns {
+			if err := CheckName(c.Key); err != nil {
+				return nil, err
+			}
+			if len(c.State) > MaxConnState {
+				return nil, fmt.Errorf("connection state of %d bytes is more than %d", len(c.State), MaxConnState)
+			}
+			b = append(append(b, c.Key...), '\n')
+			b = append(strconv.AppendUint(b, c.ID, 10), '\n')
+			b = append(strconv.AppendInt(b, int64(len(c.State)), 10), '\n')
+			b = append(b, c.State...)
+		}
+	case ConnAck, ConnNack:
+		for _, id := range m.IDs {
+			b = append(strconv.AppendUint(b, id, 10), '\n')
+		}
+	default:
+		return nil, fmt.Errorf("unknown kind %q", m.Kind)
 	}
-	if err := CheckName(m.Key); m.Key != "" && err != nil {
-		return nil, err
+	if len(b) > maxConnMsg {
+		return nil, fmt.Errorf("message of %d bytes is more than %d", len(b), maxConnMsg)
 	}
-	b := make([]byte, 0, len(m.Kind)+len(m.Key)+24+len(m.State))
-	b = append(b, m.Kind...)
-	b = append(b, '\n')
-	b = append(b, m.Key...)
-	b = append(b, '\n')
-	b = strconv.AppendUint(b, m.ID, 10)
-	b = append(b, '\n')
-	return append(b, m.State...), nil
+	return b, nil
 }
 
-// decodeConnMsg parses a message; the descriptor is the caller's to add.
-func decodeConnMsg(b []byte) (ConnMsg, error) {
-	m := ConnMsg{FD: -1}
-	fields := bytes.SplitN(b, []byte("\n"), 4)
-	if len(fields) != 4 {
-		return m, fmt.Errorf("%w: connection message %.40q", errConnMsg, b)
-	}
-	m.Kind, m.Key = string(fields[0]), string(fields[1])
-	switch m.Kind {
-	case ConnTake, ConnConn, ConnAck, ConnNack:
-	default:
-		return m, fmt.Errorf("%w: connection message of kind %.20q", errConnMsg, m.Kind)
-	}
-	if m.Key != "" {
-		if err := CheckName(m.Key); err != nil {
-			return m, fmt.Errorf("%w: %v", errConnMsg, err)
+// decodeConnMsg parses a message carrying nfds descriptors, which the
+// caller assigns to the connections in order.
+func decodeConnMsg(b []byte, nfds int) (ConnMsg, error) {
+	var m ConnMsg
+	line := func() ([]byte, bool) {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return nil, false
 		}
+		l := b[:i]
+		b = b[i+1:]
+		return l, true
 	}
-	id, err := parseID(fields[2])
-	if err != nil {
-		return m, fmt.Errorf("%w: connection message id %.24q", errConnMsg, fields[2])
+	bad := func(what string) (ConnMsg, error) {
+		return ConnMsg{}, fmt.Errorf("%w: %s", errConnMsg, what)
 	}
-	m.ID = id
-	if len(fields[3]) > 0 {
-		m.State = bytes.Clone(fields[3])
+	kind, ok := line()
+	if !ok {
+		return bad("no kind")
+	}
+	m.Kind = string(kind)
+	switch m.Kind {
+	case ConnTake:
+		key, ok := line()
+		if !ok || CheckName(string(key)) != nil {
+			return bad("take without a valid key")
+		}
+		m.Key = string(key)
+	case ConnConn:
+		l, ok := line()
+		n, err := parseCount(string(l))
+		if !ok || err != nil || n < 1 || n > MaxBatch {
+			return bad("conn without a valid count")
+		}
+		for range n {
+			key, ok1 := line()
+			id, ok2 := line()
+			size, ok3 := line()
+			if !ok1 || !ok2 || !ok3 || CheckName(string(key)) != nil {
+				return bad("conn entry without key, id and size")
+			}
+			c := PassedConn{Key: string(key), FD: -1}
+			var err error
+			if c.ID, err = parseID(id); err != nil {
+				return bad("conn entry id")
+			}
+			sz, err := parseCount(string(size))
+			if err != nil || sz > MaxConnState || sz > len(b) {
+				return bad("conn entry state size")
+			}
+			if sz > 0 {
+				c.State = bytes.Clone(b[:sz])
+			}
+			b = b[sz:]
+			m.Conns = append(m.Conns, c)
+		}
+	case ConnAck, ConnNack:
+		for len(b) > 0 {
+			l, ok := line()
+			if !ok {
+				return bad("ids")
+			}
+			id, err := parseID(l)
+			if err != nil {
+				return bad("id")
+			}
+			m.IDs = append(m.IDs, id)
+		}
+	default:
+		return bad(fmt.Sprintf("kind %.20q", m.Kind))
+	}
+	if len(b) != 0 {
+		return bad("trailing bytes")
+	}
+	if want := len(m.Conns); nfds != want {
+		return bad(fmt.Sprintf("%d descriptors for %d connections", nfds, want))
 	}
 	return m, nil
 }

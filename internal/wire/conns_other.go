@@ -16,10 +16,10 @@ func ConnPair() (*ConnChannel, *os.File, error) { return nil, nil, ErrNotSupport
 func OpenConnChannel(*os.File) (*ConnChannel, error) { return nil, ErrNotSupported }
 
 // Send returns ErrNotSupported.
-func (*ConnChannel) Send(ConnMsg, int) error { return ErrNotSupported }
+func (*ConnChannel) Send(ConnMsg) error { return ErrNotSupported }
 
 // Recv returns ErrNotSupported.
-func (*ConnChannel) Recv() (ConnMsg, error) { return ConnMsg{FD: -1}, ErrNotSupported }
+func (*ConnChannel) Recv() (ConnMsg, error) { return ConnMsg{}, ErrNotSupported }
 
 // Close does nothing.
 func (*ConnChannel) Close() error { return nil }

@@ -55,16 +55,21 @@ func OpenConnChannel(f *os.File) (*ConnChannel, error) {
 	return &ConnChannel{c: uc}, nil
 }
 
-// Send sends m, with fd attached if fd >= 0; the caller keeps fd open
-// and closes it when it likes (the message holds its own reference).
-func (ch *ConnChannel) Send(m ConnMsg, fd int) error {
+// Send sends m, with the descriptors of its connections attached; the
+// caller keeps them open and closes them when it likes (the message holds
+// its own references).
+func (ch *ConnChannel) Send(m ConnMsg) error {
 	b, err := m.encode()
 	if err != nil {
 		return err
 	}
 	var oob []byte
-	if fd >= 0 {
-		oob = unix.UnixRights(fd)
+	if len(m.Conns) > 0 {
+		fds := make([]int, len(m.Conns))
+		for i, c := range m.Conns {
+			fds[i] = c.FD
+		}
+		oob = unix.UnixRights(fds...)
 	}
 	ch.wmu.Lock()
 	defer ch.wmu.Unlock()
@@ -74,42 +79,39 @@ func (ch *ConnChannel) Send(m ConnMsg, fd int) error {
 	return nil
 }
 
-// Recv returns the next message, with the descriptor it carried in FD
-// (close-on-exec; the caller owns it). It returns io.EOF once the other
+// Recv returns the next message, each connection's descriptor in its FD
+// (close-on-exec; the caller owns them). It returns io.EOF once the other
 // end is closed.
 func (ch *ConnChannel) Recv() (ConnMsg, error) {
 	buf := make([]byte, maxConnMsg)
-	oob := make([]byte, unix.CmsgSpace(4*4)) // room for a few: extras are closed
+	oob := make([]byte, unix.CmsgSpace(4*MaxBatch))
 	n, oobn, flags, _, err := ch.c.ReadMsgUnix(buf, oob)
 	fds := rights(oob[:oobn])
-	closeAll := func(fds []int) {
+	closeAll := func() {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
 	}
 	switch {
 	case err != nil:
-		closeAll(fds)
+		closeAll()
 		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
-			return ConnMsg{FD: -1}, io.EOF
+			return ConnMsg{}, io.EOF
 		}
-		return ConnMsg{FD: -1}, fmt.Errorf("connection channel: %w", err)
+		return ConnMsg{}, fmt.Errorf("connection channel: %w", err)
 	case n == 0 && oobn == 0:
-		return ConnMsg{FD: -1}, io.EOF // SOCK_SEQPACKET: the other end closed
+		return ConnMsg{}, io.EOF // SOCK_SEQPACKET: the other end closed
 	case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0:
-		closeAll(fds)
-		return ConnMsg{FD: -1}, fmt.Errorf("%w: truncated", errConnMsg)
+		closeAll()
+		return ConnMsg{}, fmt.Errorf("%w: truncated", errConnMsg)
 	}
-	m, err := decodeConnMsg(buf[:n])
-	if err != nil || len(fds) > 1 || (m.Kind == ConnConn) != (len(fds) == 1) {
-		closeAll(fds)
-		if err == nil {
-			err = fmt.Errorf("%w: %s with %d descriptors", errConnMsg, m.Kind, len(fds))
-		}
-		return ConnMsg{FD: -1}, err
+	m, err := decodeConnMsg(buf[:n], len(fds))
+	if err != nil {
+		closeAll()
+		return ConnMsg{}, err
 	}
-	if len(fds) == 1 {
-		m.FD = fds[0]
+	for i := range m.Conns {
+		m.Conns[i].FD = fds[i]
 	}
 	return m, nil
 }

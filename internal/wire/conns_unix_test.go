@@ -22,54 +22,69 @@ func TestConnChannel(t *testing.T) {
 	require.NoError(t, err)
 	childFile.Close()
 
-	require.NoError(t, child.Send(ConnMsg{Kind: ConnTake, Key: "tcp/127.0.0.1%3A0"}, -1))
+	require.NoError(t, child.Send(ConnMsg{Kind: ConnTake, Key: "tcp/127.0.0.1%3A0"}))
 	m, err := parent.Recv()
 	require.NoError(t, err)
-	assert.Equal(t, ConnTake, m.Kind)
-	assert.Equal(t, "tcp/127.0.0.1%3A0", m.Key)
-	assert.Equal(t, -1, m.FD)
+	assert.Equal(t, ConnMsg{Kind: ConnTake, Key: "tcp/127.0.0.1%3A0"}, m)
 
-	// A live TCP connection, passed with its state, stays the same
-	// connection on the other side.
+	// Live TCP connections, passed with their state in one message, stay
+	// the same connections on the other side.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer client.Close()
-	server, err := ln.Accept()
-	require.NoError(t, err)
-	fd, err := fds.Dup(server.(*net.TCPConn))
-	require.NoError(t, err)
-	require.NoError(t, parent.Send(ConnMsg{Kind: ConnConn, Key: "tcp/x", ID: 42, State: []byte("GET / HT")}, fd))
-	syscall.Close(fd)
-	server.Close() // the message holds its own reference
+	var clients []net.Conn
+	var batch []PassedConn
+	for i := range 3 {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		defer client.Close()
+		clients = append(clients, client)
+		server, err := ln.Accept()
+		require.NoError(t, err)
+		fd, err := fds.Dup(server.(*net.TCPConn))
+		require.NoError(t, err)
+		server.Close() // the copy stays
+		batch = append(batch, PassedConn{Key: "tcp/x", ID: uint64(40 + i), State: []byte{'s', byte('0' + i)}, FD: fd})
+	}
+	batch[1].State = nil
+	require.NoError(t, parent.Send(ConnMsg{Kind: ConnConn, Conns: batch}))
+	for _, c := range batch {
+		syscall.Close(c.FD) // the message holds its own references
+	}
 
 	m, err = child.Recv()
 	require.NoError(t, err)
-	assert.Equal(t, ConnConn, m.Kind)
-	assert.Equal(t, uint64(42), m.ID)
-	assert.Equal(t, "GET / HT", string(m.State))
-	require.GreaterOrEqual(t, m.FD, 0)
-	f := os.NewFile(uintptr(m.FD), "moved")
-	moved, err := net.FileConn(f)
-	require.NoError(t, err)
-	f.Close()
-	defer moved.Close()
-	_, err = client.Write([]byte("hello"))
-	require.NoError(t, err)
-	buf := make([]byte, 5)
-	_, err = io.ReadFull(moved, buf)
-	require.NoError(t, err)
-	assert.Equal(t, "hello", string(buf))
+	require.Equal(t, ConnConn, m.Kind)
+	require.Len(t, m.Conns, 3)
+	for i, c := range m.Conns {
+		assert.Equal(t, uint64(40+i), c.ID)
+		assert.Equal(t, batch[i].State, c.State)
+		f := os.NewFile(uintptr(c.FD), "moved")
+		moved, err := net.FileConn(f)
+		require.NoError(t, err)
+		f.Close()
+		_, err = clients[i].Write([]byte{'a' + byte(i)})
+		require.NoError(t, err)
+		b := make([]byte, 1)
+		_, err = io.ReadFull(moved, b)
+		require.NoError(t, err)
+		assert.Equal(t, []byte{'a' + byte(i)}, b, "connection %d is the same one", i)
+		moved.Close()
+	}
 
-	require.NoError(t, child.Send(ConnMsg{Kind: ConnAck, ID: 42}, -1))
+	require.NoError(t, child.Send(ConnMsg{Kind: ConnAck, IDs: []uint64{40, 42}}))
+	require.NoError(t, child.Send(ConnMsg{Kind: ConnNack, IDs: []uint64{41}}))
 	m, err = parent.Recv()
 	require.NoError(t, err)
-	assert.Equal(t, ConnMsg{Kind: ConnAck, ID: 42, FD: -1}, m)
+	assert.Equal(t, ConnMsg{Kind: ConnAck, IDs: []uint64{40, 42}}, m)
+	m, err = parent.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, ConnMsg{Kind: ConnNack, IDs: []uint64{41}}, m)
 
-	// Too much state is refused before anything is sent.
-	assert.Error(t, parent.Send(ConnMsg{Kind: ConnConn, Key: "tcp/x", State: make([]byte, MaxConnState+1)}, -1))
+	// What cannot be sent is refused before anything is sent.
+	assert.Error(t, parent.Send(ConnMsg{Kind: ConnConn, Conns: []PassedConn{{Key: "tcp/x", State: make([]byte, MaxConnState+1)}}}))
+	assert.Error(t, parent.Send(ConnMsg{Kind: ConnConn}))
+	assert.Error(t, parent.Send(ConnMsg{Kind: ConnConn, Conns: make([]PassedConn, MaxBatch+1)}))
 
 	// The other end closing is EOF.
 	child.Close()
@@ -79,11 +94,24 @@ func TestConnChannel(t *testing.T) {
 }
 
 func TestDecodeConnMsg(t *testing.T) {
-	for _, bad := range []string{"", "take", "take\nk\n", "what\nk\n1\n", "ack\n\nx\n", "ack\n\n-1\n", "take\nbad:name\n0\n", "ack\n\n123456789012345678901\n"} {
-		_, err := decodeConnMsg([]byte(bad))
+	for _, bad := range []string{"", "take", "take\nbad:name\n", "what\n", "ack\nx\n", "ack\n-1\n", "ack\n1",
+		"conn\n0\n", "conn\n1\ntcp/a\n1\n5\nabc", "conn\n1\ntcp/a\n1\n0\nextra", "conn\n2\ntcp/a\n1\n0\n",
+		"ack\n123456789012345678901\n", "conn\n65\n"} {
+		_, err := decodeConnMsg([]byte(bad), 0)
 		assert.Error(t, err, "%q", bad)
 	}
-	m, err := decodeConnMsg([]byte("conn\ntcp/a\n7\nstate\nwith\nnewlines"))
+	_, err := decodeConnMsg([]byte("conn\n1\ntcp/a\n7\n0\n"), 0)
+	assert.Error(t, err, "a connection without its descriptor")
+	_, err = decodeConnMsg([]byte("ack\n7\n"), 1)
+	assert.Error(t, err, "a descriptor with an answer")
+	m, err := decodeConnMsg([]byte("conn\n1\ntcp/a\n7\n19\nstate\nwith\nnewlines"), 1)
 	require.NoError(t, err)
-	assert.Equal(t, "state\nwith\nnewlines", string(m.State))
+	assert.Equal(t, "state\nwith\nnewlines", string(m.Conns[0].State))
+}
+
+func TestFits(t *testing.T) {
+	assert.True(t, Fits(nil, make([]byte, MaxConnState)))
+	assert.False(t, Fits(make([]PassedConn, MaxBatch), nil))
+	full := []PassedConn{{State: make([]byte, maxBatchBytes)}}
+	assert.False(t, Fits(full, []byte("x")))
 }

@@ -4,6 +4,8 @@
 //	-X main.startDelay=1500ms     sleep before starting (a slow but good build)
 //	-X main.dieAfterReady=500ms   say ready, then exit 4 that much later
 //	-X main.failReason=text       report "failed: text" instead of ready
+//	-X main.dieAfterConns=100     say ready, then exit 4 once 100 connections
+//	                              came (moved from the old generation, say)
 //
 // It accepts httpserver's flags, since it is started with httpserver's
 // arguments when it replaces httpserver's binary.
@@ -15,9 +17,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/handoff-go/handoff/upgrade"
@@ -28,6 +33,7 @@ var (
 	startDelay    = "0s"
 	dieAfterReady = "0s"
 	failReason    = ""
+	dieAfterConns = "0"
 )
 
 func main() {
@@ -35,12 +41,13 @@ func main() {
 	pidFile := flag.String("pidfile", "", "")
 	upgradeTimeout := flag.Duration("upgrade-timeout", 0, "")
 	drainTimeout := flag.Duration("drain-timeout", 0, "")
+	idleGrace := flag.Duration("idle-grace", 0, "")
 	probation := flag.Duration("probation", 0, "")
 	maxGenerations := flag.Int("max-generations", 0, "")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
 	u, err := upgrade.New(upgrade.Options{
-		PIDFile: *pidFile, UpgradeTimeout: *upgradeTimeout, DrainTimeout: *drainTimeout,
+		PIDFile: *pidFile, UpgradeTimeout: *upgradeTimeout, DrainTimeout: *drainTimeout, IdleGrace: *idleGrace,
 		Probation: *probation, MaxGenerations: *maxGenerations, Logger: log,
 		UpgradeOnSIGUSR1: true,
 	})
@@ -80,5 +87,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "faulty:", err)
 		os.Exit(1)
 	}
-	u.Serve(&http.Server{Handler: h}, ln)
+	srv := &http.Server{Handler: h}
+	if n, _ := strconv.Atoi(dieAfterConns); n > 0 {
+		var conns atomic.Int64
+		srv.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew && conns.Add(1) == int64(n) {
+				fmt.Fprintf(os.Stderr, "panic: faulty: died after %d connections\n", n)
+				os.Exit(4)
+			}
+		}
+	}
+	u.Serve(srv, ln)
 }
