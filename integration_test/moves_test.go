@@ -516,5 +516,3 @@ func movedSummary(log string) string {
 	slices.Sort(took)
 	return fmt.Sprintf("%d drains (p50 %v, max %v), %d connections moved, %d kept", len(took), took[len(took)/2], took[len(took)-1], moved, kept)
 }
-
-
