@@ -77,14 +77,17 @@ func TestHTTP2GoClients(t *testing.T) {
 						if ctx.Err() != nil {
 							return
 						}
-						requests.Add(1)
 						if err == nil {
 							_, err = io.Copy(io.Discard, resp.Body)
 							resp.Body.Close()
+							if ctx.Err() != nil {
+								return // the test ended while the body was read
+							}
 							if err == nil && (resp.StatusCode != 200 || resp.ProtoMajor != 2) {
 								err = fmt.Errorf("status %d over %s", resp.StatusCode, resp.Proto)
 							}
 						}
+						requests.Add(1)
 						if err != nil {
 							failed.Add(1)
 							mu.Lock()
