@@ -71,7 +71,7 @@ func buildWebSocket(t *testing.T) (v1, v2, load string) {
 		wg.Wait()
 		for _, err := range errs {
 			if err != nil {
-				wsBins.err = fmt.Errorf("%w\n(the first run of this test downloads github.com/coder/websocket through the module proxy)", err)
+				wsBins.err = fmt.Errorf("%w\n(the first run of this test downloads github.com/gobwas/ws and github.com/coder/websocket through the module proxy)", err)
 				return
 			}
 		}
@@ -91,6 +91,7 @@ type wsSummary struct {
 	UnansweredAtEnd    int64            `json:"unanswered_at_end"`
 	Reordered          int64            `json:"reordered"`
 	Mismatched         int64            `json:"mismatched"`
+	Moves              int64            `json:"moves"`
 	Closes             map[string]int64 `json:"closes"`
 	Abnormal           int64            `json:"abnormal"`
 	AbnormalByKind     map[string]int64 `json:"abnormal_by_kind"`
@@ -105,14 +106,14 @@ type wsSummary struct {
 // startWebSocketServer installs first at dir/websocket, starts it with a
 // drain deadline of wsDrainTimeout, and waits until it is ready.
 // (startExample would set a deadline of its own.)
-func startWebSocketServer(t *testing.T, first, addr string) *server {
+func startWebSocketServer(t *testing.T, first, addr string, extra ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	binPath := filepath.Join(dir, "websocket")
 	require.NoError(t, harness.Install(first, binPath))
 	pidPath := filepath.Join(dir, "app.pid")
 	hs, err := harness.Start(binPath, pidPath, filepath.Join(dir, "server.log"),
-		"-addr", addr, "-pidfile", pidPath, "-drain-timeout", wsDrainTimeout.String())
+		append([]string{"-addr", addr, "-pidfile", pidPath, "-drain-timeout", wsDrainTimeout.String()}, extra...)...)
 	require.NoError(t, err)
 	s := &server{Server: hs, t: t, dir: dir, bin: binPath, addr: addr}
 	t.Cleanup(func() {
@@ -168,18 +169,31 @@ func (l *wsLoad) stop(t *testing.T) wsSummary {
 }
 
 // TestWebSocketServer upgrades the websocket example 20 times under 50
-// WebSocket clients that send a message every 5ms each: every connection
-// the server ends, it ends with a close frame of status 1001 — none breaks
-// and none closes otherwise — every echo comes back in order from the
-// generation the connection reached, the clients reconnect to the new
-// generation each time, and each old generation is gone long before its
-// drain deadline (its WebSockets closed, it does not wait for the cut).
-// Messages in flight when a close comes are lost: counted and reported.
+// WebSocket clients that send a message every 5ms each.
+//
+// "pass": every WebSocket is passed on to each new generation between two
+// messages: no connection is closed or broken, no client dials again, no
+// message is lost or answered out of order, and every connection's echoes
+// move on to the new pid at each upgrade.
+//
+// "close" (-pass=false, as with a new generation that cannot take them):
+// every connection the server ends, it ends with a close frame of status
+// 1001 — none breaks and none closes otherwise — every echo comes back in
+// order from the generation the connection reached, the clients reconnect
+// to the new generation each time; messages in flight when a close comes
+// are lost: counted and reported.
+//
+// Either way each old generation is gone long before its drain deadline.
 func TestWebSocketServer(t *testing.T) {
+	t.Run("pass", func(t *testing.T) { testWebSocketServer(t, true) })
+	t.Run("close", func(t *testing.T) { testWebSocketServer(t, false) })
+}
+
+func testWebSocketServer(t *testing.T, pass bool) {
 	v1, v2, load := buildWebSocket(t)
 	addr, err := harness.FreePort()
 	require.NoError(t, err)
-	s := startWebSocketServer(t, v1, addr)
+	s := startWebSocketServer(t, v1, addr, "-pass="+strconv.FormatBool(pass))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pid, err := s.WaitPID(ctx, 0)
@@ -212,9 +226,9 @@ func TestWebSocketServer(t *testing.T) {
 	}
 	sum := lg.stop(t)
 
-	t.Logf("%d clients, %d upgrades in %.1fs: messages sent %d, echoed %d, lost in flight at a 1001 close %d (%.2f per close), unsent %d; closes %v; dials %d (failed %d); abnormal %d %v; echoes by version %v; slowest signal-to-old-gone %v",
+	t.Logf("%d clients, %d upgrades in %.1fs: messages sent %d, echoed %d, lost in flight at a 1001 close %d (%.2f per close), unsent %d; moves to a new generation on the same connection %d; closes %v; dials %d (failed %d); abnormal %d %v; echoes by version %v; slowest signal-to-old-gone %v",
 		sum.Clients, wsUpgrades, sum.Seconds, sum.Sent, sum.Echoed, sum.Lost, float64(sum.Lost)/float64(max(1, sum.Closes["1001"])), sum.Unsent,
-		sum.Closes, sum.Dials, sum.DialFailures, sum.Abnormal, sum.AbnormalByKind, sum.Versions, slowest)
+		sum.Moves, sum.Closes, sum.Dials, sum.DialFailures, sum.Abnormal, sum.AbnormalByKind, sum.Versions, slowest)
 	for _, e := range sum.Errors {
 		t.Logf("wsload: %s", e)
 	}
@@ -223,21 +237,14 @@ func TestWebSocketServer(t *testing.T) {
 	assert.Zero(t, sum.Mismatched, "echoes that answered no message sent")
 	assert.Zero(t, sum.UnansweredAtEnd, "messages unanswered when the run ended, long after the last upgrade")
 	assert.Equal(t, sum.Sent, sum.Echoed+sum.Lost+sum.UnansweredAbnormal+sum.UnansweredAtEnd+sum.Reordered, "wsload's accounting")
-	for code := range sum.Closes {
-		assert.Equal(t, "1001", code, "every close the server sent is 1001 (going away)")
+	if pass {
+		assert.Empty(t, sum.Closes, "connections the server closed")
+		assert.Zero(t, sum.Lost+sum.UnansweredAbnormal+sum.Unsent, "messages lost")
+		assert.Equal(t, int64(wsClients), sum.Dials, "dials: one per client, at the start")
+		assert.Equal(t, int64(wsClients*wsUpgrades), sum.Moves, "moves: each connection once per upgrade")
+	} else {
+		testWebSocketCloses(t, sum)
 	}
-	// Every client is on the live generation at each upgrade and is closed
-	// once; a client that reconnected while the old generation was still
-	// accepting reached it and was closed again at once, so a few more.
-	closes := sum.Closes["1001"]
-	assert.GreaterOrEqual(t, closes, int64(wsClients*wsUpgrades), "1001 closes: each client once per upgrade")
-	assert.LessOrEqual(t, closes, int64(wsClients*wsUpgrades*11/10), "1001 closes: about one per client per upgrade")
-	var ended int64 // connections the server ended, however
-	for _, n := range sum.Closes {
-		ended += n
-	}
-	ended += sum.AbnormalByKind["read error"]
-	assert.Equal(t, int64(wsClients)+ended+sum.DialFailures, sum.Dials, "dials: one at the start, one after each connection the server ended, one after each failed dial")
 	assert.Greater(t, sum.Echoed, int64(wsClients*wsUpgrades*10), "echoes")
 	// Each generation served, and only generations the pidfile named.
 	assert.Len(t, sum.PIDs, len(pids), "generations that echoed")
@@ -256,4 +263,24 @@ func TestWebSocketServer(t *testing.T) {
 	}
 	s.requireOneGeneration(last)
 	assert.NotContains(t, s.Log(), "drain deadline passed", "a generation cut its connections at the drain deadline")
+}
+
+// testWebSocketCloses checks a run whose WebSockets were closed at each
+// upgrade.
+func testWebSocketCloses(t *testing.T, sum wsSummary) {
+	for code := range sum.Closes {
+		assert.Equal(t, "1001", code, "every close the server sent is 1001 (going away)")
+	}
+	// Every client is on the live generation at each upgrade and is closed
+	// once; a client that reconnected while the old generation was still
+	// accepting reached it and was closed again at once, so a few more.
+	closes := sum.Closes["1001"]
+	assert.GreaterOrEqual(t, closes, int64(wsClients*wsUpgrades), "1001 closes: each client once per upgrade")
+	assert.LessOrEqual(t, closes, int64(wsClients*wsUpgrades*11/10), "1001 closes: about one per client per upgrade")
+	var ended int64 // connections the server ended, however
+	for _, n := range sum.Closes {
+		ended += n
+	}
+	ended += sum.AbnormalByKind["read error"]
+	assert.Equal(t, int64(wsClients)+ended+sum.DialFailures, sum.Dials, "dials: one at the start, one after each connection the server ended, one after each failed dial")
 }

@@ -217,6 +217,9 @@ func (c *hijackedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// unwrapConn returns the connection under c, for PassConn.
+func (c *hijackedConn) unwrapConn() net.Conn { return c.Conn }
+
 // CloseWrite and CloseRead reach the connection's, for protocols that half-close.
 func (c *hijackedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

@@ -33,9 +33,10 @@ type Upgrader struct {
 	next      command // how the next generation is started
 	gen       int
 	in        *fdpass.Inherited
-	parent    parent    // the previous generation; nil in a first one
-	receiver  *receiver // connections the parent passes; nil without a channel
-	elders    []*elder  // older generations than the parent, see elders.go
+	parent    parent                                             // the previous generation; nil in a first one
+	receiver  *receiver                                          // connections the parent passes; nil without a channel
+	appTakers map[string]func(context.Context, net.Conn, []byte) // ReceiveConns, by kind
+	elders    []*elder                                           // older generations than the parent, see elders.go
 	sd        *notifier
 	started   time.Time
 	controlLn net.Listener                     // Options.ControlSocket; nil without one
@@ -412,6 +413,7 @@ func (u *Upgrader) Ready() error {
 	handed := len(u.files)
 	u.mu.Unlock()
 	if u.receiver != nil {
+		u.startReceivingApp()
 		u.receiver.goLive()
 	}
 	close(u.readyC)

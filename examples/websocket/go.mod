@@ -11,7 +11,12 @@ replace github.com/handoff-go/handoff => ../..
 
 require (
 	github.com/coder/websocket v1.8.15
+	github.com/gobwas/ws v1.4.0
 	github.com/handoff-go/handoff v0.0.0-00010101000000-000000000000
 )
 
-require golang.org/x/sys v0.41.0 // indirect
+require (
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gobwas/pool v0.2.1 // indirect
+	golang.org/x/sys v0.41.0 // indirect
+)

@@ -1,7 +1,8 @@
 // Command websocket is a WebSocket echo server that is replaced by a new
-// build of itself on SIGHUP, SIGUSR1 or SIGUSR2: GET / answers
-// "version=<version> pid=<pid>" as httpserver does, and GET /ws is a
-// WebSocket that answers every text message m with "<version> <pid> m".
+// build of itself on SIGHUP, SIGUSR1 or SIGUSR2 without closing a
+// WebSocket: GET / answers "version=<version> pid=<pid>" as httpserver
+// does, and GET /ws is a WebSocket that answers every text message m with
+// "<version> <pid> m".
 //
 //	cd examples/websocket
 //	go build -ldflags "-X main.version=v2" -o websocket .
@@ -12,41 +13,49 @@
 // With -control ws.sock, `handoff upgrade -control ws.sock` upgrades it
 // and exits 0 with the new PID, or 1 with the reason the new build failed.
 //
-// It is a module of its own, built on github.com/coder/websocket, so that
-// no WebSocket library enters the dependency graph of the handoff library.
+// It is a module of its own, built on github.com/gobwas/ws (which works on
+// the connection itself, so that a connection can be resumed anywhere),
+// so that no WebSocket library enters the dependency graph of the handoff
+// library. Its load client, cmd/wsload, uses another library,
+// github.com/coder/websocket.
 //
 // # At an upgrade
 //
-// A WebSocket is a hijacked HTTP connection: [upgrade.Upgrader.Serve]
-// cannot end it by itself, so it waits for its handler, and cuts the
-// connection at -drain-timeout if it is still open then. This server does
-// not let it come to that: when the new generation is live ([upgrade.Upgrader.Exit]
-// is closed), every WebSocket of the old one gets a close frame with
-// status 1001 (going away), the client answers it, and the handler
-// returns, so the old generation has drained within a round trip or two
-// and exits. Clients reconnect, and since the listening socket is the
-// same one, handed over, their new connections reach the new generation.
+// When the new generation is live ([upgrade.Upgrader.Exit] is closed),
+// each WebSocket of the old one finishes the message it is on, and is
+// passed, between two messages, to the new generation with
+// [upgrade.Upgrader.PassConn], together with the bytes of the next
+// messages it had already read; the new generation resumes it in the take
+// function it gave [upgrade.Upgrader.ReceiveConns]. The client sees
+// nothing but the pid in the echoes change: no close, no reconnect, no
+// message lost or out of order.
 //
-// What a client loses is what it had in flight: a message that reaches
-// the old generation after its close frame went out is not answered (the
-// protocol discards data during the close handshake). A client that must
-// not lose one sends it again on its new connection. cmd/wsload counts
-// them.
+// If the new generation cannot take it (an older build, or SIGTERM: no
+// new generation at all), the WebSocket is closed with status 1001 (going
+// away) and the client reconnects, as with -pass=false. A message that
+// reaches the old generation after its close frame went out is then not
+// answered (the close handshake discards data); cmd/wsload counts them.
 //
 // SIGTERM and SIGINT stop it the same way (exit status 0): each WebSocket
 // gets 1001 and the server exits once they are closed.
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/handoff-go/handoff/upgrade"
 )
@@ -60,6 +69,7 @@ func main() {
 	upgradeTimeout := flag.Duration("upgrade-timeout", time.Minute, "how long a new generation may take to become ready")
 	drainTimeout := flag.Duration("drain-timeout", 30*time.Second, "how long an old generation may drain; WebSockets still open then are cut")
 	controlSocket := flag.String("control", "", "control socket for `handoff upgrade` and `handoff status` (empty: none)")
+	pass := flag.Bool("pass", true, "pass WebSockets on to the new generation at an upgrade (false: close them with 1001)")
 	flag.Parse()
 	opts := upgrade.Options{
 		PIDFile:          *pidFile,
@@ -69,13 +79,13 @@ func main() {
 		Version:          version,
 		UpgradeOnSIGUSR1: true,
 	}
-	if err := run(*addr, opts); err != nil {
+	if err := run(*addr, opts, *pass); err != nil {
 		fmt.Fprintln(os.Stderr, "websocket:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, opts upgrade.Options) error {
+func run(addr string, opts upgrade.Options, pass bool) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
 	opts.Logger = log
 	u, err := upgrade.New(opts)
@@ -90,12 +100,20 @@ func run(addr string, opts upgrade.Options) error {
 		return err
 	}
 	pid := os.Getpid()
+	e := &echo{u: u, prefix: []byte(fmt.Sprintf("%s %d ", version, pid)), log: log, pass: pass}
+	// WebSockets the previous generation passes on: resumed where it
+	// left off, with what it had read of them.
+	if err := u.ReceiveConns(wsKind, func(ctx context.Context, c net.Conn, state []byte) {
+		e.session(ctx.Done(), c, bufio.NewReaderSize(&prefixed{state: state, Conn: c}, readBuf))
+	}); err != nil {
+		return err
+	}
 	body := fmt.Sprintf("version=%s pid=%d", version, pid)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, body)
 	})
-	mux.Handle("/ws", &echo{exit: u.Exit(), prefix: fmt.Sprintf("%s %d ", version, pid), log: log})
+	mux.Handle("/ws", e)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	if err := u.Ready(); err != nil {
@@ -104,64 +122,170 @@ func run(addr string, opts upgrade.Options) error {
 	return u.Serve(srv, ln)
 }
 
-// echo is the /ws handler: it answers every text message with prefix and
-// the message, until the client closes or exit is closed.
-type echo struct {
-	exit   <-chan struct{} // the drain began: close with 1001
-	prefix string          // "<version> <pid> "
-	log    *slog.Logger
-}
+// wsKind is the kind of connection generations pass each other.
+const wsKind = "ws"
+
+// readBuf is the size of a WebSocket's read buffer: what it has buffered
+// travels with it when it is passed on (at most 32 KiB may).
+const readBuf = 4096
 
 // writeTimeout bounds the echo of one message: a client that stops
 // reading is cut rather than kept open until the drain deadline.
 const writeTimeout = 10 * time.Second
 
-func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		return // Accept has answered the request with the reason
-	}
-	defer c.CloseNow()
+// echo is the /ws handler: it answers every text message with prefix and
+// the message.
+type echo struct {
+	u      *upgrade.Upgrader
+	prefix []byte // "<version> <pid> "
+	log    *slog.Logger
+	pass   bool // pass WebSockets to the new generation (else close with 1001)
+}
 
-	// The close handshake runs beside the echo loop: Close sends 1001
-	// and waits for the client's close frame, which the loop's Read
-	// then returns as an error, and the handler returns. The handler
-	// waits for Close, so that the drain, which waits for handlers,
-	// sees this connection closed when it returns.
+func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, rw, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		return // UpgradeHTTP has answered the request with the reason
+	}
+	// rw.Reader is net/http's buffer of the connection: it may hold the
+	// client's first messages already.
+	e.session(e.u.Exit(), c, rw.Reader)
+}
+
+// session echoes the messages of one WebSocket until the client closes
+// it, or, once leave is closed, passes it on between two messages.
+func (e *echo) session(leave <-chan struct{}, c net.Conn, br *bufio.Reader) {
+	defer c.Close()
+	s := &session{c: c}
 	done := make(chan struct{})
-	closed := make(chan struct{})
+	defer close(done)
 	go func() {
-		defer close(closed)
 		select {
-		case <-e.exit:
-			if err := c.Close(websocket.StatusGoingAway, "server upgrading; reconnect"); err != nil {
-				e.log.Debug("close handshake", slog.String("remote", r.RemoteAddr), slog.Any("err", err))
-			}
+		case <-leave:
+			s.leave()
 		case <-done:
 		}
 	}()
-	defer func() {
-		close(done)
-		<-closed
-	}()
-
-	// Not the request's context in Read: a context that ends makes the
-	// library close the connection without a close frame. Close ends a
-	// blocked Read instead.
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{br, c}
 	for {
-		typ, msg, err := c.Read(context.Background())
-		if err != nil {
-			return // closed by either side, or broken
-		}
-		if typ != websocket.MessageText {
-			c.Close(websocket.StatusUnsupportedData, "text messages only")
+		switch s.next(br) {
+		case closedConn:
+			return
+		case atBoundary:
+			e.handOn(c, br)
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		err = c.Write(ctx, websocket.MessageText, append([]byte(e.prefix), msg...))
-		cancel()
+		msg, op, err := wsutil.ReadClientData(rw) // answers pings and the client's close
 		if err != nil {
-			return // the close handshake has begun, or the client is gone
+			return // closed by the client, or broken
+		}
+		if op != ws.OpText {
+			wsutil.WriteServerMessage(c, ws.OpClose, ws.NewCloseFrameBody(ws.StatusUnsupportedData, "text messages only"))
+			return
+		}
+		c.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := wsutil.WriteServerMessage(c, ws.OpText, append(append([]byte{}, e.prefix...), msg...)); err != nil {
+			return
 		}
 	}
+}
+
+// handOn passes c, between two messages, to the new generation with what
+// br has read of the next ones; if it cannot, c is closed with 1001.
+func (e *echo) handOn(c net.Conn, br *bufio.Reader) {
+	if e.pass {
+		state, _ := br.Peek(br.Buffered())
+		err := e.u.PassConn(wsKind, c, state)
+		if err == nil {
+			return
+		}
+		e.log.Debug("WebSocket not passed on; closing it with 1001", slog.Any("error", err))
+	}
+	c.SetDeadline(time.Now().Add(writeTimeout))
+	wsutil.WriteServerMessage(c, ws.OpClose, ws.NewCloseFrameBody(ws.StatusGoingAway, "server upgrading; reconnect"))
+	// The client answers with its close frame; what comes before it is
+	// discarded, as the close handshake says.
+	for {
+		if _, _, err := wsutil.ReadClientData(struct {
+			io.Reader
+			io.Writer
+		}{br, c}); err != nil {
+			return
+		}
+	}
+}
+
+// session is the state of one WebSocket that its reader and the drain
+// share: the drain may stop a read only while the reader waits for the
+// first byte of a message, so that no message is cut in two.
+type session struct {
+	c       net.Conn
+	mu      sync.Mutex
+	waiting bool // blocked for the first byte of the next message
+	leaving bool // the drain began
+}
+
+// What next found.
+const (
+	message    = iota // a message begins: read it
+	atBoundary        // the drain began between two messages: pass on
+	closedConn        // the connection ended
+)
+
+// next waits for the next message to begin, or for the drain.
+func (s *session) next(br *bufio.Reader) int {
+	s.mu.Lock()
+	if s.leaving {
+		s.mu.Unlock()
+		return atBoundary
+	}
+	s.waiting = true
+	s.mu.Unlock()
+	_, err := br.Peek(1)
+	s.mu.Lock()
+	s.waiting = false
+	leaving := s.leaving
+	s.mu.Unlock()
+	if leaving {
+		s.c.SetReadDeadline(time.Time{}) // leave may have set one in the past
+	}
+	var ne net.Error
+	switch {
+	case err == nil:
+		return message // finish it first, even if the drain began
+	case leaving && errors.As(err, &ne) && ne.Timeout():
+		return atBoundary
+	default:
+		return closedConn
+	}
+}
+
+// leave stops a reader waiting for the next message; one in the middle of
+// a message sees it when the message is done.
+func (s *session) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.leaving = true
+	if s.waiting {
+		s.c.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// prefixed reads state, then the connection: a WebSocket resumed with
+// what the previous generation had read of it.
+type prefixed struct {
+	state []byte
+	net.Conn
+}
+
+func (p *prefixed) Read(b []byte) (int, error) {
+	if len(p.state) > 0 {
+		n := copy(b, p.state)
+		p.state = p.state[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
 }

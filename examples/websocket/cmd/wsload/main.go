@@ -9,9 +9,12 @@
 // Each client dials ws://ADDR/ws and sends a numbered text message
 // ("c<client>-<n>", n counting on across connections) every -interval,
 // without waiting for the echo, and reads the echoes: each must be
-// "<version> <pid> <message>" for the oldest message not yet echoed, from
-// the same pid throughout the connection. An echo of a later message is
-// counted as reordered, anything else as mismatched.
+// "<version> <pid> <message>" for the oldest message not yet echoed. The
+// pid may change on a connection — the server passed it to its new
+// generation, which answers on — and each change is counted as a move;
+// an echo from a pid the connection had left behind is mismatched, as is
+// anything else but the echo due; an echo of a later message is counted
+// as reordered.
 //
 // When the server ends a connection, the client classifies how: a close
 // frame with status 1001 (going away) is what a draining server sends,
@@ -70,6 +73,9 @@ type Summary struct {
 	// from another pid than the connection's earlier echoes.
 	Reordered  int64 `json:"reordered"`
 	Mismatched int64 `json:"mismatched"`
+	// Moves counts the times a connection went on with another server
+	// process (its echoes' pid changed) without a reconnect.
+	Moves int64 `json:"moves"`
 	// Closes counts connections the server closed, by close status.
 	Closes map[string]int64 `json:"closes"`
 	// Abnormal counts connections that ended otherwise than with a 1001
@@ -281,7 +287,7 @@ func (c *client) read(conn *websocket.Conn, s *session) error {
 type session struct {
 	mu      sync.Mutex
 	pending []string // sent and not yet echoed, oldest first
-	pid     string   // of the first echo
+	pids    []string // the pids that answered on this connection, in turn
 }
 
 func (s *session) push(msg string) {
@@ -348,11 +354,16 @@ func (t *tally) echo(id int, s *session, echo string) {
 		t.mismatchedLocked(id, fmt.Sprintf("malformed echo %q", echo))
 		return
 	}
-	if s.pid == "" {
-		s.pid = pid
-	} else if pid != s.pid {
-		t.mismatchedLocked(id, fmt.Sprintf("echo %q from pid %s on a connection pid %s answered", echo, pid, s.pid))
+	switch n := len(s.pids); {
+	case n == 0:
+		s.pids = append(s.pids, pid)
+	case pid == s.pids[n-1]:
+	case slices.Contains(s.pids, pid):
+		t.mismatchedLocked(id, fmt.Sprintf("echo %q from pid %s after pid %s answered on the connection", echo, pid, s.pids[n-1]))
 		return
+	default:
+		s.pids = append(s.pids, pid) // passed on to a new generation
+		t.s.Moves++
 	}
 	i := slices.Index(s.pending, msg)
 	switch {
