@@ -147,10 +147,12 @@ func (tt *tcpTally) ok(version string) {
 	tt.versions[version]++
 }
 
-// tcpLine sends line on *conn (dialing if nil) and reads its echo. A
-// connection the server closed before any byte of the echo is replaced and
-// the line sent again; anything else short of the full echo fails.
-func tcpLine(addr string, conn **net.Conn, br **bufio.Reader, line string, tt *tcpTally) {
+// tcpLine sends line on *conn (dialing if nil) and reads its echo; with
+// split, in two writes 20 ms apart, so that an upgrade may find half a
+// line read. A connection the server closed before any byte of the echo
+// is replaced and the line sent again; anything else short of the full
+// echo fails.
+func tcpLine(addr string, conn **net.Conn, br **bufio.Reader, line string, split bool, tt *tcpTally) {
 	for attempt := 0; ; attempt++ {
 		if *conn == nil {
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -163,7 +165,16 @@ func tcpLine(addr string, conn **net.Conn, br **bufio.Reader, line string, tt *t
 		c := **conn
 		drop := func() { c.Close(); *conn, *br = nil, nil }
 		c.SetDeadline(time.Now().Add(5 * time.Second))
-		_, err := io.WriteString(c, line)
+		var err error
+		if split {
+			half := len(line) / 2
+			if _, err = io.WriteString(c, line[:half]); err == nil {
+				time.Sleep(20 * time.Millisecond)
+				_, err = io.WriteString(c, line[half:])
+			}
+		} else {
+			_, err = io.WriteString(c, line)
+		}
 		var got string
 		if err == nil {
 			got, err = (*br).ReadString('\n')
@@ -191,8 +202,10 @@ func tcpLine(addr string, conn **net.Conn, br **bufio.Reader, line string, tt *t
 }
 
 // TestTCPEcho upgrades tcpecho 5 times under line-echo load from clients
-// holding one connection each and clients dialing per line: every line
-// gets its complete echo.
+// holding one connection each (some lines sent in two halves, so that an
+// upgrade finds half a line read) and clients dialing per line: every
+// line gets its complete echo, and the connections held are passed on to
+// each new generation: none has to reconnect.
 func TestTCPEcho(t *testing.T) {
 	v1, v2 := tcpEchoBins.get(t, "tcpecho")
 	addr, err := harness.FreePort()
@@ -216,7 +229,7 @@ func TestTCPEcho(t *testing.T) {
 				}
 			}()
 			for seq := 0; ctx.Err() == nil; seq++ {
-				tcpLine(addr, &c, &br, fmt.Sprintf("keep%d-%d\n", k, seq), tt)
+				tcpLine(addr, &c, &br, fmt.Sprintf("keep%d-%d\n", k, seq), seq%5 == 0, tt)
 			}
 		}()
 		go func() { // a new connection per line
@@ -224,7 +237,7 @@ func TestTCPEcho(t *testing.T) {
 			for seq := 0; ctx.Err() == nil; seq++ {
 				var c *net.Conn
 				var br *bufio.Reader
-				tcpLine(addr, &c, &br, fmt.Sprintf("new%d-%d\n", k, seq), tt)
+				tcpLine(addr, &c, &br, fmt.Sprintf("new%d-%d\n", k, seq), false, tt)
 				if c != nil {
 					(*c).Close()
 				}
@@ -244,6 +257,7 @@ func TestTCPEcho(t *testing.T) {
 		t.Logf("failure: %s", f)
 	}
 	assert.Empty(t, tt.failures, "lines without a complete echo")
+	assert.Zero(t, tt.reconnects["keep"], "held connections closed by a draining server")
 	assert.Greater(t, len(tt.versions), 1, "echoes came from more than one version")
 	assert.Greater(t, tt.lines, int64(1000))
 }

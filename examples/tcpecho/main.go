@@ -6,18 +6,24 @@
 //	./tcpecho -addr 127.0.0.1:7007 -pidfile echo.pid &
 //	kill -HUP $(cat echo.pid)
 //
-// When a new generation takes over, each connection of the old one
-// finishes the line it is on (a line already received is always
-// answered), then the old generation closes it: clients reconnect and
-// reach the new one. SIGTERM and SIGINT stop it gracefully (exit status 0).
+// When a new generation takes over, each connection of the old one is
+// passed to it between two lines ([upgrade.Upgrader.PassConn]), with the
+// part of the next line already read: the client keeps its connection,
+// and the next echo on it names the new pid. If the new generation cannot
+// take it (an older build; at SIGTERM there is none), the connection
+// finishes the line it is on and every line already received, and is
+// closed: the client reconnects. SIGTERM and SIGINT stop it gracefully
+// (exit status 0).
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -70,20 +76,49 @@ func run(addr string, opts upgrade.Options) error {
 	if err != nil {
 		return err
 	}
-	prefix := []byte(fmt.Sprintf("version=%s pid=%d ", version, os.Getpid()))
+	e := &echoer{u: u, prefix: []byte(fmt.Sprintf("version=%s pid=%d ", version, os.Getpid()))}
+	// Connections the previous generation passes on, with what it had
+	// read of them.
+	if err := u.ReceiveConns(connKind, func(ctx context.Context, c net.Conn, state []byte) {
+		e.echo(ctx, c, state)
+	}); err != nil {
+		return err
+	}
 	if err := u.Ready(); err != nil {
 		return err
 	}
-	return u.ServeConns(ln, func(ctx context.Context, c net.Conn) { echo(ctx, c, prefix) })
+	return u.ServeConns(ln, func(ctx context.Context, c net.Conn) { e.echo(ctx, c, nil) })
 }
 
-// echo answers each line read from c with prefix and the line. Once ctx
-// is done (a drain began) it finishes the line it is on and every line
-// already buffered, then returns; ServeConns closes c.
-func echo(ctx context.Context, c net.Conn, prefix []byte) {
-	br := bufio.NewReader(c)
+// connKind is the kind of connection generations pass each other.
+const connKind = "echo"
+
+// echoer answers lines.
+type echoer struct {
+	u      *upgrade.Upgrader
+	prefix []byte
+}
+
+// echo answers each line read from c with prefix and the line, starting
+// with the bytes in state. Once ctx is done (a drain began) it passes c to
+// the new generation at the end of a line, with what it has read of the
+// next; if it cannot, it finishes the line it is on and every line
+// already buffered, then returns, and c is closed.
+func (e *echoer) echo(ctx context.Context, c net.Conn, state []byte) {
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(state), c), max(4096, len(state)))
+	if len(state) > 0 {
+		br.Peek(len(state)) // all of it in the buffer: what goes on is Buffered
+	}
 	var line []byte
+	passed := false
 	for {
+		if ctx.Err() != nil && !passed {
+			passed = true // one try
+			pending, _ := br.Peek(br.Buffered())
+			if e.u.PassConn(connKind, c, append(line, pending...)) == nil {
+				return
+			}
+		}
 		if ctx.Err() != nil && len(line) == 0 && br.Buffered() == 0 {
 			return
 		}
@@ -92,7 +127,7 @@ func echo(ctx context.Context, c net.Conn, prefix []byte) {
 		line = append(line, chunk...)
 		switch {
 		case err == nil:
-			out := append(append(make([]byte, 0, len(prefix)+len(line)), prefix...), line...)
+			out := append(append(make([]byte, 0, len(e.prefix)+len(line)), e.prefix...), line...)
 			if _, err := c.Write(out); err != nil {
 				return
 			}
