@@ -54,9 +54,13 @@ type Options struct {
 	// timeout of its own. Zero: 30 seconds.
 	DrainTimeout time.Duration
 
-	// IdleGrace is how long Serve lets an HTTP keep-alive connection bring
-	// its next request (answered with "Connection: close") before an idle
-	// one is closed. It never extends past DrainTimeout. Zero: 1 second.
+	// IdleGrace is how long, from the start of a drain, Serve lets an HTTP
+	// keep-alive connection that does not move to the new generation (TLS,
+	// HTTP/2, a new generation that does not take them) bring its next
+	// request, answered with "Connection: close", before an idle one is
+	// closed; and how long one that moves may keep bringing new requests
+	// to this generation before it is answered so too. It never extends
+	// past DrainTimeout. Zero: 1 second.
 	IdleGrace time.Duration
 
 	// StopGrace is how long a failed child gets between SIGTERM and
@@ -95,6 +99,15 @@ type Options struct {
 	// file that cannot be read fails the upgrade before anything starts.
 	// Empty: none.
 	EnvFile string
+	// State, if set, is called when an upgrade starts, before the new
+	// generation is; what it returns (at most 64 MiB) is handed to that
+	// generation, which reads it with [Upgrader.InheritedState] — a
+	// cache, counters, a session table: whatever the process knows that
+	// the next one should too. It runs while this generation still
+	// serves, so what changes later is not in it; connections move with
+	// their own state at the hand-over ([Upgrader.PassConn]). An error
+	// fails the upgrade before anything starts. Nil: no state.
+	State func() ([]byte, error)
 	// Dir is the next generation's working directory. Empty: the working
 	// directory at New.
 	Dir string

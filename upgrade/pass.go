@@ -72,7 +72,7 @@ func (p *passer) send() {
 			p.queue = nil
 			p.mu.Unlock()
 			for _, c := range q {
-				syscall.Close(c.FD) // their passes were answered false
+				closeFD(c.FD) // their passes were answered false
 			}
 			return
 		}
@@ -90,7 +90,7 @@ func (p *passer) send() {
 			}
 			err := p.ch.Send(wire.ConnMsg{Kind: wire.ConnConn, Conns: batch})
 			for _, c := range batch {
-				syscall.Close(c.FD) // the message holds its own reference
+				closeFD(c.FD) // the message holds its own reference
 			}
 			if err != nil {
 				p.log.Warn("could not pass connections to the new generation", slog.Any("error", err))
@@ -137,7 +137,7 @@ func (p *passer) read() {
 			return
 		}
 		for _, c := range m.Conns {
-			syscall.Close(c.FD) // a child passes nothing
+			closeFD(c.FD) // a child passes nothing
 		}
 		p.mu.Lock()
 		switch m.Kind {
@@ -221,7 +221,7 @@ func (p *passer) pass(key string, c net.Conn, state []byte, patience time.Durati
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		syscall.Close(fd)
+		closeFD(fd)
 		return fmt.Errorf("%w: it has exited", errNotTaken)
 	}
 	id := p.nextID

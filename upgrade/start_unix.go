@@ -118,6 +118,26 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 	toClose = append(toClose, keepFD)
 	h.Control = []string{wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe}
 	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr), uintptr(keepFD))
+	// What the child reads at start: the application's state, the TLS
+	// session ticket keys.
+	sections, err := u.carry()
+	if err != nil {
+		return fail(err)
+	}
+	if len(sections) > 0 {
+		f, err := wire.WriteCarry(sections)
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		fd, err := fds.Dup(f)
+		if err != nil {
+			return fail(err)
+		}
+		toClose = append(toClose, fd)
+		h.Control = append(h.Control, wire.CtlCarry)
+		attr.Files = append(attr.Files, uintptr(fd))
+	}
 	// The connection channel, where the platform has one: a child of an
 	// older build closes it, and this end reads EOF.
 	conns, childConns, connsErr := wire.ConnPair()

@@ -36,6 +36,9 @@ type Upgrader struct {
 	parent    parent                                             // the previous generation; nil in a first one
 	receiver  *receiver                                          // connections the parent passes; nil without a channel
 	appTakers map[string]func(context.Context, net.Conn, []byte) // ReceiveConns, by kind
+	// inheritedState is what the parent's Options.State returned.
+	inheritedState []byte
+	tickets        ticketKeys // TLS session ticket keys, shared across generations
 	elders    []*elder                                           // older generations than the parent, see elders.go
 	sd        *notifier
 	started   time.Time
@@ -146,6 +149,15 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 			}
 			u.receiver = newReceiver(ch, slog.New(slog.DiscardHandler))
 		}
+		if f := ctl[wire.CtlCarry]; f != nil {
+			sections, err := wire.ReadCarry(f)
+			if err != nil {
+				return fmt.Errorf("upgrade: read what the previous generation carried over: %w", err)
+			}
+			if err := u.adoptCarry(sections); err != nil {
+				return err
+			}
+		}
 	case wire.Tableflip:
 		// The tableflip process was the first generation handoff knows of.
 		u.parent, u.gen = adoptTableflipParent(ctl), 2
@@ -243,7 +255,7 @@ func (u *Upgrader) successorPasser() *passer {
 // knownControl reports whether this build uses the control file name.
 func knownControl(name string) bool {
 	switch name {
-	case wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe, wire.CtlConns, wire.CtlTableflipReady, wire.CtlTableflipParent:
+	case wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe, wire.CtlConns, wire.CtlCarry, wire.CtlTableflipReady, wire.CtlTableflipParent:
 		return true
 	}
 	return strings.HasPrefix(name, wire.CtlElderPrefix)

@@ -18,6 +18,11 @@
 // With -tls-cert and -tls-key it serves HTTPS, HTTP/2 included, on the
 // handed-over TCP socket; with -h2c, HTTP/2 in the clear besides HTTP/1.1.
 //
+// Each generation hands the next the number of requests to / answered so
+// far (Options.State); GET /count answers it. With -tls-cert, clients
+// resume their TLS sessions after an upgrade: the generations share the
+// session ticket keys (-share-tickets=false: they do not).
+//
 // Idle keep-alive connections move to the new generation at an upgrade:
 // a client keeps its connection, and the next answer on it names the new
 // PID. GET /echo?s=x answers "x " and the body of /, to tell pipelined
@@ -39,6 +44,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/handoff-go/handoff/upgrade"
@@ -61,6 +67,7 @@ func main() {
 	tlsCert := flag.String("tls-cert", "", "serve HTTPS, with HTTP/2, using this certificate (PEM; with -tls-key); each generation loads it anew")
 	tlsKey := flag.String("tls-key", "", "the private key of -tls-cert (PEM)")
 	h2c := flag.Bool("h2c", false, "also serve HTTP/2 without TLS (h2c, prior knowledge), beside HTTP/1.1")
+	shareTickets := flag.Bool("share-tickets", true, "with -tls-cert: share TLS session ticket keys across generations, so that clients resume their sessions after an upgrade")
 	flag.Parse()
 	opts := upgrade.Options{
 		PIDFile:          *pidFile,
@@ -79,14 +86,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "httpserver: -tls-cert and -tls-key go together")
 		os.Exit(2)
 	}
-	if err := run(*addr, opts, *tlsCert, *tlsKey, *h2c); err != nil {
+	if err := run(*addr, opts, *tlsCert, *tlsKey, *h2c, *shareTickets); err != nil {
 		fmt.Fprintln(os.Stderr, "httpserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, opts upgrade.Options, tlsCert, tlsKey string, h2c bool) error {
+func run(addr string, opts upgrade.Options, tlsCert, tlsKey string, h2c, shareTickets bool) error {
 	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
+	// The requests to / answered so far, by this generation and those
+	// before it: each hands its count to the next as its state.
+	var served atomic.Int64
+	opts.State = func() ([]byte, error) { return strconv.AppendInt(nil, served.Load(), 10), nil }
 	u, err := upgrade.New(opts)
 	if err != nil {
 		return err
@@ -100,8 +111,21 @@ func run(addr string, opts upgrade.Options, tlsCert, tlsKey string, h2c bool) er
 	}
 	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
 	mux := http.NewServeMux()
+	if b := u.InheritedState(); b != nil {
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		if err != nil {
+			return fmt.Errorf("the previous generation's state %q: %w", b, err)
+		}
+		served.Store(n)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			served.Add(1)
+		}
 		fmt.Fprint(w, body)
+	})
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, served.Load())
 	})
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s", r.URL.Query().Get("s"), body)
@@ -146,10 +170,14 @@ func run(addr string, opts upgrade.Options, tlsCert, tlsKey string, h2c bool) er
 		if err != nil {
 			return err
 		}
-		ln = tls.NewListener(ln, &tls.Config{
+		cfg := &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			NextProtos:   []string{"h2", "http/1.1"}, // HTTP/2 first, as ServeTLS offers it
-		})
+		}
+		if shareTickets {
+			u.ShareSessionTickets(cfg)
+		}
+		ln = tls.NewListener(ln, cfg)
 	}
 	if err := u.Ready(); err != nil {
 		return err

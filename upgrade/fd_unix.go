@@ -1,0 +1,8 @@
+//go:build unix
+
+package upgrade
+
+import "syscall"
+
+// closeFD closes a raw descriptor.
+func closeFD(fd int) { syscall.Close(fd) }
