@@ -39,11 +39,11 @@ type Upgrader struct {
 	// inheritedState is what the parent's Options.State returned.
 	inheritedState []byte
 	tickets        ticketKeys // TLS session ticket keys, shared across generations
-	elders    []*elder                                           // older generations than the parent, see elders.go
-	sd        *notifier
-	started   time.Time
-	controlLn net.Listener                     // Options.ControlSocket; nil without one
-	writePID  func(path string, pid int) error // pidfile.Write; a seam for tests
+	elders         []*elder   // older generations than the parent, see elders.go
+	sd             *notifier
+	started        time.Time
+	controlLn      net.Listener                     // Options.ControlSocket; nil without one
+	writePID       func(path string, pid int) error // pidfile.Write; a seam for tests
 
 	readyC chan struct{} // closed when Ready has returned nil
 	stopC  chan struct{} // closed by Stop
