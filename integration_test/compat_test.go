@@ -27,10 +27,10 @@ import (
 // and from. Each release keeps this promise with the one before it: its
 // builds upgrade into and out of that release's builds, under load, losing
 // nothing. So once a release is made, the development that follows sets
-// this to that release's commit. v0.1.0 (the first release) keeps it with
-// aa23f8a, the last build before the v0.1.0 API; the release after v0.1.0
-// moves it to v0.1.0's commit (see .ci/api-baseline).
-const previousRelease = "aa23f8a68e0767fe66605a4a87597114c2736976"
+// this to that release's commit: v0.1.0's since it was made (see
+// .ci/api-baseline). v0.1.0 kept it with aa23f8a, the last build before
+// the v0.1.0 API.
+const previousRelease = "61985b28acc844490782d6766e68075fb5527a33"
 
 // oldBuild is examples/httpserver built from previousRelease, once per
 // test binary.
