@@ -49,6 +49,24 @@
 // [Upgrader.BeforeDrain] and [Upgrader.AfterDrain] register shutdown
 // hooks, which run on a hand-over and on a plain stop alike.
 //
+// # Connections that survive the upgrade
+//
+// Serve moves idle HTTP/1.1 keep-alive connections to the new generation
+// instead of closing them, and busy ones once they are answered: a client
+// keeps its connection, and nothing is closed under a pool that reuses one
+// without checking it. A connection moves only when it is provably between
+// requests (this process has read none of the next); the descriptor
+// passes to the new generation over a unix socket, and this process keeps
+// its copy until the new one has taken it. TLS and HTTP/2 connections
+// cannot move (their protocol state lives in this process); they drain as
+// before, and [Upgrader.ShareSessionTickets] lets their clients resume
+// their TLS sessions when they reconnect. Connections the application
+// serves itself move with [Upgrader.PassConn] and
+// [Upgrader.ReceiveConns], at a point of its choosing, with the state it
+// needs to resume them; Options.State hands the next generation what the
+// process knows, read with [Upgrader.InheritedState]. A new generation of
+// an older build takes no connections: everything drains as before.
+//
 // # Rules
 //
 // One Upgrader per process; its methods are safe for concurrent use. Take

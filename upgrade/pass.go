@@ -185,13 +185,6 @@ func (p *passer) awaitTake(key string, deadline time.Time) bool {
 	}
 }
 
-// takes reports whether the child has said it takes connections of key.
-func (p *passer) takes(key string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.taken[key] && !p.closed
-}
-
 // pass passes c, and state, to the child, and waits for its answer: nil
 // once the child took it; otherwise c is still this generation's, open.
 // A connection taken is closed here at release, or, if the child's end

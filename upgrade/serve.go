@@ -30,20 +30,27 @@ type Server interface {
 // is left. Serve may be called before Ready: it starts serving once Ready
 // has returned.
 //
-// An *http.Server is drained so: every request that arrives after the
-// drain began is answered with "Connection: close", so that each
-// keep-alive connection ends cleanly after its next response (one whose
+// An *http.Server is drained so: idle HTTP/1.1 keep-alive connections on
+// this Upgrader's listeners move to the new generation (see "Connections
+// that survive the upgrade" in the package documentation), and busy ones
+// once their response is out — a response keeps them alive for that,
+// unless the connection keeps bringing new requests here past
+// Options.IdleGrace. Every other connection (TLS, HTTP/2, one on a
+// listener wrapped by another, all of them when the new generation cannot
+// take connections) gets "Connection: close" on each response after the
+// drain began, so that it ends cleanly after its next response (one whose
 // header went out before the drain, such as a long stream, cannot say so:
 // its connection closes after it, as net/http closes connections during
 // Shutdown, and a client that reuses it must retry, as HTTP/1.1 clients do
-// for idempotent requests); connections get Options.IdleGrace to bring that
-// request rather than being closed idle under a client's feet; then
-// srv.Shutdown runs with what is left of the deadline, and hijacked
-// connections (WebSockets) are waited for — their handlers should return
-// when Exit is closed — and closed at the deadline. http.Server.Shutdown
-// alone fails requests in a hand-over: it closes idle keep-alive
-// connections that a client is about to reuse. Serve takes over
-// srv.Handler (wrapped) and srv.ConnState (chained) for its lifetime.
+// for idempotent requests), and IdleGrace to bring that request rather
+// than being closed idle under a client's feet. Then srv.Shutdown runs
+// with what is left of the deadline, and hijacked connections
+// (WebSockets) are waited for — their handlers should return when Exit is
+// closed, or pass them on with PassConn — and closed at the deadline.
+// http.Server.Shutdown alone fails requests in a hand-over: it closes idle
+// keep-alive connections that a client is about to reuse. Serve takes
+// over srv.Handler (wrapped), srv.ConnState and srv.ConnContext (chained)
+// for its lifetime.
 //
 // Any other server is drained by its own Shutdown or GracefulStop (see
 // [Server]), called only once srv has taken up every connection it
