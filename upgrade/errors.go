@@ -49,6 +49,8 @@ const (
 	// StageProbation: the child said ready, then died within
 	// Options.Probation, before it served a request.
 	StageProbation Stage = "probation"
+	// StageCheck: the program failed Options.Check, and was not started.
+	StageCheck Stage = "check"
 )
 
 // ChildError reports a failed upgrade: the new generation was stopped and
@@ -86,6 +88,8 @@ func (e *ChildError) Error() string {
 	switch e.Stage {
 	case StageStart:
 		fmt.Fprintf(&b, " could not be started: %v", e.Err)
+	case StageCheck:
+		fmt.Fprintf(&b, " was not started: its program failed Options.Check: %v", e.Err)
 	case StageFailed:
 		if e.Reason != "" {
 			fmt.Fprintf(&b, " failed: %s", e.Reason)

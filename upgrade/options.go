@@ -84,6 +84,15 @@ type Options struct {
 	// parent starts — so a generation that a start script exec'd starts
 	// the script again, not the binary the script chose.
 	Path string
+	// Check, if set, is given the program at Path, opened, before each
+	// upgrade starts it; an error refuses the upgrade (a *ChildError at
+	// StageCheck) and nothing is started. On Linux the process started is
+	// the very file checked, executed from the open descriptor, so a file
+	// replaced at Path after the check never runs; elsewhere, and for a
+	// script (its interpreter opens it again by path), the path is started
+	// as it is then. [SHA256File] is a ready-made check. Nil: none, and on
+	// Linux the file opened is still the one started.
+	Check func(program *os.File) error
 	// Args are the next generation's arguments, including argv[0].
 	// Nil: os.Args as at New.
 	Args []string

@@ -5,6 +5,7 @@ package upgrade
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,10 +20,27 @@ import (
 // start launches the next generation with the files handed over, as a
 // handoff program or (Options.ForeignChild) a systemd-style one.
 func (u *Upgrader) start(files []*handed, elders []*elder) (*child, error) {
-	if u.opts.ForeignChild {
-		return u.startForeign(files)
+	prog, err := u.openProgram()
+	if err != nil {
+		return nil, err
 	}
-	return u.startHandoff(files, elders)
+	defer prog.Close()
+	if u.opts.ForeignChild {
+		return u.startForeign(files) // by path: its starter re-executes itself first
+	}
+	return u.startHandoff(prog, files, elders)
+}
+
+// fromDescriptor reports whether prog can be started from its descriptor
+// (Linux, through /proc/self/fd: execveat needs a fork of our own), so
+// that the file started is the file opened. A script cannot: its
+// interpreter opens it again by the name it is given.
+func fromDescriptor(prog *os.File) bool {
+	if runtime.GOOS != "linux" || isScript(prog) {
+		return false
+	}
+	_, err := os.Stat("/proc/self/fd")
+	return err == nil
 }
 
 // startHandoff starts a handoff program as the next generation. Everything
@@ -32,7 +50,7 @@ func (u *Upgrader) start(files []*handed, elders []*elder) (*child, error) {
 // rather than os/exec: ExtraFiles wants *os.File values, and wrapping a
 // thousand duplicated sockets in *os.File registers each with the
 // runtime's poller, which doubles the cost of a large hand-over.
-func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err error) {
+func (u *Upgrader) startHandoff(prog *os.File, files []*handed, elders []*elder) (c *child, err error) {
 	fail := func(err error) (*child, error) {
 		return nil, &ChildError{Stage: StageStart, Err: err}
 	}
@@ -156,6 +174,20 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 		h.Control = append(h.Control, wire.CtlConns)
 		attr.Files = append(attr.Files, uintptr(fd))
 	}
+	// The program itself, started from this descriptor: the kernel opens
+	// /proc/self/fd/N of the forked process, which is the file opened and
+	// checked, whatever is at the path now.
+	path := u.next.path
+	if fromDescriptor(prog) {
+		fd, err := fds.Dup(prog)
+		if err != nil {
+			return fail(err)
+		}
+		toClose = append(toClose, fd)
+		h.Control = append(h.Control, wire.CtlExe)
+		attr.Files = append(attr.Files, uintptr(fd))
+		path = "/proc/self/fd/" + strconv.Itoa(len(attr.Files)-1)
+	}
 	// Older generations still alive, so the new one can count them.
 	for _, e := range elders {
 		fd, err := fds.Dup(e.ctl)
@@ -176,7 +208,7 @@ func (u *Upgrader) startHandoff(files []*handed, elders []*elder) (c *child, err
 	}
 	attr.Env = append(append(base, u.sd.childEnv()...), env...)
 
-	pid, _, err := syscall.StartProcess(u.next.path, u.next.args, attr)
+	pid, _, err := syscall.StartProcess(path, u.next.args, attr)
 	if err != nil {
 		return fail(fmt.Errorf("start %s: %w", u.next.path, err))
 	}

@@ -199,6 +199,9 @@ func TestHygiene(t *testing.T) {
 	}
 	assert.NotContains(t, fds, "socket:", "a grandchild inherited a socket:\n%s", fds)
 	assert.NotContains(t, fds, extra, "a grandchild inherited the unclaimed file")
+	self, err := os.Executable()
+	require.NoError(t, err)
+	assert.NotContains(t, fds, self, "a grandchild inherited the program file its parent was started from")
 }
 
 // TestPIDFileWriteFails: a new generation that cannot write the pidfile
@@ -688,6 +691,7 @@ func TestStageVocabulary(t *testing.T) {
 	for s, c := range map[Stage]string{
 		StageStart: control.StageStart, StageFailed: control.StageFailed, StageExited: control.StageExited,
 		StageTimeout: control.StageTimeout, StageCanceled: control.StageCanceled, StageProbation: control.StageProbation,
+		StageCheck: control.StageCheck,
 	} {
 		assert.Equal(t, c, string(s))
 	}

@@ -162,8 +162,9 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 		// The tableflip process was the first generation handoff knows of.
 		u.parent, u.gen = adoptTableflipParent(ctl), 2
 	}
-	// A newer parent may pass control files this build does not know (a
-	// later protocol's): closed, so that the parent sees them end.
+	// The program file the parent started this one from: nothing to do
+	// with it. A newer parent may pass control files this build does not
+	// know (a later protocol's): closed, so that the parent sees them end.
 	for name, f := range ctl {
 		if !knownControl(name) {
 			f.Close()

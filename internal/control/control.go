@@ -46,6 +46,7 @@ const (
 	StageTimeout   = "timeout"   // it was not ready in time and was stopped
 	StageCanceled  = "canceled"  // the request, or the server, ended first
 	StageProbation = "probation" // it said ready, then died within its probation
+	StageCheck     = "check"     // its program failed the check and was not started
 )
 
 // UpgradeResult is the verdict of one upgrade request.

@@ -40,6 +40,11 @@ const (
 	// still draining generation's readiness channel: it reaches EOF when
 	// that generation exits, so each generation can count those alive.
 	CtlElderPrefix = "elder-"
+	// CtlExe is the program file itself, which the parent opened, checked
+	// and started through /proc/self/fd: the child has nothing to do with
+	// it but close it. An older child closes it as a control file it does
+	// not know.
+	CtlExe = "exe"
 )
 
 // Meta keys in the HANDOFF variable.

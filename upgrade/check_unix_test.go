@@ -1,0 +1,118 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/handoff-go/handoff/pidfile"
+)
+
+// installProgram copies the test binary to dir/app with its sum beside it,
+// as a deploy installs a build, and returns the path.
+func installProgram(t *testing.T, dir string) string {
+	t.Helper()
+	self, err := os.Executable()
+	require.NoError(t, err)
+	src, err := os.Open(self)
+	require.NoError(t, err)
+	defer src.Close()
+	path := filepath.Join(dir, "app")
+	dst, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	require.NoError(t, err)
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(dst, h), src)
+	require.NoError(t, err)
+	require.NoError(t, dst.Close())
+	require.NoError(t, os.WriteFile(path+".sha256", []byte(hex.EncodeToString(h.Sum(nil))+"  app\n"), 0o644))
+	return path
+}
+
+// TestCheckedProgramRuns: the file checked is the file started, even when
+// another is renamed into its place between the check and the start.
+func TestCheckedProgramRuns(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("a program is started from its descriptor on Linux only")
+	}
+	dir := t.TempDir()
+	path := installProgram(t, dir)
+	pidPath := filepath.Join(dir, "app.pid")
+	swapped := false
+	check := func(f *os.File) error {
+		if err := SHA256File(f); err != nil {
+			return err
+		}
+		// A deploy replaces the file after the check: a program that
+		// would fail the upgrade if it ran.
+		bad := filepath.Join(dir, "bad")
+		require.NoError(t, os.WriteFile(bad, []byte("#!/bin/sh\necho replaced >&2\nexit 42\n"), 0o755))
+		require.NoError(t, os.Rename(bad, path))
+		swapped = true
+		return nil
+	}
+	u := newTestUpgrader(t, "ready", Options{PIDFile: pidPath, Path: path, Check: check}, envPIDFile+"="+pidPath)
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	require.NoError(t, u.Ready())
+	require.NoError(t, u.Upgrade(t.Context()), "the checked build runs, not the file renamed over it")
+	require.True(t, swapped)
+	requireExit(t, u)
+	pid, err := pidfile.Read(pidPath)
+	require.NoError(t, err)
+	assert.NotEqual(t, os.Getpid(), pid)
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	for _, e := range ents {
+		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		assert.NotContains(t, target, filepath.Join(dir, "app"), "the program's descriptor is not kept")
+	}
+}
+
+// TestCheckRefuses: a program that fails its check is never started, and
+// the upgrade says why, at its own stage.
+func TestCheckRefuses(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	for name, spoil := range map[string]func(path string){
+		"mismatch": func(path string) {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			require.NoError(t, err)
+			_, err = f.Write([]byte("half a copy"))
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+		},
+		"no sum": func(path string) { require.NoError(t, os.Remove(path+".sha256")) },
+		"bad sum": func(path string) {
+			require.NoError(t, os.WriteFile(path+".sha256", []byte("not a sum\n"), 0o644))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := installProgram(t, dir)
+			spoil(path)
+			u := newTestUpgrader(t, "ready", Options{Path: path, Check: SHA256File})
+			require.NoError(t, u.Ready())
+			err := u.Upgrade(t.Context())
+			var ce *ChildError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, StageCheck, ce.Stage)
+			assert.Zero(t, ce.PID, "nothing was started")
+			assert.Contains(t, err.Error(), "failed Options.Check")
+			t.Log(err)
+			// The old generation serves on and can upgrade once the build is fixed.
+			installProgram(t, dir)
+			require.NoError(t, u.Upgrade(t.Context()))
+		})
+	}
+}
