@@ -69,10 +69,22 @@ func (u *Upgrader) openProgram() (*os.File, error) {
 	return f, nil
 }
 
-// isScript reports whether f starts with "#!": an interpreter opens a
-// script again by its path, so it is started by path, not descriptor.
-func isScript(f *os.File) bool {
-	var b [2]byte
-	n, _ := f.ReadAt(b[:], 0)
-	return n == 2 && b == [2]byte{'#', '!'}
+// start launches the next generation with the files handed over, as a
+// handoff program or (Options.ForeignChild) a systemd-style one: the
+// program checked, what it carries over gathered, then the platform's
+// start.
+func (u *Upgrader) start(files []*handed, elders []*elder) (*child, error) {
+	prog, err := u.openProgram()
+	if err != nil {
+		return nil, err
+	}
+	defer prog.Close()
+	if u.opts.ForeignChild {
+		return u.startForeign(files) // by path: its starter re-executes itself first
+	}
+	sections, err := u.carry()
+	if err != nil {
+		return nil, &ChildError{Stage: StageStart, Err: err}
+	}
+	return u.startHandoff(prog, sections, files, elders)
 }

@@ -2,10 +2,15 @@
 
 package upgrade
 
-// start is never reached where New fails with ErrNotSupported.
-func (u *Upgrader) start(files []*handed, elders []*elder) (*child, error) {
+import "os"
+
+// startHandoff and startForeign are never reached where New fails with
+// ErrNotSupported.
+func (u *Upgrader) startHandoff(*os.File, map[string][]byte, []*handed, []*elder) (*child, error) {
 	return nil, ErrNotSupported
 }
+
+func (u *Upgrader) startForeign([]*handed) (*child, error) { return nil, ErrNotSupported }
 
 // reserveFDs does nothing where upgrades are not supported.
 func reserveFDs(n int) {}

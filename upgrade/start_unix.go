@@ -17,20 +17,6 @@ import (
 	"github.com/handoff-go/handoff/internal/wire"
 )
 
-// start launches the next generation with the files handed over, as a
-// handoff program or (Options.ForeignChild) a systemd-style one.
-func (u *Upgrader) start(files []*handed, elders []*elder) (*child, error) {
-	prog, err := u.openProgram()
-	if err != nil {
-		return nil, err
-	}
-	defer prog.Close()
-	if u.opts.ForeignChild {
-		return u.startForeign(files) // by path: its starter re-executes itself first
-	}
-	return u.startHandoff(prog, files, elders)
-}
-
 // fromDescriptor reports whether prog can be started from its descriptor
 // (Linux, through /proc/self/fd: execveat needs a fork of our own), so
 // that the file started is the file opened. A script cannot: its
@@ -43,6 +29,13 @@ func fromDescriptor(prog *os.File) bool {
 	return err == nil
 }
 
+// isScript reports whether f starts with "#!".
+func isScript(f *os.File) bool {
+	var b [2]byte
+	n, _ := f.ReadAt(b[:], 0)
+	return n == 2 && b == [2]byte{'#', '!'}
+}
+
 // startHandoff starts a handoff program as the next generation. Everything
 // it opened is closed again on failure.
 //
@@ -50,7 +43,7 @@ func fromDescriptor(prog *os.File) bool {
 // rather than os/exec: ExtraFiles wants *os.File values, and wrapping a
 // thousand duplicated sockets in *os.File registers each with the
 // runtime's poller, which doubles the cost of a large hand-over.
-func (u *Upgrader) startHandoff(prog *os.File, files []*handed, elders []*elder) (c *child, err error) {
+func (u *Upgrader) startHandoff(prog *os.File, sections map[string][]byte, files []*handed, elders []*elder) (c *child, err error) {
 	fail := func(err error) (*child, error) {
 		return nil, &ChildError{Stage: StageStart, Err: err}
 	}
@@ -138,10 +131,6 @@ func (u *Upgrader) startHandoff(prog *os.File, files []*handed, elders []*elder)
 	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr), uintptr(keepFD))
 	// What the child reads at start: the application's state, the TLS
 	// session ticket keys.
-	sections, err := u.carry()
-	if err != nil {
-		return fail(err)
-	}
 	if len(sections) > 0 {
 		f, err := wire.WriteCarry(sections)
 		if err != nil {

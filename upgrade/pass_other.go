@@ -1,0 +1,19 @@
+//go:build !unix
+
+package upgrade
+
+import (
+	"net"
+	"time"
+)
+
+// passer is never made where there are no upgrades: these are what the
+// code shared with unix calls on a nil one.
+type passer struct{}
+
+func (p *passer) awaitTake(string, time.Time) bool { return false }
+func (p *passer) pass(string, net.Conn, []byte, time.Duration, func(net.Conn)) error {
+	return ErrNotSupported
+}
+func (p *passer) release() {}
+func (p *passer) close()   {}

@@ -1,0 +1,269 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/handoff-go/handoff/internal/fds"
+	"github.com/handoff-go/handoff/internal/wire"
+)
+
+// errRefused: the new generation was asked and refused this one.
+var errRefused = errors.New("the new generation refused the connection")
+
+// passer passes live connections to the child this generation started.
+type passer struct {
+	ch  *wire.ConnChannel
+	log *slog.Logger
+
+	mu      sync.Mutex
+	taken   map[string]bool
+	changed chan struct{} // closed, and replaced, when taken or closed change
+	closed  bool          // the child's end is closed: an older build, or it exited
+	nextID  uint64
+	pending map[uint64]chan bool // the child's answer: true if it took it
+	queue   []wire.PassedConn    // to send, their descriptors duplicated
+	kick    chan struct{}        // has a token while queue may be non-empty
+	done    chan struct{}        // closed once the child's end has closed
+	// held are the connections the child took, whose descriptors this
+	// generation keeps until release: if the child dies meanwhile (in the
+	// middle of the move), each is given back to its lost func.
+	held map[uint64]heldConn
+}
+
+// heldConn is a passed connection kept until release.
+type heldConn struct {
+	c    net.Conn
+	lost func(net.Conn)
+}
+
+func newPasser(ch *wire.ConnChannel, log *slog.Logger) *passer {
+	p := &passer{ch: ch, log: log, taken: map[string]bool{}, changed: make(chan struct{}),
+		pending: map[uint64]chan bool{}, held: map[uint64]heldConn{},
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go p.read()
+	go p.send()
+	return p
+}
+
+// send sends what pass queues, as many connections in a message as fit.
+func (p *passer) send() {
+	for {
+		select {
+		case <-p.kick:
+		case <-p.done:
+			p.mu.Lock()
+			q := p.queue
+			p.queue = nil
+			p.mu.Unlock()
+			for _, c := range q {
+				closeFD(c.FD) // their passes were answered false
+			}
+			return
+		}
+		for {
+			p.mu.Lock()
+			var batch []wire.PassedConn
+			for len(p.queue) > 0 && wire.Fits(batch, p.queue[0].State) {
+				batch = append(batch, p.queue[0])
+				p.queue[0] = wire.PassedConn{}
+				p.queue = p.queue[1:]
+			}
+			p.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			err := p.ch.Send(wire.ConnMsg{Kind: wire.ConnConn, Conns: batch})
+			for _, c := range batch {
+				closeFD(c.FD) // the message holds its own reference
+			}
+			if err != nil {
+				p.log.Warn("could not pass connections to the new generation", slog.Any("error", err))
+				p.answer(batch, false)
+			}
+		}
+	}
+}
+
+// answer gives the passes of batch their answer.
+func (p *passer) answer(batch []wire.PassedConn, took bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range batch {
+		if ans, ok := p.pending[c.ID]; ok {
+			ans <- took
+			delete(p.pending, c.ID)
+		}
+	}
+}
+
+// read follows what the child says until its end closes.
+func (p *passer) read() {
+	for {
+		m, err := p.ch.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				p.log.Warn("connection channel to the new generation broke", slog.Any("error", err))
+			}
+			p.mu.Lock()
+			p.closed = true
+			for id, ans := range p.pending {
+				ans <- false
+				delete(p.pending, id)
+			}
+			held := p.held
+			p.held = nil
+			p.signal()
+			close(p.done)
+			p.mu.Unlock()
+			for _, h := range held {
+				h.lost(h.c) // the child died with it: serve it here again
+			}
+			return
+		}
+		for _, c := range m.Conns {
+			closeFD(c.FD) // a child passes nothing
+		}
+		p.mu.Lock()
+		switch m.Kind {
+		case wire.ConnTake:
+			p.taken[m.Key] = true
+			p.signal()
+		case wire.ConnAck, wire.ConnNack:
+			for _, id := range m.IDs {
+				if ans, ok := p.pending[id]; ok {
+					ans <- m.Kind == wire.ConnAck
+					delete(p.pending, id)
+				}
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// signal wakes those waiting for a change; p.mu is held.
+func (p *passer) signal() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// awaitTake reports whether the child takes connections of key, waiting
+// for it to say so until deadline.
+func (p *passer) awaitTake(key string, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		taken, closed, changed := p.taken[key], p.closed, p.changed
+		p.mu.Unlock()
+		switch {
+		case taken:
+			return true
+		case closed:
+			return false
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+// pass passes c, and state, to the child, and waits for its answer: nil
+// once the child took it; otherwise c is still this generation's, open.
+// A connection taken is closed here at release, or, if the child's end
+// closes first (it died in the middle of the move), handed to lost, if
+// not nil. A child that does not answer within patience (one that is
+// alive but frozen) is left the connection: it has it queued, and serving
+// it here too could answer a request twice.
+func (p *passer) pass(key string, c net.Conn, state []byte, patience time.Duration, lost func(net.Conn)) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("a %T has no descriptor to pass", c)
+	}
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return fmt.Errorf("%w: it has exited, or is an older build", errNotTaken)
+	case !p.taken[key]:
+		p.mu.Unlock()
+		return errNotTaken
+	}
+	p.mu.Unlock()
+	fd, err := fds.Dup(sc)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		closeFD(fd)
+		return fmt.Errorf("%w: it has exited", errNotTaken)
+	}
+	id := p.nextID
+	p.nextID++
+	ans := make(chan bool, 1)
+	p.pending[id] = ans
+	p.queue = append(p.queue, wire.PassedConn{Key: key, ID: id, State: state, FD: fd})
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	forget := func() {
+		p.mu.Lock()
+		delete(p.pending, id)
+		p.mu.Unlock()
+	}
+	t := time.NewTimer(patience)
+	defer t.Stop()
+	select {
+	case took := <-ans:
+		if !took {
+			return errRefused
+		}
+	case <-t.C:
+		forget()
+		p.log.Warn("the new generation did not answer for a connection passed to it; leaving it there", slog.Duration("waited", patience))
+		c.Close()
+		return nil
+	}
+	p.mu.Lock()
+	switch {
+	case lost == nil:
+		p.mu.Unlock()
+		c.Close()
+	case p.closed:
+		// It took the connection and died before this end heard of it
+		// again: the connection is this generation's once more.
+		p.mu.Unlock()
+		lost(c)
+	default:
+		p.held[id] = heldConn{c: c, lost: lost}
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+// release closes the connections the child took: they are its alone.
+func (p *passer) release() {
+	p.mu.Lock()
+	held := p.held
+	p.held = map[uint64]heldConn{}
+	p.mu.Unlock()
+	for _, h := range held {
+		h.c.Close()
+	}
+}
+
+func (p *passer) close() { p.ch.Close() }
