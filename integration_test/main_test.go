@@ -35,6 +35,9 @@ var bins struct {
 	dying  string // says ready, dies 500ms later
 	failed string // reports a failure instead of ready
 	slow   string // a good build that takes 1.5s to start
+	// crashing goes live and dies 1.5s later; unhealthy serves but fails
+	// GET /healthz: builds found bad only after the hand-over.
+	crashing, unhealthy string
 }
 
 func TestMain(m *testing.M) {
@@ -59,10 +62,14 @@ func TestMain(m *testing.M) {
 		bins.dying = filepath.Join(dir, "dying")
 		bins.slow = filepath.Join(dir, "slow")
 		bins.failed = filepath.Join(dir, "failed")
+		bins.crashing = filepath.Join(dir, "crashing")
+		bins.unhealthy = filepath.Join(dir, "unhealthy")
 		for out, vars := range map[string][]string{
-			bins.failed: {"failReason=config: listen address missing"},
-			bins.dying:  {"dieAfterReady=500ms"},
-			bins.slow:   {"startDelay=1500ms"},
+			bins.failed:    {"failReason=config: listen address missing"},
+			bins.dying:     {"dieAfterReady=500ms"},
+			bins.slow:      {"startDelay=1500ms"},
+			bins.crashing:  {"dieAfterReady=1500ms"},
+			bins.unhealthy: {"unhealthy=yes"},
 		} {
 			if err := harness.Build(ctx, "./integration_test/testdata/faulty", filepath.Base(out), out, vars...); err != nil {
 				fmt.Fprintln(os.Stderr, err)

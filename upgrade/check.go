@@ -8,6 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/handoff-go/handoff/internal/wire"
 )
 
 // SHA256File is a ready-made Options.Check: the program must match the
@@ -86,5 +90,26 @@ func (u *Upgrader) start(files []*handed, elders []*elder) (*child, error) {
 	if err != nil {
 		return nil, &ChildError{Stage: StageStart, Err: err}
 	}
-	return u.startHandoff(prog, sections, files, elders)
+	env, err := u.nextEnv()
+	if err != nil {
+		return nil, &ChildError{Stage: StageStart, Err: err}
+	}
+	l := launch{prog: prog, path: u.next.path, args: u.next.args, env: env, gen: u.gen + 1,
+		probation: u.opts.Probation, sections: sections}
+	if w := u.opts.RollbackWindow; w > 0 {
+		l.meta = map[string]string{wire.MetaWindow: strconv.FormatInt(w.Milliseconds(), 10)}
+	}
+	return u.startHandoff(l, files, elders)
+}
+
+// launch is what a handoff program is started as.
+type launch struct {
+	prog      *os.File // the program, opened (and checked)
+	path      string   // its path, to start it by where it cannot be from prog
+	args      []string
+	env       []string
+	gen       int // its generation
+	probation time.Duration
+	sections  map[string][]byte // what it reads at start (wire.WriteCarry)
+	meta      map[string]string // more of the hand-over's meta
 }

@@ -40,6 +40,8 @@ type child struct {
 	// pass passes connections to it; nil where there is no connection
 	// channel (a foreign child, a platform without one).
 	pass *passer
+	// probation is how long it must stay alive after ready before go.
+	probation time.Duration
 }
 
 // await waits for the child's verdict, and its probation, and on failure
@@ -125,7 +127,7 @@ var errTimeout = errors.New("no word from it")
 // accepts), then tells it to go and waits for it to confirm that it has
 // taken over (its pidfile written) — all while this process still serves.
 func (u *Upgrader) probation(ctx context.Context, c *child) *ChildError {
-	p := u.opts.Probation
+	p := c.probation
 	fail := func(stage Stage, err error) *ChildError {
 		ce := &ChildError{PID: c.pid, Stage: stage, Err: err}
 		var failed *wire.FailedError

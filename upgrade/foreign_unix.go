@@ -52,9 +52,10 @@ func (u *Upgrader) startForeign(files []*handed) (*child, error) {
 	}
 	pid := p.PID()
 	c := &child{
-		pid:    pid,
-		ctl:    ctl,
-		exited: p.Exited(),
+		pid:       pid,
+		probation: u.opts.Probation,
+		ctl:       ctl,
+		exited:    p.Exited(),
 		state: func() *os.ProcessState {
 			<-p.Exited()
 			return p.State()

@@ -80,13 +80,7 @@ func (n *notifier) upgrading(gen int) {
 // watchdog pings first (systemd would refuse one after MAINPID), then
 // makes the child the main process in the same datagram as READY=1.
 func (n *notifier) handOver(child, gen int) {
-	n.mu.Lock()
-	stop := n.stopPinger
-	n.stopPinger, n.main = nil, false
-	n.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
+	n.resign()
 	n.sent(n.sd.MainPID(child, fmt.Sprintf("%s (upgraded from pid %d)", serving(gen, child), os.Getpid())))
 }
 
@@ -100,6 +94,33 @@ func (n *notifier) failed(err error) {
 func (n *notifier) refused(err error) {
 	n.sent(n.sd.Reloading(""))
 	n.sent(n.sd.Ready("upgrade refused: " + strings.TrimPrefix(err.Error(), "upgrade: ")))
+}
+
+// rollingBack: a parked generation rolls back. It is not the main
+// process; systemd takes this only with NotifyAccess=all.
+func (n *notifier) rollingBack(reason string) {
+	n.sent(n.sd.Status("rolling back: " + reason))
+}
+
+// rollbackFailed: a parked generation could not start its build again.
+func (n *notifier) rollbackFailed(err error, serving bool) {
+	msg := "rollback failed: " + strings.TrimPrefix(err.Error(), "upgrade: ")
+	if !serving {
+		msg += "; nobody serves"
+	}
+	n.sent(n.sd.Status(msg))
+}
+
+// resign: a retired generation is no longer the main process; its
+// watchdog pings end.
+func (n *notifier) resign() {
+	n.mu.Lock()
+	stop := n.stopPinger
+	n.stopPinger, n.main = nil, false
+	n.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
 
 // stopping: the live generation stops. Its watchdog pings end too.

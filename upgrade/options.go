@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,28 @@ type Options struct {
 	// The price: every upgrade takes that much longer, and the new build
 	// is proven only by staying alive, not by serving. Zero: none.
 	Probation time.Duration
+
+	// RollbackWindow, if set, keeps this generation parked for that long
+	// after it handed over and drained: not accepting, holding copies of
+	// the sockets. If the new generation exits, fails HealthCheck, or
+	// asks ([Upgrader.Rollback], `handoff rollback`) within the window,
+	// this generation starts its own build again — the very binary it
+	// runs — with the sockets, hands over to it as in an upgrade (the
+	// pidfile names it; MAINPID too, which under systemd needs
+	// NotifyAccess=all), and tells a new generation still alive to drain.
+	// After a window without fault it exits. A parked generation counts
+	// against MaxGenerations, and Serve in main returns only after the
+	// window (the AfterDrain hooks run then). Zero: none; the generation
+	// exits once drained.
+	RollbackWindow time.Duration
+	// HealthCheck, if set, is called every second during a rollback
+	// window, given two seconds; an error rolls back. It runs in the
+	// parked generation and should reach the new one: [HTTPCheck] asks
+	// a URL on a fresh connection, which only the new generation accepts.
+	// An error is a verdict: retry within the function if one miss should
+	// not count. Nil: only the new generation's exit, or its asking,
+	// rolls back.
+	HealthCheck func(ctx context.Context) error
 
 	// MaxGenerations caps the generations alive at once: the live one and
 	// older ones still draining long-lived connections (a tableflip
@@ -176,6 +199,7 @@ func (o Options) withDefaults() (Options, error) {
 		{"IdleGrace", &o.IdleGrace, defaultIdleGrace},
 		{"StopGrace", &o.StopGrace, defaultStopGrace},
 		{"Probation", &o.Probation, 0},
+		{"RollbackWindow", &o.RollbackWindow, 0},
 	} {
 		if *d.v < 0 {
 			return o, fmt.Errorf("upgrade: Options.%s is negative (%v): use zero for the default", d.name, *d.v)

@@ -35,6 +35,17 @@ type parent interface {
 	// channel returns a descriptor that reaches EOF when the parent
 	// exits, for the next generation to count it among those alive.
 	channel() *os.File
+
+	// After the hand-over, with a parent parked in a rollback window:
+	// parkedUntil says until when it waits (ok false: it does not);
+	// upgraded tells it this generation handed over to one of its own;
+	// askRollback asks it to take back over; retired is closed when it
+	// did, and retiring says this generation drains.
+	parkedUntil() (until time.Time, ok bool)
+	upgraded()
+	askRollback(reason string) error
+	retired() <-chan struct{}
+	retiring()
 }
 
 // handoffParent is a parent built with handoff, speaking package wire's
@@ -50,6 +61,12 @@ type handoffParent struct {
 	mainC    chan struct{} // closed when the parent says main, or is gone
 	goneC    chan struct{} // closed when the parent has exited
 	mainSaid bool          // the parent said main; written before mainC closes
+	// window is the parent's rollback window (MetaWindow); zero: none.
+	window  time.Duration
+	mu      sync.Mutex
+	liveAt  time.Time // when this generation said live
+	retireC chan struct{}
+	retire  sync.Once
 }
 
 // adoptHandoffParent takes the control files a handoff parent passed, and
@@ -70,15 +87,21 @@ func adoptHandoffParent(meta map[string]string, ctl map[string]*os.File) (*hando
 	if err != nil {
 		ppid = os.Getppid()
 	}
+	var window time.Duration
+	if ms, err := strconv.ParseInt(meta[wire.MetaWindow], 10, 64); err == nil && ms > 0 {
+		window = time.Duration(ms) * time.Millisecond
+	}
 	return &handoffParent{
-		log:    slog.New(slog.DiscardHandler),
-		ppid:   ppid,
-		ctl:    ready,
-		stderr: stderrSwitch{orig: ctl[wire.CtlStderr], pipe: ctl[wire.CtlStderrPipe]},
-		notify: meta[wire.MetaNotify] == "1",
-		goC:    make(chan struct{}),
-		mainC:  make(chan struct{}),
-		goneC:  make(chan struct{}),
+		window:  window,
+		retireC: make(chan struct{}),
+		log:     slog.New(slog.DiscardHandler),
+		ppid:    ppid,
+		ctl:     ready,
+		stderr:  stderrSwitch{orig: ctl[wire.CtlStderr], pipe: ctl[wire.CtlStderrPipe]},
+		notify:  meta[wire.MetaNotify] == "1",
+		goC:     make(chan struct{}),
+		mainC:   make(chan struct{}),
+		goneC:   make(chan struct{}),
 	}, gen, nil
 }
 
@@ -130,11 +153,56 @@ func (p *handoffParent) watch(stop <-chan struct{}) {
 			}
 		}
 		close(p.mainC)
-		if wire.WaitClosed(ctx, p.ctl) == nil {
-			p.died()
-		}
+		p.follow(ctx)
 	}()
 }
+
+// follow reads what the parent says after the hand-over until it exits.
+func (p *handoffParent) follow(ctx context.Context) {
+	l := wire.NewLines(p.ctl)
+	for {
+		m, err := l.Next(ctx)
+		var me *wire.MessageError
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, wire.ErrClosed):
+			p.died()
+			return
+		case errors.As(err, &me):
+			continue // not ours to understand
+		case err != nil:
+			if wire.WaitClosed(ctx, p.ctl) == nil {
+				p.died()
+			}
+			return
+		case m.Kind == "retire":
+			p.retire.Do(func() { close(p.retireC) })
+		}
+	}
+}
+
+func (p *handoffParent) parkedUntil() (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.window <= 0 || p.liveAt.IsZero() {
+		return time.Time{}, false
+	}
+	return p.liveAt.Add(p.window), true
+}
+
+func (p *handoffParent) upgraded() {
+	if _, ok := p.parkedUntil(); ok && !closed(p.goneC) {
+		p.tell(wire.Upgraded)
+	}
+}
+
+func (p *handoffParent) askRollback(reason string) error {
+	return wire.AskRollback(p.ctl, strings.TrimPrefix(reason, "upgrade: "))
+}
+
+func (p *handoffParent) retired() <-chan struct{} { return p.retireC }
+func (p *handoffParent) retiring()                { p.tell(wire.Retiring) }
 
 // died records that the parent has exited.
 func (p *handoffParent) died() {
@@ -155,6 +223,9 @@ func (p *handoffParent) takeOver(writePID func() error, stop <-chan struct{}) (b
 		return false, err
 	}
 	p.stderr.restore()
+	p.mu.Lock()
+	p.liveAt = time.Now()
+	p.mu.Unlock()
 	p.tell(wire.Live)
 	// Wait until the parent has told the service manager that this
 	// process is the main one: before that, what this one sends would be

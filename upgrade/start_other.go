@@ -2,11 +2,9 @@
 
 package upgrade
 
-import "os"
-
 // startHandoff and startForeign are never reached where New fails with
 // ErrNotSupported.
-func (u *Upgrader) startHandoff(*os.File, map[string][]byte, []*handed, []*elder) (*child, error) {
+func (u *Upgrader) startHandoff(launch, []*handed, []*elder) (*child, error) {
 	return nil, ErrNotSupported
 }
 
@@ -14,3 +12,7 @@ func (u *Upgrader) startForeign([]*handed) (*child, error) { return nil, ErrNotS
 
 // reserveFDs does nothing where upgrades are not supported.
 func reserveFDs(n int) {}
+
+// nextEnv and childEnv: there is no next generation here.
+func (u *Upgrader) nextEnv() ([]string, error) { return nil, ErrNotSupported }
+func (u *Upgrader) childEnv() []string         { return nil }

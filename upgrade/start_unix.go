@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,7 +44,7 @@ func isScript(f *os.File) bool {
 // rather than os/exec: ExtraFiles wants *os.File values, and wrapping a
 // thousand duplicated sockets in *os.File registers each with the
 // runtime's poller, which doubles the cost of a large hand-over.
-func (u *Upgrader) startHandoff(prog *os.File, sections map[string][]byte, files []*handed, elders []*elder) (c *child, err error) {
+func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *child, err error) {
 	fail := func(err error) (*child, error) {
 		return nil, &ChildError{Stage: StageStart, Err: err}
 	}
@@ -90,7 +91,7 @@ func (u *Upgrader) startHandoff(prog *os.File, sections map[string][]byte, files
 
 	attr := &syscall.ProcAttr{Dir: u.next.dir, Files: []uintptr{uintptr(stdin), uintptr(stdout), uintptr(pwFD)}}
 	h := wire.Handover{Meta: map[string]string{
-		wire.MetaGen:   strconv.Itoa(u.gen + 1),
+		wire.MetaGen:   strconv.Itoa(l.gen),
 		wire.MetaPPID:  strconv.Itoa(os.Getpid()),
 		wire.MetaGo:    "1",
 		wire.MetaProto: strconv.Itoa(wire.Version),
@@ -98,6 +99,9 @@ func (u *Upgrader) startHandoff(prog *os.File, sections map[string][]byte, files
 	}}
 	if u.sd.active() {
 		h.Meta[wire.MetaNotify] = "1"
+	}
+	for k, v := range l.meta {
+		h.Meta[k] = v
 	}
 	dups, err := dupFiles(files, &h)
 	toClose = append(toClose, dups...)
@@ -131,8 +135,8 @@ func (u *Upgrader) startHandoff(prog *os.File, sections map[string][]byte, files
 	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr), uintptr(keepFD))
 	// What the child reads at start: the application's state, the TLS
 	// session ticket keys.
-	if len(sections) > 0 {
-		f, err := wire.WriteCarry(sections)
+	if len(l.sections) > 0 {
+		f, err := wire.WriteCarry(l.sections)
 		if err != nil {
 			return fail(err)
 		}
@@ -166,9 +170,9 @@ func (u *Upgrader) startHandoff(prog *os.File, sections map[string][]byte, files
 	// The program itself, started from this descriptor: the kernel opens
 	// /proc/self/fd/N of the forked process, which is the file opened and
 	// checked, whatever is at the path now.
-	path := u.next.path
-	if fromDescriptor(prog) {
-		fd, err := fds.Dup(prog)
+	path := l.path
+	if fromDescriptor(l.prog) {
+		fd, err := fds.Dup(l.prog)
 		if err != nil {
 			return fail(err)
 		}
@@ -191,15 +195,11 @@ func (u *Upgrader) startHandoff(prog *os.File, sections map[string][]byte, files
 	if err != nil {
 		return fail(err)
 	}
-	base, err := u.nextEnv()
-	if err != nil {
-		return fail(err)
-	}
-	attr.Env = append(append(base, u.sd.childEnv()...), env...)
+	attr.Env = append(append(slices.Clip(l.env), u.sd.childEnv()...), env...)
 
-	pid, _, err := syscall.StartProcess(path, u.next.args, attr)
+	pid, _, err := syscall.StartProcess(path, l.args, attr)
 	if err != nil {
-		return fail(fmt.Errorf("start %s: %w", u.next.path, err))
+		return fail(fmt.Errorf("start %s: %w", l.path, err))
 	}
 	stderr := tail.New(4096)
 	settled := make(chan struct{})
@@ -209,7 +209,7 @@ func (u *Upgrader) startHandoff(prog *os.File, sections map[string][]byte, files
 		stderr.Drain(u.opts.Stderr, pr)
 	}()
 	c = watchProcess(pid)
-	c.ctl, c.settled, c.stderr = ctl, settled, stderr.String
+	c.ctl, c.settled, c.stderr, c.probation = ctl, settled, stderr.String, l.probation
 	if conns != nil {
 		c.pass = newPasser(conns, u.log)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/handoff-go/handoff/internal/wire"
 )
@@ -32,6 +33,13 @@ func (p *tableflipParent) pid() int               { return p.ppid }
 func (p *tableflipParent) gone() <-chan struct{}  { return p.goneC }
 func (p *tableflipParent) channel() *os.File      { return p.names }
 func (p *tableflipParent) setLogger(*slog.Logger) {}
+
+// A tableflip parent does not park: it exits once drained.
+func (p *tableflipParent) parkedUntil() (time.Time, bool) { return time.Time{}, false }
+func (p *tableflipParent) upgraded()                      {}
+func (p *tableflipParent) askRollback(string) error       { return ErrNoRollback }
+func (p *tableflipParent) retired() <-chan struct{}       { return nil }
+func (p *tableflipParent) retiring()                      {}
 
 // fail closes the ready pipe without a byte: tableflip's protocol has no
 // reason, and the parent learns of the failure when this process exits.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/internal/control"
-	"github.com/handoff-go/handoff/internal/wire"
 	"github.com/handoff-go/handoff/pidfile"
 )
 
@@ -134,13 +133,14 @@ func (u *Upgrader) record(res control.UpgradeResult) {
 
 // handOver records that c is the live generation now and starts the drain.
 func (u *Upgrader) handOver(c *child, gen int) {
-	if u.sd.active() {
-		u.sd.handOver(c.pid, gen)
-		if err := wire.Main(c.ctl); err != nil {
-			u.log.Warn("could not tell the new generation it is the main process", slog.Any("error", err))
-		}
+	u.announceSuccessor(c, gen)
+	if u.parent != nil {
+		u.parent.upgraded() // a parked parent's window ends: this generation has one of its own
 	}
-	c.release()
+	var pk *park
+	if u.opts.RollbackWindow > 0 {
+		pk = u.park(c, gen) // copies of the sockets, before the drain closes them
+	}
 	u.mu.Lock()
 	u.phase = handedOver
 	u.successor = c // its channel stays open until this process exits: the child learns of it
@@ -152,6 +152,9 @@ func (u *Upgrader) handOver(c *child, gen int) {
 	u.mu.Unlock()
 	u.closeControl()
 	go u.exit() // the BeforeDrain hooks run now; Upgrade returns its verdict at once
+	if pk != nil {
+		go u.watchWindow(pk)
+	}
 }
 
 // restorePIDFile repairs the pidfile after a failed upgrade. A handoff
@@ -161,7 +164,10 @@ func (u *Upgrader) handOver(c *child, gen int) {
 // it; once it is stopping, it must name nobody who is gone.
 func (u *Upgrader) restorePIDFile(childPID int) {
 	path := u.opts.PIDFile
-	if path == "" {
+	u.mu.Lock()
+	parked := u.phase == handedOver // a rollback that failed: this one does not serve
+	u.mu.Unlock()
+	if path == "" || parked {
 		return
 	}
 	pid, err := pidfile.Read(path)

@@ -64,6 +64,9 @@ type Upgrader struct {
 	successor   *child                 // the generation this one handed over to
 	final       bool                   // Stop found this the last generation: its paths go
 	last        *control.UpgradeResult // the last upgrade that ran, for the control socket
+	parked      *park                  // while this generation waits in its rollback window
+	retired     bool                   // the parked parent rolled back: not the last generation
+	rolledBack  string                 // why the parent started this one, rolling back; "" if it did not
 }
 
 // phase is how far a generation's life has come.
@@ -183,6 +186,11 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 	}
 	u.drain = drain{log: u.log, exitC: u.exitC, doneC: make(chan struct{}),
 		timeout: o.DrainTimeout, patience: o.DrainTimeout + o.StopGrace + time.Second}
+	if o.RollbackWindow > 0 {
+		// A parked generation's hold outlasts its drain: the window, a
+		// rollback's start and the retired generation's drain.
+		u.drain.patience += o.RollbackWindow + 3*o.UpgradeTimeout + o.DrainTimeout + o.StopGrace
+	}
 	u.sd = newNotifier(u.log)
 	if o.PIDFile != "" {
 		if err := pidfile.Check(o.PIDFile); err != nil {
@@ -199,6 +207,11 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 	}
 	if u.parent != nil {
 		u.parent.watch(u.stopC)
+		go u.awaitRetire()
+	}
+	if r, err := wire.UnescapeMeta(prep.Meta[wire.MetaRolledBack]); err == nil && r != "" {
+		u.rolledBack = r
+		u.log.Warn("started by a rollback", slog.String("reason", r))
 	}
 	u.watchElders()
 	if os.Getpid() == 1 {
@@ -519,7 +532,7 @@ func (u *Upgrader) Stop() {
 		u.mu.Lock()
 		// The last generation: none took over from it, and it is not a
 		// new one that failed, whose parent serves on with the same paths.
-		final := u.successor == nil && (u.parent == nil || u.phase != starting)
+		final := u.successor == nil && !u.retired && (u.parent == nil || u.phase != starting)
 		u.final = final
 		served := u.phase != starting
 		var grams []string // unixgram paths: net never unlinks them

@@ -28,6 +28,12 @@
 // PID. GET /echo?s=x answers "x " and the body of /, to tell pipelined
 // answers apart.
 //
+// With -rollback-window 30s -health /healthz, a generation that handed
+// over stays parked for 30s and takes back over if the new build exits,
+// fails GET /healthz or is rolled back with `handoff rollback`; with
+// -check-sha256 an upgrade starts only a build that matches the sum beside
+// it.
+//
 // SIGTERM and SIGINT stop it gracefully (exit status 0). GET /sleep?d=5s
 // sends its headers (X-Pid: the generation serving it) at once and the
 // body of / after sleeping (at most an hour): a long request that keeps an
@@ -68,6 +74,9 @@ func main() {
 	tlsKey := flag.String("tls-key", "", "the private key of -tls-cert (PEM)")
 	h2c := flag.Bool("h2c", false, "also serve HTTP/2 without TLS (h2c, prior knowledge), beside HTTP/1.1")
 	shareTickets := flag.Bool("share-tickets", true, "with -tls-cert: share TLS session ticket keys across generations, so that clients resume their sessions after an upgrade")
+	rollbackWindow := flag.Duration("rollback-window", 0, "after a hand-over, keep this generation parked this long, and roll back to it if the new one exits, fails -health or `handoff rollback` is run (0: none)")
+	health := flag.String("health", "", "with -rollback-window: a path on -addr the parked generation GETs every second; an answer other than 2xx rolls back (e.g. /healthz)")
+	checkSum := flag.Bool("check-sha256", false, "start a new build only if it matches the SHA-256 sum in the file beside it (<program>.sha256, as sha256sum writes)")
 	flag.Parse()
 	opts := upgrade.Options{
 		PIDFile:          *pidFile,
@@ -81,6 +90,17 @@ func main() {
 		EnvFile:          *envFile,
 		Version:          version,
 		UpgradeOnSIGUSR1: true,
+		RollbackWindow:   *rollbackWindow,
+	}
+	if *health != "" {
+		if *tlsCert != "" {
+			fmt.Fprintln(os.Stderr, "httpserver: -health asks over plain HTTP: it does not go with -tls-cert")
+			os.Exit(2)
+		}
+		opts.HealthCheck = upgrade.HTTPCheck("http://" + *addr + *health)
+	}
+	if *checkSum {
+		opts.Check = upgrade.SHA256File
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		fmt.Fprintln(os.Stderr, "httpserver: -tls-cert and -tls-key go together")
@@ -123,6 +143,9 @@ func run(addr string, opts upgrade.Options, tlsCert, tlsKey string, h2c, shareTi
 			served.Add(1)
 		}
 		fmt.Fprint(w, body)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok")
 	})
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, served.Load())

@@ -39,3 +39,24 @@ func WaitMain(ctx context.Context, f *os.File) error { return ErrNotSupported }
 
 // WaitClosed is not supported on this platform.
 func WaitClosed(ctx context.Context, f *os.File) error { return ErrNotSupported }
+
+// Upgraded is not supported on this platform.
+func Upgraded(f *os.File) error { return ErrNotSupported }
+
+// AskRollback is not supported on this platform.
+func AskRollback(f *os.File, reason string) error { return ErrNotSupported }
+
+// Retire is not supported on this platform.
+func Retire(f *os.File) error { return ErrNotSupported }
+
+// Retiring is not supported on this platform.
+func Retiring(f *os.File) error { return ErrNotSupported }
+
+// Lines is not supported on this platform.
+type Lines struct{}
+
+// NewLines is not supported on this platform.
+func NewLines(f *os.File) *Lines { return &Lines{} }
+
+// Next is not supported on this platform.
+func (l *Lines) Next(ctx context.Context) (After, error) { return After{}, ErrNotSupported }

@@ -179,3 +179,57 @@ func readErr(ctx context.Context, err error) error {
 	}
 	return fmt.Errorf("read the readiness channel: %w", err)
 }
+
+// Upgraded tells a parked parent that this generation handed over to one
+// of its own: the parent's window ends.
+func Upgraded(f *os.File) error { return send(f, msgUpgraded) }
+
+// AskRollback asks a parked parent to take back over, for reason.
+func AskRollback(f *os.File, reason string) error {
+	r := Sanitize(reason)
+	if r == "" {
+		r = "no reason given"
+	}
+	return send(f, msgRollback+r)
+}
+
+// Retire tells the child that the parent's build serves again.
+func Retire(f *os.File) error { return send(f, msgRetire) }
+
+// Retiring tells the parent that this generation drains, retired.
+func Retiring(f *os.File) error { return send(f, msgRetiring) }
+
+// Lines reads the messages after the hand-over, in either direction, one
+// at a time, until the other end closes ([ErrClosed]) or ctx ends.
+type Lines struct {
+	f   *os.File
+	buf []byte
+}
+
+// NewLines reads f, which must come from [Pair].
+func NewLines(f *os.File) *Lines { return &Lines{f: f} }
+
+// Next returns the next message.
+func (l *Lines) Next(ctx context.Context) (After, error) {
+	stop := interruptOnDone(ctx, l.f)
+	defer stop()
+	chunk := make([]byte, 512)
+	for {
+		if i := bytes.IndexByte(l.buf, '\n'); i >= 0 {
+			line := l.buf[:i]
+			l.buf = l.buf[i+1:]
+			if i >= maxMessage {
+				return After{}, malformed(line)
+			}
+			return ParseAfter(line)
+		}
+		if len(l.buf) >= maxMessage {
+			return After{}, malformed(l.buf)
+		}
+		n, err := l.f.Read(chunk)
+		l.buf = append(l.buf, chunk[:n]...)
+		if n == 0 && err != nil {
+			return After{}, readErr(ctx, err)
+		}
+	}
+}

@@ -72,8 +72,11 @@ const (
 // with MetaProto, and passes its start path (MetaPath). 3: the parent
 // offers the connection channel (CtlConns), on which it passes live
 // connections to a child that asks for them, and the carry file
-// (CtlCarry).
-const Version = 3
+// (CtlCarry). 4: the parent says its rollback window (MetaWindow), and
+// parent and child exchange the messages after the hand-over (after.go);
+// the parent may pass the program file (CtlExe), which older children
+// close unread.
+const Version = 4
 
 // Key names a socket across generations: the network and the address
 // asked for (not the address bound), so that a listener on port 0 keeps

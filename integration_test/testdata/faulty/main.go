@@ -6,6 +6,7 @@
 //	-X main.failReason=text       report "failed: text" instead of ready
 //	-X main.dieAfterConns=100     say ready, then exit 4 once 100 connections
 //	                              came (moved from the old generation, say)
+//	-X main.unhealthy=yes         serve, but answer GET /healthz with 503
 //
 // It accepts httpserver's flags, since it is started with httpserver's
 // arguments when it replaces httpserver's binary.
@@ -34,6 +35,7 @@ var (
 	dieAfterReady = "0s"
 	failReason    = ""
 	dieAfterConns = "0"
+	unhealthy     = ""
 )
 
 func main() {
@@ -44,12 +46,20 @@ func main() {
 	idleGrace := flag.Duration("idle-grace", 0, "")
 	probation := flag.Duration("probation", 0, "")
 	maxGenerations := flag.Int("max-generations", 0, "")
+	rollbackWindow := flag.Duration("rollback-window", 0, "")
+	health := flag.String("health", "", "")
+	controlSocket := flag.String("control", "", "")
 	flag.Parse()
+	var healthCheck func(context.Context) error
+	if *health != "" {
+		healthCheck = upgrade.HTTPCheck("http://" + *addr + *health)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With(slog.String("version", version))
 	u, err := upgrade.New(upgrade.Options{
 		PIDFile: *pidFile, UpgradeTimeout: *upgradeTimeout, DrainTimeout: *drainTimeout, IdleGrace: *idleGrace,
 		Probation: *probation, MaxGenerations: *maxGenerations, Logger: log,
-		UpgradeOnSIGUSR1: true,
+		UpgradeOnSIGUSR1: true, RollbackWindow: *rollbackWindow, HealthCheck: healthCheck,
+		ControlSocket: *controlSocket,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faulty:", err)
@@ -72,7 +82,13 @@ func main() {
 		os.Exit(1)
 	}
 	body := fmt.Sprintf("version=%s pid=%d", version, os.Getpid())
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) })
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && unhealthy != "" {
+			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, body)
+	})
 	if failReason != "" {
 		u.Fail(errors.New(failReason))
 		os.Exit(1)

@@ -1,0 +1,239 @@
+//go:build linux
+
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/handoff-go/handoff/internal/harness"
+)
+
+// prober asks / on a fresh connection every millisecond and keeps, per
+// answer, when it was asked and how long it took: a client's view of a
+// rollback.
+type prober struct {
+	addr string
+	stop chan struct{}
+	done sync.WaitGroup
+	mu   sync.Mutex
+	seen []probe
+}
+
+type probe struct {
+	at     time.Time
+	took   time.Duration
+	answer string // the body, or the error
+	failed bool
+}
+
+func startProber(addr string) *prober {
+	p := &prober{addr: addr, stop: make(chan struct{})}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	p.done.Add(1)
+	go func() {
+		defer p.done.Done()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			at := time.Now()
+			pr := probe{at: at}
+			resp, err := c.Get("http://" + addr + "/")
+			if err == nil {
+				b, rerr := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				pr.answer, err = string(b), rerr
+			}
+			if err != nil {
+				pr.answer, pr.failed = err.Error(), true
+			}
+			pr.took = time.Since(at)
+			p.mu.Lock()
+			p.seen = append(p.seen, pr)
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *prober) finish() []probe {
+	close(p.stop)
+	p.done.Wait()
+	return p.seen
+}
+
+// slowest returns the longest probe that began after from and was
+// answered by pid: how long a client waited for the rolled-back build.
+func slowest(probes []probe, from time.Time, pid int) time.Duration {
+	var max time.Duration
+	for _, pr := range probes {
+		if pr.at.Before(from) || !strings.HasSuffix(pr.answer, fmt.Sprintf("pid=%d", pid)) {
+			continue
+		}
+		max = maxDur(max, pr.took)
+	}
+	return max
+}
+
+func maxDur(a, b time.Duration) time.Duration {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// handOver installs bin, signals the live process and returns the new one
+// once the pidfile names it, without waiting for the old one to exit (a
+// parked generation stays for its window).
+func (s *server) handOver(bin string) int {
+	s.t.Helper()
+	old, err := s.WaitPID(s.t.Context(), 0)
+	require.NoError(s.t, err)
+	require.NoError(s.t, harness.Install(bin, s.bin))
+	require.NoError(s.t, syscall.Kill(old, syscall.SIGHUP))
+	ctx, cancel := context.WithTimeout(s.t.Context(), 20*time.Second)
+	defer cancel()
+	pid, err := s.WaitPID(ctx, old)
+	require.NoError(s.t, err)
+	return pid
+}
+
+// TestRollbackAfterCrash: a build that goes live and dies 1.5s later,
+// under load, is rolled back to the build it replaced: a new process of
+// that build takes the sockets, the pidfile and the traffic, and the
+// parked generation exits. Only what the crashed process held in flight
+// is lost. Three times over, and a good upgrade after.
+func TestRollbackAfterCrash(t *testing.T) {
+	s := startServer(t, bins.v1, "", "-rollback-window", "10s", "-max-generations", "3")
+	pid, err := s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	l := startLoad(t, s.addr, 16)
+	pr := startProber(s.addr)
+	var tookLog, waited []time.Duration
+	for i := range 3 {
+		crashing := s.handOver(bins.crashing)
+		liveAt := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		back, err := s.WaitPID(ctx, crashing)
+		cancel()
+		require.NoError(t, err, "no rollback")
+		assert.NotEqual(t, pid, back, "the rolled-back build runs in a new process")
+		assert.GreaterOrEqual(t, time.Since(liveAt), time.Second, "the crashing build was live for a while")
+		s.requireAnswer("v1", back)
+		require.NoError(t, harness.WaitGone(t.Context(), pid), "the parked generation exits once the rollback is live")
+		require.NoError(t, harness.WaitGone(t.Context(), crashing))
+		s.requireOneGeneration(back)
+		s.waitLog("rolled back: this build serves again", i+1)
+		waited = append(waited, slowest(pr.seen, liveAt, back))
+		tookLog = append(tookLog, rollbackTook(t, s.Log(), i))
+		pid = back
+	}
+	probes := pr.finish()
+	requests, failed := l.stop(t)
+	probeFailed := 0
+	for _, p := range probes {
+		if p.failed {
+			probeFailed++
+		}
+	}
+	slices.Sort(tookLog)
+	slices.Sort(waited)
+	t.Logf("3 rollbacks after a crash 1.5s after going live: %d requests, %d failed (what the crashed process held in flight); probes on new connections: %d, %d failed", requests, failed, len(probes), probeFailed)
+	t.Logf("crash seen -> rolled-back build live: p50 %v, max %v; longest wait of a new connection: p50 %v, max %v", tookLog[1], tookLog[2], waited[1], waited[2])
+	assert.Zero(t, probeFailed, "a new connection never fails: the accept queue stays open through the rollback")
+	assert.LessOrEqual(t, failed, int64(3*2*16), "at most the requests the crashed process held, per client")
+	assert.Contains(t, s.Log(), "exited with status 4")
+	newer, _ := s.upgrade(bins.v2, syscall.SIGHUP)
+	s.requireAnswer("v2", newer)
+}
+
+// rollbackTook reads the i-th rollback's duration from the log.
+func rollbackTook(t *testing.T, log string, i int) time.Duration {
+	t.Helper()
+	lines := []string{}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "rolled back: this build serves again") {
+			lines = append(lines, line)
+		}
+	}
+	require.Greater(t, len(lines), i)
+	_, v, ok := strings.Cut(lines[i], "took=")
+	require.True(t, ok, lines[i])
+	d, err := time.ParseDuration(strings.Fields(v)[0])
+	require.NoError(t, err)
+	return d
+}
+
+// TestRollbackUnhealthy: a build that serves but fails its health check is
+// rolled back with no request failed: the rolled-back build serves first,
+// then the unhealthy one drains, as a generation that handed over does.
+func TestRollbackUnhealthy(t *testing.T) {
+	s := startServer(t, bins.v1, "", "-rollback-window", "10s", "-health", "/healthz")
+	pid, err := s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	l := startLoad(t, s.addr, 16)
+	unhealthy := s.handOver(bins.unhealthy)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	back, err := s.WaitPID(ctx, unhealthy)
+	require.NoError(t, err, "no rollback")
+	require.NoError(t, harness.WaitGone(ctx, unhealthy), "the unhealthy build drains and exits")
+	require.NoError(t, harness.WaitGone(ctx, pid), "the parked generation exits")
+	s.requireAnswer("v1", back)
+	s.requireOneGeneration(back)
+	time.Sleep(300 * time.Millisecond)
+	requests, failed := l.stop(t)
+	assert.Zero(t, failed, "failed requests through the rollback")
+	assert.Greater(t, requests, int64(1000))
+	assert.Contains(t, s.Log(), "failed its health check: GET http://"+s.addr+"/healthz: 503 Service Unavailable")
+	assert.Contains(t, s.Log(), "rolled back: the previous build serves again; this generation drains")
+	t.Logf("rolled back an unhealthy build: %d requests, %d failed", requests, failed)
+}
+
+// TestRollbackWindowPasses: after a window without fault the parked
+// generation exits, and the new one serves on alone; an upgrade during a
+// window ends it (the newer generation has its own).
+func TestRollbackWindowPasses(t *testing.T) {
+	s := startServer(t, bins.v1, "", "-rollback-window", "2s")
+	pid, err := s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	l := startLoad(t, s.addr, 8)
+	v2 := s.handOver(bins.v2)
+	time.Sleep(time.Second)
+	assert.True(t, harness.Alive(pid), "parked during its window")
+	for range 20 {
+		s.requireAnswer("v2", v2) // the parked generation accepts nothing
+	}
+	require.NoError(t, harness.WaitGone(t.Context(), pid))
+	s.requireOneGeneration(v2)
+	s.waitLog("rollback window passed: the new generation is healthy", 1)
+
+	// A second upgrade within v2's window: v2's window ends at once, and
+	// v3's begins.
+	v3 := s.handOver(bins.v1)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	v4 := s.handOver(bins.v2)
+	require.NoError(t, harness.WaitGone(ctx, v2), "the generation that upgraded again hands its window on")
+	s.waitLog("rollback window ends: the new generation upgraded to one of its own", 1)
+	s.requireAnswer("v2", v4)
+	require.NoError(t, harness.WaitGone(t.Context(), v3), "v3 parks for its own window, then exits")
+	s.requireOneGeneration(v4)
+	_, failed := l.stop(t)
+	assert.Zero(t, failed)
+	assert.NotContains(t, s.Log(), "rolling back")
+}
