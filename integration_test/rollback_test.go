@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -212,9 +215,11 @@ func TestRollbackWindowPasses(t *testing.T) {
 	pid, err := s.WaitPID(t.Context(), 0)
 	require.NoError(t, err)
 	l := startLoad(t, s.addr, 8)
+	rssServing := rss(t, pid)
 	v2 := s.handOver(bins.v2)
 	time.Sleep(time.Second)
 	assert.True(t, harness.Alive(pid), "parked during its window")
+	t.Logf("memory of the generation: %d KiB serving, %d KiB parked (RSS)", rssServing, rss(t, pid))
 	for range 20 {
 		s.requireAnswer("v2", v2) // the parked generation accepts nothing
 	}
@@ -236,4 +241,93 @@ func TestRollbackWindowPasses(t *testing.T) {
 	_, failed := l.stop(t)
 	assert.Zero(t, failed)
 	assert.NotContains(t, s.Log(), "rolling back")
+}
+
+// TestRollbackByCLI: what a deploy tool sees. `handoff status` shows the
+// parked generation, `handoff rollback` takes it back and then has nothing
+// to take back, `handoff upgrade -wait-commit` exits 1 with the reason
+// when a build is rolled back and 0 once a good one's window has passed,
+// and a parked generation that was killed leaves the new one serving.
+func TestRollbackByCLI(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	s := startServer(t, bins.v1, "", "-rollback-window", "3s", "-control", sock)
+	v1, err := s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	l := startLoad(t, s.addr, 8)
+
+	require.NoError(t, harness.Install(bins.v2, s.bin))
+	code, out, errOut := runCLI(t, nil, "upgrade", "-control", sock)
+	require.Equal(t, 0, code, errOut)
+	v2, _ := strconv.Atoi(strings.TrimSpace(out))
+	_, out, _ = runCLI(t, nil, "status", "-control", sock)
+	assert.Contains(t, out, fmt.Sprintf("pid:         %d", v2))
+	assert.Contains(t, out, fmt.Sprintf("parked:      PID %d, rollback window open for", v1))
+	code, _, errOut = runCLI(t, nil, "rollback", "-control", sock, "-reason", "smoke test failed")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, fmt.Sprintf("rolled back: the previous build serves again; PID %d drains", v2))
+	back, err := s.WaitPID(t.Context(), v2)
+	require.NoError(t, err)
+	s.requireAnswer("v1", back)
+	require.NoError(t, harness.WaitGone(t.Context(), v2))
+	require.NoError(t, harness.WaitGone(t.Context(), v1))
+	s.requireOneGeneration(back)
+	_, out, _ = runCLI(t, nil, "status", "-control", sock)
+	assert.Contains(t, out, fmt.Sprintf("rolled back: the new generation (PID %d) asked: smoke test failed", v2))
+	code, _, errOut = runCLI(t, nil, "rollback", "-control", sock)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no previous generation to roll back to")
+
+	// A build that crashes after the hand-over: the upgrade succeeds, the
+	// commit does not.
+	require.NoError(t, harness.Install(bins.crashing, s.bin))
+	code, _, errOut = runCLI(t, nil, "upgrade", "-control", sock, "-wait-commit")
+	assert.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, "ROLLED BACK")
+	assert.Contains(t, errOut, "exited with status 4")
+	t.Logf("handoff upgrade -wait-commit on a crashing build:\n%s", errOut)
+	back, err = s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	s.requireAnswer("v1", back)
+
+	// A good build: committed once its window passes.
+	require.NoError(t, harness.Install(bins.v2, s.bin))
+	began := time.Now()
+	code, out, errOut = runCLI(t, nil, "upgrade", "-control", sock, "-wait-commit")
+	require.Equal(t, 0, code, errOut)
+	assert.GreaterOrEqual(t, time.Since(began), 2*time.Second, "it waited for the window")
+	assert.Contains(t, errOut, "committed")
+	good, _ := strconv.Atoi(strings.TrimSpace(out))
+	s.requireAnswer("v2", good)
+	s.requireOneGeneration(good)
+
+	// The parked generation killed in its window: nothing to roll back
+	// to, and the new generation serves on.
+	require.NoError(t, harness.Install(bins.v1, s.bin))
+	code, out, errOut = runCLI(t, nil, "upgrade", "-control", sock)
+	require.Equal(t, 0, code, errOut)
+	newest, _ := strconv.Atoi(strings.TrimSpace(out))
+	require.NoError(t, syscall.Kill(good, syscall.SIGKILL))
+	require.NoError(t, harness.WaitGone(t.Context(), good))
+	code, _, errOut = runCLI(t, nil, "rollback", "-control", sock)
+	assert.Equal(t, 1, code, errOut)
+	s.requireAnswer("v1", newest)
+	_, failed := l.stop(t)
+	t.Logf("failed requests (the crashing build's in-flight ones): %d", failed)
+	assert.LessOrEqual(t, failed, int64(2*2*8))
+}
+
+// rss reads a process's resident set size in KiB.
+func rss(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			require.NoError(t, err)
+			return n
+		}
+	}
+	t.Fatalf("no VmRSS for PID %d", pid)
+	return 0
 }

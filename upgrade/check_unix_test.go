@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -115,4 +116,14 @@ func TestCheckRefuses(t *testing.T) {
 			require.NoError(t, u.Upgrade(t.Context()))
 		})
 	}
+}
+
+// TestNoRollback: a first generation has nothing to roll back to, and a
+// negative window is refused at New with the field named.
+func TestNoRollback(t *testing.T) {
+	u := newTestUpgrader(t, "ready", Options{})
+	require.NoError(t, u.Ready())
+	assert.ErrorIs(t, u.Rollback(t.Context(), nil), ErrNoRollback)
+	_, err := New(Options{RollbackWindow: -time.Second})
+	assert.ErrorContains(t, err, "Options.RollbackWindow is negative")
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/handoff-go/handoff/fdpass"
 	"github.com/handoff-go/handoff/internal/control"
@@ -121,5 +122,24 @@ func (h controlHandler) Status() control.Status {
 		r := *u.last
 		st.LastUpgrade = &r
 	}
+	st.RolledBack = u.rolledBack
+	if u.parentParked() {
+		until, _ := u.parent.parkedUntil()
+		st.Parked = &control.Parked{PID: u.parent.pid(), LeftMS: float64(time.Until(until).Microseconds()) / 1000}
+	}
 	return st
+}
+
+// Rollback asks the parked previous generation to take back over.
+func (h controlHandler) Rollback(ctx context.Context, reason string) control.RollbackResult {
+	if reason == "" {
+		reason = "asked on the control socket"
+	}
+	res := control.RollbackResult{PID: os.Getpid()}
+	if err := h.u.Rollback(ctx, errors.New(reason)); err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	res.OK = true
+	return res
 }

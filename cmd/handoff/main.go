@@ -2,15 +2,18 @@
 // supervises programs in any language with a stable PID.
 //
 //	handoff upgrade -control PATH [-timeout D] [-json]   upgrade and wait for the verdict
+//	handoff upgrade -control PATH -wait-commit           ... and for its rollback window to pass
 //	handoff upgrade -pidfile F [-timeout D] [-json]      the same by signal and observation
+//	handoff rollback -control PATH [-reason TEXT]        roll back within the rollback window
 //	handoff status -control PATH [-json]                 what the server says about itself
 //	handoff run [options] -- PROGRAM ARGS...             supervise PROGRAM with a stable PID
 //	handoff version                                      this build's version
 //
-// Exit status of upgrade: 0 upgraded (the new PID is printed); 1 the
-// upgrade failed or was refused, and the old process still serves; 2 a
-// usage error, or the server could not be reached; 3 no verdict within
-// -timeout (the upgrade may still complete).
+// Exit status of upgrade: 0 upgraded (the new PID is printed), and with
+// -wait-commit its rollback window passed; 1 the upgrade failed or was
+// refused, and the old process still serves, or with -wait-commit it was
+// rolled back; 2 a usage error, or the server could not be reached; 3 no
+// verdict within -timeout (the upgrade may still complete).
 package main
 
 import (
@@ -33,16 +36,19 @@ const (
 var version = ""
 
 const usage = `usage:
-  handoff upgrade -control PATH [-timeout D] [-json]
+  handoff upgrade -control PATH [-wait-commit] [-timeout D] [-json]
   handoff upgrade -pidfile FILE [-signal SIGUSR2] [-timeout D] [-json]
+  handoff rollback -control PATH [-reason TEXT] [-timeout D] [-json]
   handoff status -control PATH [-json]
   handoff run -listen tcp:ADDR [-listen unix:PATH] [-listen udp:ADDR] [options] -- PROGRAM [ARGS...]
   handoff version
 
-exit status of upgrade: 0 upgraded (the new PID is printed); 1 the upgrade
-failed or was refused, and the old process still serves; 2 usage error or
-the process could not be reached; 3 no verdict within -timeout (the upgrade
-may still complete). Run "handoff COMMAND -h" for a command's options.
+exit status of upgrade: 0 upgraded (the new PID is printed; with
+-wait-commit, and its rollback window passed); 1 the upgrade failed or was
+refused, and the old process still serves (with -wait-commit: or it was
+rolled back); 2 usage error or the process could not be reached; 3 no
+verdict within -timeout (the upgrade may still complete). Run
+"handoff COMMAND -h" for a command's options.
 `
 
 func main() {
@@ -62,6 +68,8 @@ func run(args []string) int {
 		return upgradeCmd(args[1:])
 	case "status":
 		return statusCmd(args[1:])
+	case "rollback":
+		return rollbackCmd(args[1:])
 	case "run":
 		return runCmd(args[1:])
 	case "version":

@@ -30,6 +30,12 @@ func printStatus(w io.Writer, st *control.Status, asJSON bool) {
 	if len(st.Draining) > 0 {
 		fmt.Fprintf(w, "draining:    %v\n", st.Draining)
 	}
+	if p := st.Parked; p != nil {
+		fmt.Fprintf(w, "parked:      PID %d, rollback window open for %.1fs more (`handoff rollback` takes it back)\n", p.PID, p.LeftMS/1000)
+	}
+	if st.RolledBack != "" {
+		fmt.Fprintf(w, "rolled back: %s\n", st.RolledBack)
+	}
 	if r := st.LastUpgrade; r != nil {
 		if r.OK {
 			fmt.Fprintf(w, "last upgrade: ok at %s: PID %d -> %d in %.1f ms\n", r.StartedAt.Format(time.RFC3339), r.OldPID, r.NewPID, r.TookMS)

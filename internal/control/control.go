@@ -27,13 +27,15 @@ const MaxRequest = 4096
 
 // Commands.
 const (
-	CmdUpgrade = "upgrade"
-	CmdStatus  = "status"
+	CmdUpgrade  = "upgrade"
+	CmdStatus   = "status"
+	CmdRollback = "rollback"
 )
 
 // Request is one command.
 type Request struct {
-	Cmd string `json:"cmd"`
+	Cmd    string `json:"cmd"`
+	Reason string `json:"reason,omitempty"` // for rollback: why, for the logs
 }
 
 // The stages of a failed upgrade, as UpgradeResult.Stage names them: how
@@ -81,21 +83,42 @@ type Status struct {
 	// worker's is WorkerPID.
 	Supervisor bool `json:"supervisor,omitempty"`
 	WorkerPID  int  `json:"worker_pid,omitempty"`
+	// Parked is the previous generation waiting in its rollback window;
+	// nil if none does.
+	Parked *Parked `json:"parked,omitempty"`
+	// RolledBack says why a parked generation started this one, rolling
+	// back; empty if it did not.
+	RolledBack string `json:"rolled_back,omitempty"`
+}
+
+// Parked is a previous generation in its rollback window.
+type Parked struct {
+	PID    int     `json:"pid"`
+	LeftMS float64 `json:"left_ms"` // until its window passes
+}
+
+// RollbackResult is the verdict of a rollback request.
+type RollbackResult struct {
+	OK    bool   `json:"ok"`
+	PID   int    `json:"pid"` // the process that asked and now drains
+	Error string `json:"error,omitempty"`
 }
 
 // Response answers a Request. Error is set when the request itself could
 // not be served (malformed, unknown command, refused); an upgrade that ran
 // and failed is reported in Upgrade, with OK false.
 type Response struct {
-	Error   string         `json:"error,omitempty"`
-	Upgrade *UpgradeResult `json:"upgrade,omitempty"`
-	Status  *Status        `json:"status,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Upgrade  *UpgradeResult  `json:"upgrade,omitempty"`
+	Status   *Status         `json:"status,omitempty"`
+	Rollback *RollbackResult `json:"rollback,omitempty"`
 }
 
 // Handler carries out commands.
 type Handler interface {
 	Upgrade(ctx context.Context) UpgradeResult
 	Status() Status
+	Rollback(ctx context.Context, reason string) RollbackResult
 }
 
 // Server serves the control protocol on a listener.
@@ -169,6 +192,9 @@ func (s *Server) serve(c net.Conn, log *slog.Logger) {
 	case CmdUpgrade:
 		res := s.Handler.Upgrade(context.Background())
 		reply(Response{Upgrade: &res})
+	case CmdRollback:
+		res := s.Handler.Rollback(context.Background(), req.Reason)
+		reply(Response{Rollback: &res})
 	}
 }
 
@@ -183,10 +209,10 @@ func ParseRequest(line []byte) (Request, error) {
 		return Request{}, fmt.Errorf("control: malformed request (%v): send one JSON line, e.g. {\"cmd\":\"status\"}", err)
 	}
 	switch req.Cmd {
-	case CmdStatus, CmdUpgrade:
+	case CmdStatus, CmdUpgrade, CmdRollback:
 		return req, nil
 	}
-	return Request{}, fmt.Errorf("control: unknown command %.40q (want %q or %q)", req.Cmd, CmdUpgrade, CmdStatus)
+	return Request{}, fmt.Errorf("control: unknown command %.40q (want %q, %q or %q)", req.Cmd, CmdUpgrade, CmdStatus, CmdRollback)
 }
 
 // ErrNoAnswer is wrapped by the error of Do when the server took the

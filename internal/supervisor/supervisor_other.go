@@ -4,6 +4,7 @@ package supervisor
 
 import (
 	"context"
+	"os"
 
 	"github.com/handoff-go/handoff/internal/control"
 )
@@ -29,3 +30,9 @@ func (s *Supervisor) Upgrade(ctx context.Context) control.UpgradeResult {
 
 // Status returns an empty status.
 func (s *Supervisor) Status() control.Status { return control.Status{} }
+
+// Rollback is not offered by the supervisor: it restarts a worker that
+// fails, and its upgrades keep the old worker until the new one is ready.
+func (s *Supervisor) Rollback(ctx context.Context, reason string) control.RollbackResult {
+	return control.RollbackResult{PID: os.Getpid(), Error: "handoff run does not roll back: upgrade to the previous build instead"}
+}

@@ -635,3 +635,9 @@ func (s *Supervisor) serveControl() (func(), error) {
 		}
 	}, nil
 }
+
+// Rollback is not offered by the supervisor: it restarts a worker that
+// fails, and its upgrades keep the old worker until the new one is ready.
+func (s *Supervisor) Rollback(ctx context.Context, reason string) control.RollbackResult {
+	return control.RollbackResult{PID: os.Getpid(), Error: "handoff run does not roll back: upgrade to the previous build instead"}
+}

@@ -341,3 +341,38 @@ func TestGo(t *testing.T) {
 		assert.ErrorIs(t, wire.WaitGo(c, child), context.DeadlineExceeded)
 	})
 }
+
+// TestAfterHandOver: the messages after the hand-over, both ways, read
+// one at a time even when they arrive together, garbage named as such.
+func TestAfterHandOver(t *testing.T) {
+	parent, child, err := wire.Pair()
+	require.NoError(t, err)
+	defer parent.Close()
+	defer child.Close()
+	require.NoError(t, wire.Upgraded(child))
+	require.NoError(t, wire.AskRollback(child, "smoke test\nfailed"))
+	_, err = child.Write([]byte("bogus\n"))
+	require.NoError(t, err)
+	require.NoError(t, wire.Retiring(child))
+	l := wire.NewLines(parent)
+	m, err := l.Next(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, wire.After{Kind: "upgraded"}, m)
+	m, err = l.Next(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, wire.After{Kind: "rollback", Reason: "smoke test failed"}, m)
+	_, err = l.Next(t.Context())
+	var me *wire.MessageError
+	require.ErrorAs(t, err, &me)
+	m, err = l.Next(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, "retiring", m.Kind)
+
+	require.NoError(t, wire.Retire(parent))
+	m, err = wire.NewLines(child).Next(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, "retire", m.Kind)
+	child.Close()
+	_, err = l.Next(t.Context())
+	require.ErrorIs(t, err, wire.ErrClosed)
+}
