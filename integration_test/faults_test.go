@@ -173,7 +173,7 @@ func TestOverlappingDrains(t *testing.T) {
 	// A fourth would exceed -max-generations 3.
 	require.NoError(t, syscall.Kill(v3, syscall.SIGUSR2))
 	s.waitLog("too many generations alive", 1)
-	assert.Contains(t, s.Log(), fmt.Sprintf("older ones still draining: PIDs %d, %d", v2, v1))
+	assert.Contains(t, s.Log(), fmt.Sprintf("older ones still draining or parked in a rollback window: PIDs %d, %d", v2, v1))
 	got, err := s.WaitPID(t.Context(), 0)
 	require.NoError(t, err)
 	assert.Equal(t, v3, got)

@@ -67,6 +67,17 @@
 // process knows, read with [Upgrader.InheritedState]. A new generation of
 // an older build takes no connections: everything drains as before.
 //
+// # Rollback after the hand-over
+//
+// With Options.RollbackWindow, a generation that handed over drains and
+// then stays parked, holding copies of the sockets; if the new generation
+// exits, fails Options.HealthCheck ([HTTPCheck]) or calls
+// [Upgrader.Rollback] within the window, the parked one starts its own
+// build again (the binary it runs) with the sockets and hands over to it,
+// and a new generation still alive drains. Options.Check ([SHA256File])
+// checks a program before it starts; on Linux the file checked is the
+// file started, from its descriptor.
+//
 // # Rules
 //
 // One Upgrader per process; its methods are safe for concurrent use. Take

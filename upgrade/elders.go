@@ -87,6 +87,6 @@ func (u *Upgrader) checkGenerations(alive []*elder) error {
 	for i, e := range alive {
 		pids[i] = strconv.Itoa(e.pid)
 	}
-	return fmt.Errorf("%w: an upgrade now would make %d (this one, the new one, and older ones still draining: PIDs %s) and MaxGenerations is %d; wait for the oldest to finish draining, or raise MaxGenerations",
+	return fmt.Errorf("%w: an upgrade now would make %d (this one, the new one, and older ones still draining or parked in a rollback window: PIDs %s) and MaxGenerations is %d; wait for the oldest to finish draining (or its window to pass), or raise MaxGenerations",
 		ErrTooManyGenerations, n, strings.Join(pids, ", "), u.opts.MaxGenerations)
 }

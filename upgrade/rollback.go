@@ -282,7 +282,16 @@ func (u *Upgrader) retire(c *child, msgs <-chan wire.After) {
 		t.Stop()
 	}
 	if !acked {
-		c.signal(syscall.SIGTERM)
+		// A handoff build older than protocol 4 stops on SIGTERM as the
+		// last generation would, and removes the paths of the unix
+		// sockets the rolled-back build now serves: such a build is
+		// killed instead. A foreign child removes nothing.
+		sig := os.Signal(syscall.SIGTERM)
+		if !u.opts.ForeignChild && u.hasPaths() {
+			sig = os.Kill
+			u.log.Warn("the retired generation did not answer (an older build?): killing it, as a stop would remove the unix socket paths", slog.Int("pid", c.pid))
+		}
+		c.signal(sig)
 	}
 	select {
 	case <-c.exited:
@@ -291,6 +300,29 @@ func (u *Upgrader) retire(c *child, msgs <-chan wire.After) {
 		c.signal(os.Kill)
 		<-c.exited
 	}
+}
+
+// hasPaths reports whether this generation serves unix sockets bound to
+// a path, or a control socket.
+func (u *Upgrader) hasPaths() bool {
+	if u.opts.ControlSocket != "" {
+		return true
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, h := range u.files {
+		switch c := h.conn.(type) {
+		case *net.UnixListener:
+			if a, ok := c.Addr().(*net.UnixAddr); ok && a.Name != "" && a.Name[0] != '@' {
+				return true
+			}
+		case *net.UnixConn:
+			if a, ok := c.LocalAddr().(*net.UnixAddr); ok && a.Name != "" && a.Name[0] != '@' {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // announceSuccessor tells the service manager and the child that c, of
