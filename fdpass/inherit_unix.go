@@ -5,6 +5,7 @@ package fdpass
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -48,13 +49,34 @@ type Inherited struct {
 type entry struct {
 	name  string
 	fd    int
-	taken bool // handed to a caller or closed
+	taken bool     // handed to a caller or closed
+	file  *os.File // fd wrapped, once a take wrapped it and put it back
 }
 
 // claim marks e taken and wraps its descriptor.
 func (e *entry) claim() *os.File {
 	e.taken = true
+	return e.wrap()
+}
+
+// wrap returns fd as an *os.File, the one made before if a take put it
+// back.
+func (e *entry) wrap() *os.File {
+	if f := e.file; f != nil {
+		e.file = nil
+		return f
+	}
 	return os.NewFile(uintptr(e.fd), e.name)
+}
+
+// close closes the descriptor.
+func (e *entry) close() {
+	if f := e.file; f != nil {
+		e.file = nil
+		f.Close()
+		return
+	}
+	unix.Close(e.fd)
 }
 
 // Inherit reads the variables of systemd's socket activation
@@ -255,22 +277,73 @@ func boundTo(fd int, network, addr string) bool {
 
 // takeSocket takes the socket named name after checking it is of the kind
 // network and listen ask for, and adopts it with the net package.
+//
+// The common case is made cheap, as a process may take a thousand: the
+// file is claimed, adopted, and the result checked against the kind from
+// what adopting learned (its type and address) and one SO_ACCEPTCONN,
+// outside the lock, so that several goroutines adopt at once. Anything
+// else puts the file back unclaimed and runs the full check, whose error
+// says what the socket is instead.
 func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt func(*os.File) (T, error)) (T, error) {
 	var zero T
 	want, err := kindOf(network, listen)
 	if err != nil {
 		return zero, err
 	}
-	f, err := in.take(name, func(fd int) error { return want.check(fd, name) })
+	e, err := in.claimNamed(name)
 	if err != nil {
 		return zero, err
 	}
-	defer f.Close() // adopt made its own copy
+	f := e.wrap()
 	v, err := adopt(f)
+	if err == nil && want.matches(any(v)) {
+		f.Close() // adopt made its own copy
+		return v, nil
+	}
+	if err == nil {
+		if c, ok := any(v).(io.Closer); ok {
+			c.Close() // its copy; the file is still open
+		}
+	}
+	// Slow path: back unclaimed, as it was, and the full check says why.
+	if cerr := want.check(e.fd, name); cerr != nil {
+		in.unclaim(e, f)
+		return zero, cerr
+	}
+	if err != nil {
+		in.unclaim(e, f)
+		return zero, fmt.Errorf("fdpass: adopt %q: %w", name, err)
+	}
+	// The full check passed where the quick one did not: adopt again.
+	defer f.Close()
+	v, err = adopt(f)
 	if err != nil {
 		return zero, fmt.Errorf("fdpass: adopt %q: %w", name, err)
 	}
 	return v, nil
+}
+
+// claimNamed marks the first unclaimed file named name taken.
+func (in *Inherited) claimNamed(name string) (*entry, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	list := in.byName[name]
+	if len(list) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	e := list[0]
+	in.byName[name] = list[1:]
+	e.taken = true
+	return e, nil
+}
+
+// unclaim puts e back, first among its namesakes, with f, its
+// descriptor wrapped.
+func (in *Inherited) unclaim(e *entry, f *os.File) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	e.file, e.taken = f, false
+	in.byName[e.name] = append([]*entry{e}, in.byName[e.name]...)
 }
 
 // CloseUnclaimed closes every file not yet taken and returns their
@@ -282,7 +355,7 @@ func (in *Inherited) CloseUnclaimed() []string {
 	closeEntry := func(e *entry) {
 		if !e.taken {
 			e.taken = true
-			unix.Close(e.fd)
+			e.close()
 			names = append(names, e.name)
 		}
 	}
@@ -330,6 +403,64 @@ func kindOf(network string, listen bool) (sockKind, error) {
 		k.desc = "listening " + k.desc
 	}
 	return k, nil
+}
+
+// matches reports whether v, adopted by the net package, is a socket of
+// kind k: the type and family from its address, and for a listener that
+// it listens.
+func (k sockKind) matches(v any) bool {
+	var addr net.Addr
+	var raw syscall.Conn
+	switch c := v.(type) {
+	case *net.TCPListener:
+		addr, raw = c.Addr(), c
+	case *net.UnixListener:
+		addr, raw = c.Addr(), c
+	case *net.UDPConn:
+		addr, raw = c.LocalAddr(), c
+	case *net.UnixConn:
+		addr, raw = c.LocalAddr(), c
+	default:
+		return false
+	}
+	var typ, fam int
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		typ, fam = unix.SOCK_STREAM, unix.AF_INET
+	case *net.UDPAddr:
+		typ, fam = unix.SOCK_DGRAM, unix.AF_INET
+	case *net.UnixAddr:
+		fam = unix.AF_UNIX
+		switch a.Net {
+		case "unix":
+			typ = unix.SOCK_STREAM
+		case "unixpacket":
+			typ = unix.SOCK_SEQPACKET
+		case "unixgram":
+			typ = unix.SOCK_DGRAM
+		default:
+			return false
+		}
+	default:
+		return false
+	}
+	if typ != k.typ || (fam == unix.AF_INET) != (k.families[0] == unix.AF_INET) {
+		return false
+	}
+	if !k.listen {
+		return true
+	}
+	rc, err := raw.SyscallConn()
+	if err != nil {
+		return false
+	}
+	acc := 0
+	if err := rc.Control(func(fd uintptr) {
+		acc, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	}); err != nil {
+		return false
+	}
+	return err == nil && acc != 0
 }
 
 func (k sockKind) check(fd int, name string) error {
