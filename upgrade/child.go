@@ -42,6 +42,12 @@ type child struct {
 	pass *passer
 	// probation is how long it must stay alive after ready before go.
 	probation time.Duration
+	// lines reads ctl, from the start to the end of its life.
+	lines *wire.Lines
+	// goAhead says go was sent as it started: without probation, go
+	// follows ready anyway, and sent ahead it spares the child a round
+	// trip through this process, busy serving, before it takes over.
+	goAhead bool
 }
 
 // await waits for the child's verdict, and its probation, and on failure
@@ -91,7 +97,7 @@ func (u *Upgrader) verdict(ctx context.Context, c *child) *ChildError {
 		case <-wctx.Done():
 		}
 	}()
-	err := wire.Wait(tctx, c.ctl)
+	err := c.lines.Wait(tctx)
 	if err == nil {
 		return u.probation(ctx, c)
 	}
@@ -147,7 +153,7 @@ func (u *Upgrader) probation(ctx context.Context, c *child) *ChildError {
 	rctx, rcancel := context.WithCancel(context.Background())
 	defer rcancel()
 	next := make(chan error, 1)
-	go func() { next <- wire.WaitLive(rctx, c.ctl) }()
+	go func() { next <- c.lines.WaitLive(rctx) }()
 	if p > 0 {
 		u.log.Info("upgrade: new generation is ready; probation", slog.Int("child_pid", c.pid), slog.Duration("probation", p))
 		t := time.NewTimer(p)
@@ -167,8 +173,10 @@ func (u *Upgrader) probation(ctx context.Context, c *child) *ChildError {
 			return fail(StageCanceled, ctx.Err())
 		}
 	}
-	if err := wire.Go(c.ctl); err != nil {
-		return died(err)
+	if !c.goAhead {
+		if err := wire.Go(c.ctl); err != nil {
+			return died(err)
+		}
 	}
 	t := time.NewTimer(u.opts.UpgradeTimeout)
 	defer t.Stop()

@@ -55,6 +55,7 @@ func (u *Upgrader) startForeign(files []*handed) (*child, error) {
 		pid:       pid,
 		probation: u.opts.Probation,
 		ctl:       ctl,
+		lines:     wire.NewLines(ctl),
 		exited:    p.Exited(),
 		state: func() *os.ProcessState {
 			<-p.Exited()

@@ -100,9 +100,8 @@ func (u *Upgrader) watchWindow(pk *park) {
 	defer cancel()
 	msgs := make(chan wire.After)
 	go func() {
-		l := wire.NewLines(c.ctl)
 		for {
-			m, err := l.Next(ctx)
+			m, err := c.lines.Next(ctx)
 			var me *wire.MessageError
 			switch {
 			case errors.As(err, &me):

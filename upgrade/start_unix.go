@@ -210,6 +210,11 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	}()
 	c = watchProcess(pid)
 	c.ctl, c.settled, c.stderr, c.probation = ctl, settled, stderr.String, l.probation
+	c.lines = wire.NewLines(ctl)
+	if l.probation == 0 {
+		// The child reads it after its ready, the next line either way.
+		c.goAhead = wire.Go(ctl) == nil
+	}
 	if conns != nil {
 		c.pass = newPasser(conns, u.log)
 	}

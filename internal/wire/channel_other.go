@@ -60,3 +60,9 @@ func NewLines(f *os.File) *Lines { return &Lines{} }
 
 // Next is not supported on this platform.
 func (l *Lines) Next(ctx context.Context) (After, error) { return After{}, ErrNotSupported }
+
+// Wait is not supported on this platform.
+func (l *Lines) Wait(ctx context.Context) error { return ErrNotSupported }
+
+// WaitLive is not supported on this platform.
+func (l *Lines) WaitLive(ctx context.Context) error { return ErrNotSupported }

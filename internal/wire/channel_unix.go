@@ -199,8 +199,10 @@ func Retire(f *os.File) error { return send(f, msgRetire) }
 // Retiring tells the parent that this generation drains, retired.
 func Retiring(f *os.File) error { return send(f, msgRetiring) }
 
-// Lines reads the messages after the hand-over, in either direction, one
-// at a time, until the other end closes ([ErrClosed]) or ctx ends.
+// Lines reads the messages on a channel one line at a time, keeping what
+// a read brought past the line for the next, until the other end closes
+// ([ErrClosed]) or ctx ends. A parent reads its child's whole life with
+// one: ready, live, and the messages after the hand-over.
 type Lines struct {
 	f   *os.File
 	buf []byte
@@ -209,27 +211,62 @@ type Lines struct {
 // NewLines reads f, which must come from [Pair].
 func NewLines(f *os.File) *Lines { return &Lines{f: f} }
 
-// Next returns the next message.
+// Next returns the next message after the hand-over.
 func (l *Lines) Next(ctx context.Context) (After, error) {
+	line, err := l.line(ctx)
+	if err != nil {
+		return After{}, err
+	}
+	return ParseAfter(line)
+}
+
+// Wait is [Wait] on the lines of f: what a child sends first.
+func (l *Lines) Wait(ctx context.Context) error {
+	line, err := l.line(ctx)
+	if err != nil {
+		return err
+	}
+	return Parse(line)
+}
+
+// WaitLive is [WaitLive] on the lines of f. A child that was sent go
+// ahead sends live right after ready, in the same read as like as not:
+// nothing is lost between the two.
+func (l *Lines) WaitLive(ctx context.Context) error {
+	line, err := l.line(ctx)
+	if err != nil {
+		return err
+	}
+	if string(line) == msgLive {
+		return nil
+	}
+	if err := Parse(line); err != nil {
+		return err
+	}
+	return malformed(line) // "ready" again
+}
+
+// line reads the next line, keeping what follows it for the next call.
+func (l *Lines) line(ctx context.Context) ([]byte, error) {
 	stop := interruptOnDone(ctx, l.f)
 	defer stop()
 	chunk := make([]byte, 512)
 	for {
 		if i := bytes.IndexByte(l.buf, '\n'); i >= 0 {
-			line := l.buf[:i]
+			line := l.buf[:i:i]
 			l.buf = l.buf[i+1:]
 			if i >= maxMessage {
-				return After{}, malformed(line)
+				return nil, malformed(line)
 			}
-			return ParseAfter(line)
+			return line, nil
 		}
 		if len(l.buf) >= maxMessage {
-			return After{}, malformed(l.buf)
+			return nil, malformed(l.buf)
 		}
 		n, err := l.f.Read(chunk)
 		l.buf = append(l.buf, chunk[:n]...)
 		if n == 0 && err != nil {
-			return After{}, readErr(ctx, err)
+			return nil, readErr(ctx, err)
 		}
 	}
 }
