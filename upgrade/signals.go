@@ -17,7 +17,9 @@ import (
 // an upgrade runs are coalesced: at most one more upgrade is queued. Once
 // this generation has handed over or is stopping, upgrade signals are
 // logged and ignored, so that a deploy script's late SIGHUP (whose default
-// action is to terminate) cannot kill a draining process. Calls after the
+// action is to terminate) cannot kill a draining process. One that arrives
+// before Ready has returned (the pidfile names a new generation a moment
+// before) is acted on once it has. Calls after the
 // first do nothing.
 func (u *Upgrader) HandleSignals() {
 	u.signalsOnce.Do(u.handleSignals)
@@ -50,6 +52,18 @@ func (u *Upgrader) handleSignals() {
 	queue := make(chan os.Signal, 1)
 	go func() {
 		for s := range queue {
+			// The pidfile names a new generation a moment before its
+			// Ready returns: a deploy's signal sent then waits for it.
+			select {
+			case <-u.readyC:
+			default:
+				u.log.Info("upgrade signal before Ready: upgrading once ready", slog.String("signal", s.String()))
+				select {
+				case <-u.readyC:
+				case <-ctx.Done():
+					continue
+				}
+			}
 			u.log.Info("upgrading", slog.String("signal", s.String()))
 			var ce *ChildError
 			switch err := u.Upgrade(ctx); {

@@ -229,6 +229,7 @@ func (d *driver) upgrade(ctx context.Context, s *server, m mechanism, base time.
 		mk.Ready, mk.NewPID = time.Since(base), pid
 		return mk, nil
 	}
+	cpuBefore, cpuOK := processCPU(old)
 	mk.Signal = time.Since(base)
 	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
 		return mk, fmt.Errorf("kill -HUP %d: %w", old, err)
@@ -239,6 +240,7 @@ func (d *driver) upgrade(ctx context.Context, s *server, m mechanism, base time.
 			if pid, err := pidfile.Read(s.pidPath); err == nil && pid != old && harness.Alive(pid) {
 				mk.Ready, mk.NewPID = time.Since(base), pid
 				s.pid = pid
+				mk.CPUNew, _ = processCPU(pid)
 			}
 		}
 		if mk.Gone == 0 && !harness.Alive(old) {
@@ -253,6 +255,9 @@ func (d *driver) upgrade(ctx context.Context, s *server, m mechanism, base time.
 			}
 		}
 		time.Sleep(pollEvery)
+	}
+	if total, ok := cpuAtExit(old, 500*time.Millisecond); ok && cpuOK {
+		mk.CPUOld = total - cpuBefore
 	}
 	return mk, nil
 }

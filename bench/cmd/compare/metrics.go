@@ -137,6 +137,10 @@ type upgradeMark struct {
 	Gone   time.Duration // the old process had exited
 	OldPID int
 	NewPID int
+	// CPU time: the new process's from its start until it was seen
+	// ready, the old one's from the signal until it exited (what it
+	// served meanwhile included); 0 where it could not be read.
+	CPUNew, CPUOld time.Duration
 }
 
 // upgradeResult is one upgrade, measured. Durations count from the signal.
@@ -149,6 +153,7 @@ type upgradeResult struct {
 	Stall          time.Duration // longest stall of the load generator itself, same window
 	Failed         int64         // failures that ended between this signal and the next
 	Kinds          [numKinds]int64
+	CPUNew, CPUOld time.Duration // see upgradeMark
 }
 
 // window is a span of the load, [from, to).
@@ -206,7 +211,7 @@ func analyze(events []event, marks []upgradeMark, stalls []window, warmup, end t
 		if i+1 < len(marks) {
 			next = marks[i+1].Signal
 		}
-		u := upgradeResult{OldPID: mk.OldPID, NewPID: mk.NewPID, FirstAnswer: -1}
+		u := upgradeResult{OldPID: mk.OldPID, NewPID: mk.NewPID, FirstAnswer: -1, CPUNew: mk.CPUNew, CPUOld: mk.CPUOld}
 		if mk.Ready > 0 {
 			u.Ready = mk.Ready - mk.Signal
 		}

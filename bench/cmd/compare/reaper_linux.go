@@ -59,12 +59,14 @@ func (r *reaper) Stop() {
 func reapAll() {
 	for {
 		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		var ru unix.Rusage
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, &ru)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil || pid <= 0 {
 			return // ECHILD: no children; 0: none has exited
 		}
+		exitCPU.Store(pid, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()))
 	}
 }

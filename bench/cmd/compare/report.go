@@ -75,6 +75,11 @@ type summary struct {
 	StallP50       float64 `json:"loadgen_stall_p50_ms"`   // longest stall of the load generator, per upgrade
 	StallMax       float64 `json:"loadgen_stall_max_ms"`
 	StallBaseline  float64 `json:"loadgen_stall_baseline_ms_median"`
+	// CPU an upgrade costs, p50 over the upgrades where it was read: the
+	// new process's until it was seen ready, the old one's from the
+	// signal to its exit (serving the load meanwhile included).
+	CPUNewP50 float64 `json:"cpu_new_to_ready_p50_ms"`
+	CPUOldP50 float64 `json:"cpu_old_signal_to_exit_p50_ms"`
 
 	P50Baseline    float64 `json:"latency_p50_baseline_ms_median"`
 	P50During      float64 `json:"latency_p50_during_ms_median"`
@@ -107,7 +112,7 @@ func summarize(trials []*trial) summary {
 	var (
 		failed, requests                                   []float64
 		kinds                                              [numKinds][]float64
-		ready, answer, gone, gaps, stalls                  []time.Duration
+		ready, answer, gone, gaps, stalls, cpuNew, cpuOld  []time.Duration
 		gapBase, stallBase, p50b, p50d, p99b, p99d, rb, rd []float64
 	)
 	for _, t := range trials {
@@ -130,6 +135,12 @@ func summarize(trials []*trial) summary {
 			gone = append(gone, u.Gone)
 			gaps = append(gaps, u.Gap)
 			stalls = append(stalls, u.Stall)
+			if u.CPUNew > 0 {
+				cpuNew = append(cpuNew, u.CPUNew)
+			}
+			if u.CPUOld > 0 {
+				cpuOld = append(cpuOld, u.CPUOld)
+			}
 			if u.FirstAnswer >= 0 {
 				answer = append(answer, u.FirstAnswer)
 			} else {
@@ -156,6 +167,7 @@ func summarize(trials []*trial) summary {
 	s.GapBaseline = median(gapBase)
 	s.StallP50, s.StallMax = ms(median(stalls)), ms(maxOf(stalls))
 	s.StallBaseline = median(stallBase)
+	s.CPUNewP50, s.CPUOldP50 = ms(median(cpuNew)), ms(median(cpuOld))
 	s.P50Baseline, s.P50During = median(p50b), median(p50d)
 	s.P99Baseline, s.P99During = median(p99b), median(p99d)
 	s.PerSecBaseline, s.PerSecDuring = math.Round(median(rb)), math.Round(median(rd))
@@ -277,6 +289,8 @@ type upgradeRecord struct {
 	GoneMS        float64          `json:"old_gone_ms"`
 	GapMS         float64          `json:"longest_gap_ms"`
 	StallMS       float64          `json:"loadgen_stall_ms"`
+	CPUNewMS      float64          `json:"cpu_new_to_ready_ms"`
+	CPUOldMS      float64          `json:"cpu_old_signal_to_exit_ms"`
 	Failed        int64            `json:"failed"`
 	FailedByKinds map[string]int64 `json:"failed_by_kind,omitempty"`
 }
@@ -315,6 +329,7 @@ func newTrialRecord(t *trial, warmup time.Duration) trialRecord {
 		ur := upgradeRecord{
 			SignalMS: ms(t.Marks[i].Signal), OldPID: u.OldPID, NewPID: u.NewPID,
 			ReadyMS: ms(u.Ready), GoneMS: ms(u.Gone), GapMS: ms(u.Gap), StallMS: ms(u.Stall),
+			CPUNewMS: ms(u.CPUNew), CPUOldMS: ms(u.CPUOld),
 			Failed: u.Failed, FailedByKinds: kindMap(u.Kinds),
 		}
 		if u.FirstAnswer >= 0 {
@@ -386,7 +401,7 @@ func fmtRatio(s summary, name string) string {
 // text and Markdown reports print: failures, timings, ratios.
 func tables(sums []summary) (failures, timings, ratios [][]string) {
 	failures = [][]string{{"mechanism", "failed/run", "per upgrade", "max in 1 upgrade", "refused", "reset", "EOF", "timeout", "non-200", "other", "all runs"}}
-	timings = [][]string{{"mechanism", "ready p50/max", "new PID answers p50", "old gone p50/max", "gap p50/max (baseline)", "loadgen stall p50/max (baseline)", "p50 base→during", "p99 base→during", "ok/s base→during"}}
+	timings = [][]string{{"mechanism", "ready p50/max", "new PID answers p50", "old gone p50/max", "gap p50/max (baseline)", "loadgen stall p50/max (baseline)", "p50 base→during", "p99 base→during", "ok/s base→during", "CPU new→ready / old signal→exit p50"}}
 	ratios = [][]string{{"mechanism", "failed", "ready p50", "old gone p50", "gap max", "p99 during", "ok/s during"}}
 	for _, s := range sums {
 		row := []string{s.Mechanism, fmtCount(s.FailedMedian), fmt.Sprintf("%.2f", s.FailedPerUpgrade), fmt.Sprint(s.FailedMaxUpgrade)}
@@ -410,6 +425,7 @@ func tables(sums []summary) (failures, timings, ratios [][]string) {
 			fmtMS(s.P50Baseline) + " → " + fmtMS(s.P50During),
 			fmtMS(s.P99Baseline) + " → " + fmtMS(s.P99During),
 			fmt.Sprintf("%.0f → %.0f", s.PerSecBaseline, s.PerSecDuring),
+			fmtMS(s.CPUNewP50) + " / " + fmtMS(s.CPUOldP50),
 		})
 		ratios = append(ratios, []string{s.Mechanism, fmtRatio(s, "failed"), fmtRatio(s, "ready"), fmtRatio(s, "gone"),
 			fmtRatio(s, "gap"), fmtRatio(s, "p99"), fmtRatio(s, "ok_per_sec")})
@@ -467,6 +483,7 @@ func writeMarkdown(w io.Writer, rep *report, configs []loadConfig) {
 	fmt.Fprintln(w, "- **old gone**: signal → the old process has exited (`/proc/PID/stat` gone or state Z).")
 	fmt.Fprintln(w, "- **gap**: the longest time without any successful response between one upgrade signal and the next; (baseline): the same in the pre-upgrade window.")
 	fmt.Fprintln(w, "- **loadgen stall**: the longest time the load generator's own process did not run (a 1 ms sleep woke more than 5 ms late), in the same windows: a gap no longer than this may be the clients', not the server's. A lower bound.")
+	fmt.Fprintln(w, "- **CPU**: the new process's CPU time (all threads, /proc/PID/task/*/schedstat) from its start until it was seen ready, and the old process's from the signal until it exited (wait4's rusage less what it had used before the signal; serving the load while it drained included), p50 over the upgrades.")
 	fmt.Fprintln(w, "- **base→during**: the pre-upgrade window vs. from the first signal to the end of the load.")
 	fmt.Fprintln(w, "- stopstart's signal is SIGTERM; the driver starts the new build once the old one has exited. Its refused count depends on how fast clients retry (they do not back off); its gap is the downtime.")
 	for _, c := range configs {
