@@ -65,13 +65,7 @@ func send(f *os.File, msg string) error {
 // ([*FailedError]), closes the channel without a message ([ErrClosed]),
 // sends garbage ([*MessageError]), or ctx ends (ctx.Err()). f must come
 // from [Pair]; Wait uses its read deadline.
-func Wait(ctx context.Context, f *os.File) error {
-	line, err := readLine(ctx, f, maxMessage)
-	if err != nil {
-		return err
-	}
-	return Parse(line)
-}
+func Wait(ctx context.Context, f *os.File) error { return NewLines(f).Wait(ctx) }
 
 // WaitGo blocks, in the child after [Ready], until the parent says go
 // (nil), goes away ([ErrClosed]: it exited, so this generation is on its
@@ -97,19 +91,7 @@ func expect(ctx context.Context, f *os.File, msg string) error {
 // WaitLive blocks, in the parent after [Go], until the child says live
 // (nil) or failed ([*FailedError]), closes the channel ([ErrClosed]),
 // sends garbage ([*MessageError]), or ctx ends.
-func WaitLive(ctx context.Context, f *os.File) error {
-	line, err := readLine(ctx, f, maxMessage)
-	if err != nil {
-		return err
-	}
-	if string(line) == msgLive {
-		return nil
-	}
-	if err := Parse(line); err != nil {
-		return err
-	}
-	return malformed(line) // "ready" again
-}
+func WaitLive(ctx context.Context, f *os.File) error { return NewLines(f).WaitLive(ctx) }
 
 // readLine reads one message line of at most max bytes (newline
 // included). Each side sends one message at a time and waits for the
