@@ -312,16 +312,25 @@ func (u *Upgrader) hasPaths() bool {
 	for _, h := range u.files {
 		switch c := h.conn.(type) {
 		case *net.UnixListener:
-			if a, ok := c.Addr().(*net.UnixAddr); ok && a.Name != "" && a.Name[0] != '@' {
+			if unixPath(c.Addr()) != "" {
 				return true
 			}
 		case *net.UnixConn:
-			if a, ok := c.LocalAddr().(*net.UnixAddr); ok && a.Name != "" && a.Name[0] != '@' {
+			if unixPath(c.LocalAddr()) != "" {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// unixPath returns the file system path a unix socket is bound to; ""
+// for another address, an unbound or an abstract one.
+func unixPath(a net.Addr) string {
+	if ua, ok := a.(*net.UnixAddr); ok && ua.Name != "" && ua.Name[0] != '@' {
+		return ua.Name
+	}
+	return ""
 }
 
 // announceSuccessor tells the service manager and the child that c, of

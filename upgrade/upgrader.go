@@ -542,8 +542,8 @@ func (u *Upgrader) Stop() {
 				case *net.UnixListener:
 					c.SetUnlinkOnClose(true)
 				case *net.UnixConn:
-					if a, ok := c.LocalAddr().(*net.UnixAddr); ok && a.Name != "" && a.Name[0] != '@' {
-						grams = append(grams, a.Name)
+					if path := unixPath(c.LocalAddr()); path != "" {
+						grams = append(grams, path)
 					}
 				}
 			}
