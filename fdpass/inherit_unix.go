@@ -101,27 +101,14 @@ func Inherit() (*Inherited, error) {
 	// wake-up descriptors take the lowest free numbers — exactly the ones
 	// a parent named but did not pass, which would then be adopted (and
 	// later closed) as if they were ours.
-	var firstErr error
-	open := make([]bool, len(names))
-	for i, name := range names {
-		fd := firstFD + i
-		// One fcntl both proves the descriptor is open (EBADF otherwise)
-		// and marks it close-on-exec.
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-			if firstErr == nil {
-				firstErr = fmt.Errorf("%w: descriptor %d (%q) is not open: %w", ErrMalformed, fd, name, os.NewSyscallError("fcntl", err))
-			}
-			continue
-		}
-		open[i] = true
-	}
-	if firstErr != nil {
-		for i, ok := range open {
-			if ok {
+	if bad, err := markInherited(firstFD, len(names)); bad >= 0 {
+		// Adopt nothing: close what was passed, and only that.
+		for i := range names {
+			if _, err := unix.FcntlInt(uintptr(firstFD+i), unix.F_GETFD, 0); err == nil {
 				unix.Close(firstFD + i)
 			}
 		}
-		return nil, firstErr
+		return nil, fmt.Errorf("%w: descriptor %d (%q) is not open: %w", ErrMalformed, firstFD+bad, names[bad], err)
 	}
 	// Files are wrapped in an *os.File only when taken: wrapping registers
 	// a non-blocking descriptor with the poller, which is most of the cost
@@ -273,6 +260,19 @@ func boundTo(fd int, network, addr string) bool {
 		}
 	}
 	return false
+}
+
+// markEach proves that the n descriptors from first on are open and marks
+// them close-on-exec, one fcntl each (EBADF if one is not open). It
+// returns the index of the first that is not open, with why; -1 if all are.
+func markEach(first, n int) (int, error) {
+	bad, why := -1, error(nil)
+	for i := range n {
+		if _, err := unix.FcntlInt(uintptr(first+i), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && bad < 0 {
+			bad, why = i, os.NewSyscallError("fcntl", err)
+		}
+	}
+	return bad, why
 }
 
 // takeSocket takes the socket named name after checking it is of the kind
