@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,4 +127,34 @@ func TestNoRollback(t *testing.T) {
 	assert.ErrorIs(t, u.Rollback(t.Context(), nil), ErrNoRollback)
 	_, err := New(Options{RollbackWindow: -time.Second})
 	assert.ErrorContains(t, err, "Options.RollbackWindow is negative")
+}
+
+// TestChildNamed: a program started from its descriptor is named as one
+// started by its path, in every thread, not after the descriptor's number
+// (ps, top and pgrep show it).
+func TestChildNamed(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("a program is started from its descriptor on Linux only")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "checkout-service-v2") // longer than the kernel keeps
+	require.NoError(t, os.Rename(installProgram(t, dir), path))
+	out := filepath.Join(dir, "names")
+	u := newTestUpgrader(t, "names", Options{Path: path}, envNames+"="+out)
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	require.NoError(t, u.Ready())
+	require.NoError(t, u.Upgrade(t.Context()))
+	requireExit(t, u)
+	var b []byte
+	require.Eventually(t, func() bool {
+		b, err = os.ReadFile(out)
+		return err == nil && len(b) > 0
+	}, 10*time.Second, 10*time.Millisecond)
+	names := strings.Fields(string(b))
+	require.NotEmpty(t, names)
+	for _, n := range names {
+		assert.Equal(t, "checkout-servic", n, "every thread has the program's name, as the kernel cuts it")
+	}
 }

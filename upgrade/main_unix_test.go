@@ -37,6 +37,7 @@ const (
 	envUDP     = "UPGRADE_TEST_UDP"
 	envFiles   = "UPGRADE_TEST_FILES"
 	envMark    = "UPGRADE_TEST_MARK"
+	envNames   = "UPGRADE_TEST_NAMES" // where the "names" helper writes its threads' names
 )
 
 var helpers = map[string]func() int{
@@ -210,6 +211,32 @@ var helpers = map[string]func() int{
 		}
 		if err := u.Ready(); err != nil {
 			return 13
+		}
+		return 0
+	},
+	// names says ready and writes the names of its threads, a line each,
+	// to the file envNames names.
+	"names": func() int {
+		u, err := New(Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 10
+		}
+		if err := u.Ready(); err != nil {
+			return 13
+		}
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return 14
+		}
+		var names []byte
+		for _, t := range tasks {
+			b, _ := os.ReadFile("/proc/self/task/" + t.Name() + "/comm")
+			names = append(names, b...)
+		}
+		out := os.Getenv(envNames)
+		if os.WriteFile(out+".tmp", names, 0o644) != nil || os.Rename(out+".tmp", out) != nil {
+			return 15
 		}
 		return 0
 	},

@@ -27,7 +27,8 @@ type parent interface {
 	// returns once this generation is the live one. announce says the
 	// parent did not tell the service manager that this process is the
 	// main one now, so it must say so itself.
-	takeOver(writePID func() error, stop <-chan struct{}) (announce bool, err error)
+	// check says, before ready, whether the pidfile can be written.
+	takeOver(check, writePID func() error, stop <-chan struct{}) (announce bool, err error)
 	// fail tells the parent this generation cannot start.
 	fail(reason string) error
 	// gone is closed once the parent has exited.
@@ -63,6 +64,7 @@ type handoffParent struct {
 	mainSaid bool          // the parent said main; written before mainC closes
 	// window is the parent's rollback window (MetaWindow); zero: none.
 	window  time.Duration
+	proto   int // the parent's protocol version (MetaProto); 1 if unsaid
 	mu      sync.Mutex
 	liveAt  time.Time // when this generation said live
 	retireC chan struct{}
@@ -91,8 +93,13 @@ func adoptHandoffParent(meta map[string]string, ctl map[string]*os.File) (*hando
 	if ms, err := strconv.ParseInt(meta[wire.MetaWindow], 10, 64); err == nil && ms > 0 {
 		window = time.Duration(ms) * time.Millisecond
 	}
+	proto, err := strconv.Atoi(meta[wire.MetaProto])
+	if err != nil {
+		proto = 1
+	}
 	return &handoffParent{
 		window:  window,
+		proto:   proto,
 		retireC: make(chan struct{}),
 		log:     slog.New(slog.DiscardHandler),
 		ppid:    ppid,
@@ -211,22 +218,36 @@ func (p *handoffParent) died() {
 	p.ctl.Close() // nothing more to say to a parent that is gone
 }
 
-func (p *handoffParent) takeOver(writePID func() error, stop <-chan struct{}) (bool, error) {
-	p.tell(wire.Ready)
-	select {
-	case <-p.goC:
-	case <-stop:
-		return false, ErrStopped
+func (p *handoffParent) takeOver(check, writePID func() error, stop <-chan struct{}) (bool, error) {
+	switch ahead := closed(p.goC); {
+	case ahead && p.proto >= wire.VersionStream:
+		// Go came with the start (no probation): take over now and say
+		// ready and live in one message, which a parent reading the
+		// channel as a stream takes apart.
+		if err := p.goLive(writePID); err != nil {
+			return false, err
+		}
+		p.tell(wire.ReadyLive)
+	default:
+		// Fail before the parent's probation, not after. Without one, go
+		// has come already and the pidfile's write says the same.
+		if !ahead {
+			if err := check(); err != nil {
+				p.fail(err.Error())
+				return false, err
+			}
+		}
+		p.tell(wire.Ready)
+		select {
+		case <-p.goC:
+		case <-stop:
+			return false, ErrStopped
+		}
+		if err := p.goLive(writePID); err != nil {
+			return false, err
+		}
+		p.tell(wire.Live)
 	}
-	if err := writePID(); err != nil {
-		p.fail(err.Error())
-		return false, err
-	}
-	p.stderr.restore()
-	p.mu.Lock()
-	p.liveAt = time.Now()
-	p.mu.Unlock()
-	p.tell(wire.Live)
 	// Wait until the parent has told the service manager that this
 	// process is the main one: before that, what this one sends would be
 	// refused (systemd's default NotifyAccess=main).
@@ -236,6 +257,20 @@ func (p *handoffParent) takeOver(writePID func() error, stop <-chan struct{}) (b
 		return false, ErrStopped
 	}
 	return p.notify && !p.mainSaid, nil
+}
+
+// goLive takes over after go: the pidfile, this process's own stderr, the
+// time the rollback window counts from.
+func (p *handoffParent) goLive(writePID func() error) error {
+	if err := writePID(); err != nil {
+		p.fail(err.Error())
+		return err
+	}
+	p.stderr.restore()
+	p.mu.Lock()
+	p.liveAt = time.Now()
+	p.mu.Unlock()
+	return nil
 }
 
 // tell sends a message; a parent that is gone no longer matters.

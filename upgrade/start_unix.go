@@ -5,6 +5,7 @@ package upgrade
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -121,6 +122,11 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 			ctl.Close()
 		}
 	}()
+	// Without probation go follows ready anyway. Said now, before the
+	// start, it waits in the channel, and the child takes over as soon as
+	// it is ready, without a round trip through this process, busy
+	// serving (and not scheduled, on a loaded machine, when it is needed).
+	goAhead := l.probation == 0 && wire.Go(ctl) == nil
 	childCtlFD, err := fds.Dup(childCtl)
 	if err != nil {
 		return fail(err)
@@ -180,6 +186,7 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 		h.Control = append(h.Control, wire.CtlExe)
 		attr.Files = append(attr.Files, uintptr(fd))
 		path = "/proc/self/fd/" + strconv.Itoa(len(attr.Files)-1)
+		h.Meta[wire.MetaName] = wire.EscapeMeta(filepath.Base(l.path))
 	}
 	// Older generations still alive, so the new one can count them.
 	for _, e := range elders {
@@ -210,11 +217,7 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	}()
 	c = watchProcess(pid)
 	c.ctl, c.settled, c.stderr, c.probation = ctl, settled, stderr.String, l.probation
-	c.lines = wire.NewLines(ctl)
-	if l.probation == 0 {
-		// The child reads it after its ready, the next line either way.
-		c.goAhead = wire.Go(ctl) == nil
-	}
+	c.lines, c.goAhead = wire.NewLines(ctl), goAhead
 	if conns != nil {
 		c.pass = newPasser(conns, u.log)
 	}

@@ -44,6 +44,7 @@ type Upgrader struct {
 	started        time.Time
 	controlLn      net.Listener                     // Options.ControlSocket; nil without one
 	writePID       func(path string, pid int) error // pidfile.Write; a seam for tests
+	name           string                           // the process's name, if its parent says (wire.MetaName)
 
 	readyC chan struct{} // closed when Ready has returned nil
 	stopC  chan struct{} // closed by Stop
@@ -144,6 +145,7 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 			return err
 		}
 		u.elders = adoptElders(ctl)
+		u.name, _ = wire.UnescapeMeta(prep.Meta[wire.MetaName])
 		if f := ctl[wire.CtlConns]; f != nil {
 			ch, err := wire.OpenConnChannel(f)
 			f.Close() // ch has its own copy
@@ -459,17 +461,21 @@ func (u *Upgrader) takeOver() error {
 		}
 		u.sd.started(u.gen)
 	default:
-		// Fail before the parent's probation, not after.
-		if u.opts.PIDFile != "" {
-			if err := pidfile.Check(u.opts.PIDFile); err != nil {
-				err = fmt.Errorf("upgrade: %w", err)
-				u.parent.fail(err.Error())
-				return err
+		check := func() error {
+			if u.opts.PIDFile == "" {
+				return nil
 			}
+			if err := pidfile.Check(u.opts.PIDFile); err != nil {
+				return fmt.Errorf("upgrade: %w", err)
+			}
+			return nil
 		}
-		announce, err := u.parent.takeOver(func() error { return u.writePIDFile(os.Getpid()) }, u.stopC)
+		announce, err := u.parent.takeOver(check, func() error { return u.writePIDFile(os.Getpid()) }, u.stopC)
 		if err != nil {
 			return err
+		}
+		if u.name != "" {
+			nameProcess(u.name) // now, off the path to taking over
 		}
 		if announce {
 			u.sd.announce(u.gen)

@@ -22,6 +22,9 @@ func Go(f *os.File) error { return ErrNotSupported }
 // Live is not supported on this platform.
 func Live(f *os.File) error { return ErrNotSupported }
 
+// ReadyLive is not supported on this platform.
+func ReadyLive(f *os.File) error { return ErrNotSupported }
+
 // Main is not supported on this platform.
 func Main(f *os.File) error { return ErrNotSupported }
 

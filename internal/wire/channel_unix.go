@@ -49,6 +49,11 @@ func Go(f *os.File) error { return send(f, msgGo) }
 // over (it wrote its pidfile) and serves from now on.
 func Live(f *os.File) error { return send(f, msgLive) }
 
+// ReadyLive is [Ready] and [Live] in one write, for a child that had go
+// before it was ready (the parent sent it with the start) and took over at
+// once; only a parent of [VersionStream] or later reads both.
+func ReadyLive(f *os.File) error { return send(f, msgReady+"\n"+msgLive) }
+
 // Main tells the child, after it said live, that the parent has told the
 // service manager (systemd's MAINPID=) that the child is the service's
 // main process now.

@@ -323,6 +323,15 @@ func TestGo(t *testing.T) {
 		parent.Close()
 		assert.NoError(t, wire.WaitClosed(ctx, child), "then the starter's exit")
 	})
+	t.Run("go ahead, ready and live together", func(t *testing.T) {
+		parent, child := pair(t)
+		require.NoError(t, wire.Go(parent), "said with the start, before the child reads")
+		assert.NoError(t, wire.WaitGo(ctx, child))
+		require.NoError(t, wire.ReadyLive(child))
+		l := wire.NewLines(parent)
+		assert.NoError(t, l.Wait(ctx), "ready")
+		assert.NoError(t, l.WaitLive(ctx), "live, from the same write")
+	})
 	t.Run("starter gone", func(t *testing.T) {
 		parent, child := pair(t)
 		parent.Close()

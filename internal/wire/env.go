@@ -65,6 +65,11 @@ const (
 	// symlink keeps working from one generation to the next. Builds
 	// before version 2 neither send nor read it.
 	MetaPath = "path"
+	// MetaName is the name the kernel would have given the child had it
+	// been started by its path (the base name), sent when it was started
+	// from its descriptor, which names it after the descriptor's number
+	// ("7" in ps, top and pgrep): the child takes this name.
+	MetaName = "name"
 )
 
 // Version is the protocol version this build speaks. 1: files, control
@@ -75,8 +80,15 @@ const (
 // (CtlCarry). 4: the parent says its rollback window (MetaWindow), and
 // parent and child exchange the messages after the hand-over (after.go);
 // the parent may pass the program file (CtlExe), which older children
-// close unread.
-const Version = 4
+// close unread. 5 (VersionStream): the parent reads the channel as one
+// stream of lines, so a child may say ready and live in one write
+// (ReadyLive); a parent before it reads a message at a time and would
+// lose the second.
+const Version = 5
+
+// VersionStream is the first version whose parent reads the readiness
+// channel as a stream.
+const VersionStream = 5
 
 // Key names a socket across generations: the network and the address
 // asked for (not the address bound), so that a listener on port 0 keeps
