@@ -44,6 +44,7 @@ type Inherited struct {
 	mu     sync.Mutex
 	files  []*entry            // in descriptor order
 	byName map[string][]*entry // unclaimed entries per name
+	carry  carrier             // how sockets are adopted without wrapping them
 }
 
 type entry struct {
@@ -279,11 +280,11 @@ func markEach(first, n int) (int, error) {
 // network and listen ask for, and adopts it with the net package.
 //
 // The common case is made cheap, as a process may take a thousand: the
-// file is claimed, adopted, and the result checked against the kind from
-// what adopting learned (its type and address) and one SO_ACCEPTCONN,
-// outside the lock, so that several goroutines adopt at once. Anything
-// else puts the file back unclaimed and runs the full check, whose error
-// says what the socket is instead.
+// file is claimed, adopted through the carrier (never wrapped itself),
+// and the result checked against the kind from what adopting learned (its
+// type and address) and one SO_ACCEPTCONN. Anything else puts the file
+// back unclaimed and runs the full check, whose error says what the
+// socket is instead.
 func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt func(*os.File) (T, error)) (T, error) {
 	var zero T
 	want, err := kindOf(network, listen)
@@ -293,6 +294,16 @@ func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt f
 	e, err := in.claimNamed(name)
 	if err != nil {
 		return zero, err
+	}
+	if e.file == nil { // never wrapped: the common case
+		if v, err := adoptCarried(&in.carry, e.fd, adopt); err == nil && want.matches(any(v)) {
+			unix.Close(e.fd) // adopt made its own copy
+			return v, nil
+		} else if err == nil {
+			if c, ok := any(v).(io.Closer); ok {
+				c.Close()
+			}
+		}
 	}
 	f := e.wrap()
 	v, err := adopt(f)
@@ -323,6 +334,73 @@ func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt f
 	return v, nil
 }
 
+// carrier is how a socket is adopted without wrapping its descriptor in
+// an *os.File of its own. net.FileListener and net.FilePacketConn take an
+// *os.File and adopt a copy of its descriptor; wrapping a non-blocking
+// socket would register it with the runtime's poller (and deregister it on
+// close), a third of the cost of adopting one. The carrier is a file that
+// is not registered, opened on /dev/null (blocking), whose descriptor is
+// pointed at the socket (dup3) for the time of the adoption, and at
+// /dev/null again after it, so that it never keeps a socket open.
+type carrier struct {
+	mu     sync.Mutex
+	opened bool
+	file   *os.File // nil if it could not be made; the slow path is used
+	fd     int      // file's descriptor
+	null   int      // a second descriptor of /dev/null, to point fd back at
+}
+
+// adoptCarried adopts the socket fd through the carrier; an error if the
+// carrier cannot be used, the socket then being as it was.
+func adoptCarried[T any](c *carrier, fd int, adopt func(*os.File) (T, error)) (T, error) {
+	var zero T
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.opened {
+		c.opened = true
+		c.open()
+	}
+	if c.file == nil {
+		return zero, errors.New("no carrier")
+	}
+	if err := dupOnto(fd, c.fd); err != nil {
+		return zero, err
+	}
+	v, err := adopt(c.file)
+	if rerr := dupOnto(c.null, c.fd); rerr != nil {
+		// It would keep the socket open: give the carrier up.
+		c.file.Close()
+		unix.Close(c.null)
+		c.file = nil
+	}
+	return v, err
+}
+
+// open makes the carrier, if it can.
+func (c *carrier) open() {
+	fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	null, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return
+	}
+	c.file, c.fd, c.null = os.NewFile(uintptr(fd), os.DevNull), fd, null
+}
+
+// close closes the carrier.
+func (c *carrier) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.file != nil {
+		c.file.Close()
+		unix.Close(c.null)
+		c.file = nil
+	}
+}
+
 // claimNamed marks the first unclaimed file named name taken.
 func (in *Inherited) claimNamed(name string) (*entry, error) {
 	in.mu.Lock()
@@ -347,7 +425,9 @@ func (in *Inherited) unclaim(e *entry, f *os.File) {
 }
 
 // CloseUnclaimed closes every file not yet taken and returns their
-// names. Unix socket paths are left in place.
+// names. Unix socket paths are left in place. On Linux, once a socket has
+// been taken, two descriptors of /dev/null are open to adopt sockets with;
+// CloseUnclaimed closes them too, after which nothing can be taken.
 func (in *Inherited) CloseUnclaimed() []string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -363,6 +443,7 @@ func (in *Inherited) CloseUnclaimed() []string {
 		closeEntry(e)
 	}
 	clear(in.byName)
+	in.carry.close() // nothing is taken from now on
 	return names
 }
 

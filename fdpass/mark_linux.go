@@ -40,3 +40,6 @@ func markInherited(first, n int) (int, error) {
 	}
 	return -1, nil
 }
+
+// dupOnto points descriptor to at what from refers to, close-on-exec.
+func dupOnto(from, to int) error { return unix.Dup3(from, to, unix.O_CLOEXEC) }

@@ -1,6 +1,9 @@
 package fdpass
 
 import (
+	"fmt"
+	"net"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -36,4 +39,37 @@ func TestMarkInherited(t *testing.T) {
 			assert.ErrorIs(t, err, unix.EBADF)
 		})
 	}
+}
+
+// TestCarrierHoldsNothing: a socket adopted through the carrier is held by
+// the listener alone (closed, it refuses connections), and the carrier
+// points at /dev/null between adoptions and is closed with the unclaimed.
+func TestCarrierHoldsNothing(t *testing.T) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, unix.Listen(fd, 16))
+	sa, err := unix.Getsockname(fd)
+	require.NoError(t, err)
+	port := sa.(*unix.SockaddrInet4).Port
+	e := &entry{name: "web", fd: fd}
+	in := &Inherited{files: []*entry{e}, byName: map[string][]*entry{"web": {e}}}
+
+	ln, err := in.Listener("web", "tcp")
+	require.NoError(t, err)
+	require.NotNil(t, in.carry.file, "adopted through the carrier")
+	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", in.carry.fd))
+	require.NoError(t, err)
+	assert.Equal(t, os.DevNull, target, "the carrier points at /dev/null again")
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	require.NoError(t, err, "the adopted listener listens")
+	c.Close()
+
+	require.NoError(t, ln.Close())
+	_, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	assert.ErrorIs(t, err, unix.ECONNREFUSED, "nothing else holds the socket")
+	carrierFD := in.carry.fd
+	in.CloseUnclaimed()
+	_, err = unix.FcntlInt(uintptr(carrierFD), unix.F_GETFD, 0)
+	assert.ErrorIs(t, err, unix.EBADF, "the carrier is closed with the unclaimed")
 }
