@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -100,7 +101,17 @@ func (c *client) attempt(ctx context.Context) outcome {
 			return c.fail(o, "dial", err)
 		}
 		o.dialed = true
-		c.setConn(ctx, conn)
+		if cfg.TLS != nil {
+			tc := tls.Client(conn, cfg.TLS)
+			c.setConn(ctx, tc)
+			o.attempted = true
+			tc.SetDeadline(start.Add(cfg.Timeout))
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return c.fail(o, "tls", err)
+			}
+		} else {
+			c.setConn(ctx, conn)
+		}
 	}
 	o.attempted = true
 	// One deadline for the whole request, dial included.

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -72,6 +73,13 @@ type Config struct {
 	// than the server's idle timeout makes the server close connections
 	// between requests, and each such request fails.
 	Interval time.Duration
+
+	// TLS, if set, makes every connection a TLS client of the server with
+	// this configuration: the handshake is part of the attempt that dialed
+	// (its failures are of stage "tls"). Without a ServerName, the host of
+	// Addr is the name verified. Without a ClientSessionCache every
+	// connection makes a full handshake. Nil: plain TCP.
+	TLS *tls.Config
 
 	// OnResult, if set, is called with every attempt that is counted in
 	// [Stats], ok or failed, right after it is counted, on the goroutine of
@@ -163,6 +171,14 @@ func (cfg Config) normalize() (Config, error) {
 		return cfg, fmt.Errorf("%w: Timeout is %v; use a positive duration, or zero for %v", ErrConfig, cfg.Timeout, defaultTimeout)
 	case cfg.Timeout == 0:
 		cfg.Timeout = defaultTimeout
+	}
+	if cfg.TLS != nil && cfg.TLS.ServerName == "" && !cfg.TLS.InsecureSkipVerify {
+		cfg.TLS = cfg.TLS.Clone()
+		if host, _, err := net.SplitHostPort(cfg.Addr); err == nil {
+			cfg.TLS.ServerName = host
+		} else {
+			cfg.TLS.ServerName = "localhost"
+		}
 	}
 	if cfg.Interval < 0 {
 		return cfg, fmt.Errorf("%w: Interval is %v; use a positive duration, or zero for none", ErrConfig, cfg.Interval)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -61,6 +62,37 @@ func TestRunOK(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunTLS: with Config.TLS every connection is a TLS client; without a
+// session cache each makes a full handshake, and a server whose
+// certificate is not trusted fails every attempt at stage "tls".
+func TestRunTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(hello))
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	trusted := srv.Client().Transport.(*http.Transport).TLSClientConfig
+	for _, mode := range []Mode{NewConn, KeepAlive} {
+		t.Run(mode.String(), func(t *testing.T) {
+			st := run(t, Config{Addr: addr, Clients: 4, Mode: mode, TLS: trusted})
+			assert.Positive(t, st.Requests)
+			assert.Zero(t, st.Failed)
+			assert.Equal(t, map[string]int64{"hello": st.Requests}, st.Bodies)
+			if mode == KeepAlive {
+				assert.LessOrEqual(t, st.Conns, int64(4))
+			} else {
+				assert.Equal(t, st.Requests, st.Conns, "a handshake per request")
+			}
+		})
+	}
+	t.Run("untrusted", func(t *testing.T) {
+		st := run(t, Config{Addr: addr, Clients: 2, TLS: &tls.Config{}})
+		assert.Positive(t, st.Failed)
+		assert.Equal(t, st.Requests, st.Failed)
+		for k := range st.Errors {
+			assert.True(t, strings.HasPrefix(k, "tls: "), k)
+		}
+	})
 }
 
 func TestRunSendsRequest(t *testing.T) {

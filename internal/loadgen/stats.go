@@ -32,7 +32,7 @@ type Stats struct {
 	Bodies map[string]int64
 
 	// Errors counts failures by kind: "stage: reason", where stage is
-	// dial, write or read ("dial: connection refused", "read: EOF",
+	// dial, tls (the handshake), write or read ("dial: connection refused", "read: EOF",
 	// "read: unexpected EOF", "read: timeout"), or "status 503", or
 	// "malformed: what". "read: EOF" means the connection ended before
 	// any byte of the response; "read: unexpected EOF" means it ended in

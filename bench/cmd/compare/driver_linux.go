@@ -30,6 +30,7 @@ type driver struct {
 	logs     string               // the servers' stderr, one file per trial
 	builds   map[string][2]string // mechanism -> v1 and v2 binaries
 	progress io.Writer
+	cert     *serverCert // for the tls- configurations; nil until one runs
 }
 
 // build compiles v1 and v2 of every mechanism's server. It must run before
@@ -54,8 +55,9 @@ func (d *driver) build(ctx context.Context) error {
 // server is the processes of one trial.
 type server struct {
 	bin, pidPath, addr, logPath string
-	pgids                       []int // every process group started (stopstart starts one per upgrade)
-	pid                         int   // the live process
+	flags                       []string // more of its command line (-tls-cert ...)
+	pgids                       []int    // every process group started (stopstart starts one per upgrade)
+	pid                         int      // the live process
 }
 
 // start starts the binary in place, in its own process group (Setpgid,
@@ -68,7 +70,7 @@ func (s *server) start() (int, error) {
 		return 0, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "-addr", s.addr, "-pidfile", s.pidPath)
+	cmd := exec.Command(s.bin, append([]string{"-addr", s.addr, "-pidfile", s.pidPath}, s.flags...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -132,6 +134,17 @@ func (d *driver) runTrial(ctx context.Context, t *trial) (err error) {
 		addr:    addr,
 		logPath: filepath.Join(d.logs, t.id()+".log"),
 	}
+	load := c.Load()
+	load.Addr, load.OnResult = addr, nil
+	if c.TLS {
+		if d.cert == nil {
+			if d.cert, err = makeCert(d.work); err != nil {
+				return fmt.Errorf("make a TLS certificate: %w", err)
+			}
+		}
+		s.flags = []string{"-tls-cert", d.cert.CertFile, "-tls-key", d.cert.KeyFile}
+		load.TLS = d.cert.Client
+	}
 	t.Log = s.logPath
 	os.Remove(s.pidPath)
 	os.Remove(s.logPath)
@@ -158,7 +171,8 @@ func (d *driver) runTrial(ctx context.Context, t *trial) (err error) {
 	base := time.Now()
 	stalls := startStallMonitor(base)
 	rec := newRecorder(base, c.Clients)
-	l, err := loadgen.Start(loadgen.Config{Addr: addr, Clients: c.Clients, Mode: c.Mode, OnResult: rec.on})
+	load.OnResult = rec.on
+	l, err := loadgen.Start(load)
 	if err != nil {
 		stalls.Stop()
 		return err

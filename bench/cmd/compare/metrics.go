@@ -71,10 +71,11 @@ func classify(s string) kind {
 
 // event is one counted attempt, times relative to the start of the load.
 type event struct {
-	end  time.Duration // when the response (or the failure) came
-	lat  time.Duration
-	pid  int32 // the PID that answered, from the body; 0 if unknown
-	kind kind
+	end    time.Duration // when the response (or the failure) came
+	lat    time.Duration
+	pid    int32 // the PID that answered, from the body; 0 if unknown
+	kind   kind
+	dialed bool // the attempt opened a new connection
 }
 
 // recorder keeps every attempt of a load, one slice per client, so that
@@ -92,9 +93,10 @@ func newRecorder(base time.Time, clients int) *recorder {
 // on is the loadgen.Config.OnResult callback.
 func (r *recorder) on(res loadgen.Result) {
 	e := event{
-		end:  res.Start.Sub(r.base) + res.Latency,
-		lat:  res.Latency,
-		kind: classify(res.Kind),
+		end:    res.Start.Sub(r.base) + res.Latency,
+		lat:    res.Latency,
+		kind:   classify(res.Kind),
+		dialed: res.Dialed,
 	}
 	if e.kind == kindOK {
 		e.pid = bodyPID(res.Body)
@@ -152,6 +154,7 @@ type upgradeResult struct {
 	Gap            time.Duration // longest time without any ok response, signal to next signal
 	Stall          time.Duration // longest stall of the load generator itself, same window
 	Failed         int64         // failures that ended between this signal and the next
+	Dials          int64         // connections opened by attempts that ended in the same window
 	Kinds          [numKinds]int64
 	CPUNew, CPUOld time.Duration // see upgradeMark
 }
@@ -221,6 +224,9 @@ func analyze(events []event, marks []upgradeMark, stalls []window, warmup, end t
 		for _, e := range events[searchEnd(events, mk.Signal):] {
 			if e.end >= next {
 				break
+			}
+			if e.dialed {
+				u.Dials++
 			}
 			if e.kind != kindOK {
 				u.Failed++

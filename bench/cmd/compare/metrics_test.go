@@ -192,3 +192,17 @@ func sortEvents(ev []event) {
 	r := &recorder{clients: [][]event{ev}}
 	copy(ev, r.events())
 }
+
+// TestAnalyzeDials: the connections opened between one upgrade signal and
+// the next are counted for that upgrade, failed attempts' dials too.
+func TestAnalyzeDials(t *testing.T) {
+	ev := okEvents(0, 1000*msec, msec, msec, 1)
+	ev = append(ev, event{end: 400 * msec, kind: kindOK, pid: 2, dialed: true},
+		event{end: 410 * msec, kind: kindEOF, dialed: true}, event{end: 420 * msec, kind: kindOK, pid: 2, dialed: true},
+		event{end: 700 * msec, kind: kindOK, pid: 3, dialed: true}, event{end: 100 * msec, kind: kindOK, pid: 1, dialed: true})
+	sortEvents(ev)
+	m := analyze(ev, []upgradeMark{{Signal: 300 * msec, OldPID: 1, NewPID: 2}, {Signal: 600 * msec, OldPID: 2, NewPID: 3}}, nil, 0, 1000*msec)
+	require.Len(t, m.Upgrades, 2)
+	assert.Equal(t, int64(3), m.Upgrades[0].Dials)
+	assert.Equal(t, int64(1), m.Upgrades[1].Dials, "the dial before the first signal counts for none")
+}

@@ -39,13 +39,29 @@ const reference = "tableflip"
 type loadConfig struct {
 	Mode    loadgen.Mode
 	Clients int
+	// Idle: keep-alive clients that pause idlePause after each request,
+	// so that the pool of connections mostly sits idle.
+	Idle bool
+	TLS  bool // HTTPS; with NewConn, a full TLS handshake per request
 }
 
-// Name is the configuration's short name: "newconn-32", "keepalive-128".
+// idlePause is how long an idle-N client waits between requests: longer
+// than an upgrade takes, so that the upgrade finds most connections idle;
+// shorter than the servers' idle timeout.
+const idlePause = time.Second
+
+// Name is the configuration's short name: "newconn-32", "keepalive-128",
+// "idle-300", "tls-newconn-32".
 func (c loadConfig) Name() string {
 	m := "newconn"
-	if c.Mode == loadgen.KeepAlive {
+	switch {
+	case c.Idle:
+		m = "idle"
+	case c.Mode == loadgen.KeepAlive:
 		m = "keepalive"
+	}
+	if c.TLS {
+		m = "tls-" + m
 	}
 	return m + "-" + strconv.Itoa(c.Clients)
 }
@@ -53,26 +69,53 @@ func (c loadConfig) Name() string {
 // Title describes the configuration in words.
 func (c loadConfig) Title() string {
 	m := "new connection per request"
-	if c.Mode == loadgen.KeepAlive {
+	switch {
+	case c.Idle:
+		m = fmt.Sprintf("idle keep-alive pool (a request per connection every %v)", idlePause)
+	case c.Mode == loadgen.KeepAlive:
 		m = "keep-alive"
+	}
+	if c.TLS {
+		m = "HTTPS, " + m
+		if c.Mode == loadgen.NewConn {
+			m += " (a TLS handshake each)"
+		}
 	}
 	return fmt.Sprintf("%s, %d clients", m, c.Clients)
 }
 
-// parseConfig parses a configuration name such as "keepalive-128".
+// Load is the load generator's configuration for c.
+func (c loadConfig) Load() loadgen.Config {
+	lc := loadgen.Config{Clients: c.Clients, Mode: c.Mode}
+	if c.Idle {
+		lc.Interval = idlePause
+	}
+	return lc
+}
+
+// parseConfig parses a configuration name such as "keepalive-128" or
+// "tls-newconn-32".
 func parseConfig(s string) (loadConfig, error) {
-	mode, n, ok := strings.Cut(s, "-")
+	var c loadConfig
+	rest, tlsOn := strings.CutPrefix(s, "tls-")
+	c.TLS = tlsOn
+	mode, n, ok := strings.Cut(rest, "-")
 	clients, err := strconv.Atoi(n)
 	if !ok || err != nil || clients < 1 {
-		return loadConfig{}, fmt.Errorf("configuration %q: want newconn-N or keepalive-N with N clients, e.g. keepalive-128", s)
+		return loadConfig{}, fmt.Errorf("configuration %q: want newconn-N, keepalive-N or idle-N with N clients, each optionally after tls- (e.g. keepalive-128, tls-newconn-32)", s)
 	}
+	c.Clients = clients
 	switch mode {
 	case "newconn":
-		return loadConfig{Mode: loadgen.NewConn, Clients: clients}, nil
+		c.Mode = loadgen.NewConn
 	case "keepalive":
-		return loadConfig{Mode: loadgen.KeepAlive, Clients: clients}, nil
+		c.Mode = loadgen.KeepAlive
+	case "idle":
+		c.Mode, c.Idle = loadgen.KeepAlive, true
+	default:
+		return loadConfig{}, fmt.Errorf("configuration %q: mode %q is none of newconn, keepalive and idle", s, mode)
 	}
-	return loadConfig{}, fmt.Errorf("configuration %q: mode %q is neither newconn nor keepalive", s, mode)
+	return c, nil
 }
 
 // options are the command line, checked and with defaults filled in.
@@ -89,7 +132,7 @@ type options struct {
 }
 
 const (
-	fullConfigs  = "newconn-32,newconn-128,keepalive-32,keepalive-128"
+	fullConfigs  = "newconn-32,newconn-128,keepalive-32,keepalive-128,newconn-512,keepalive-512,tls-newconn-32,tls-keepalive-32,idle-300"
 	quickConfigs = "newconn-32,keepalive-128"
 )
 
@@ -113,7 +156,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.Interval, "interval", time.Second, "time between upgrade signals (at least 200ms)")
 	fs.DurationVar(&o.Baseline, "baseline", 0, "pre-upgrade window of load, after a 500ms warm-up (0: 2s, with -quick 1s)")
 	fs.StringVar(&mechList, "mechanisms", "", "comma-separated mechanisms to compare (empty: handoff,tableflip,reuseport,stopstart)")
-	fs.StringVar(&cfgList, "configs", "", "comma-separated load configurations, newconn-N or keepalive-N for N clients (empty: "+fullConfigs+", with -quick "+quickConfigs+")")
+	fs.StringVar(&cfgList, "configs", "", "comma-separated load configurations: newconn-N, keepalive-N or idle-N (keep-alive, a request per connection every second) for N clients, each optionally as tls-... for HTTPS (empty: "+fullConfigs+", with -quick "+quickConfigs+")")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./cmd/compare [-quick] -out DIR [flags]\n\n"+
 			"Builds the benchmark servers, upgrades each under identical load and compares\n"+

@@ -22,7 +22,11 @@ func TestParseFlagsDefaults(t *testing.T) {
 	assert.Equal(t, 2*time.Second, o.Baseline)
 	assert.Equal(t, mechanisms, o.Mechanisms)
 	assert.Equal(t, []loadConfig{
-		{loadgen.NewConn, 32}, {loadgen.NewConn, 128}, {loadgen.KeepAlive, 32}, {loadgen.KeepAlive, 128},
+		{Mode: loadgen.NewConn, Clients: 32}, {Mode: loadgen.NewConn, Clients: 128},
+		{Mode: loadgen.KeepAlive, Clients: 32}, {Mode: loadgen.KeepAlive, Clients: 128},
+		{Mode: loadgen.NewConn, Clients: 512}, {Mode: loadgen.KeepAlive, Clients: 512},
+		{Mode: loadgen.NewConn, Clients: 32, TLS: true}, {Mode: loadgen.KeepAlive, Clients: 32, TLS: true},
+		{Mode: loadgen.KeepAlive, Clients: 300, Idle: true},
 	}, o.Configs)
 
 	o, err = parseFlags([]string{"-quick", "-out", "d"}, io.Discard)
@@ -30,7 +34,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	assert.Equal(t, 1, o.Runs)
 	assert.Equal(t, 3, o.Upgrades)
 	assert.Equal(t, time.Second, o.Baseline)
-	assert.Equal(t, []loadConfig{{loadgen.NewConn, 32}, {loadgen.KeepAlive, 128}}, o.Configs)
+	assert.Equal(t, []loadConfig{{Mode: loadgen.NewConn, Clients: 32}, {Mode: loadgen.KeepAlive, Clients: 128}}, o.Configs)
 
 	o, err = parseFlags([]string{"-quick", "-runs", "2", "-upgrades", "5", "-out", "d",
 		"-mechanisms", "tableflip, handoff", "-configs", "keepalive-8"}, io.Discard)
@@ -40,7 +44,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	require.Len(t, o.Mechanisms, 2)
 	assert.Equal(t, "tableflip", o.Mechanisms[0].Name)
 	assert.Equal(t, "handoff", o.Mechanisms[1].Name)
-	assert.Equal(t, []loadConfig{{loadgen.KeepAlive, 8}}, o.Configs)
+	assert.Equal(t, []loadConfig{{Mode: loadgen.KeepAlive, Clients: 8}}, o.Configs)
 }
 
 func TestParseFlagsErrors(t *testing.T) {
@@ -74,11 +78,20 @@ func TestParseFlagsErrors(t *testing.T) {
 }
 
 func TestConfigNames(t *testing.T) {
-	for _, c := range []loadConfig{{loadgen.NewConn, 32}, {loadgen.KeepAlive, 128}} {
+	for _, c := range []loadConfig{
+		{Mode: loadgen.NewConn, Clients: 32},
+		{Mode: loadgen.KeepAlive, Clients: 128},
+		{Mode: loadgen.KeepAlive, Clients: 300, Idle: true},
+		{Mode: loadgen.NewConn, Clients: 32, TLS: true},
+		{Mode: loadgen.KeepAlive, Clients: 512, TLS: true},
+	} {
 		back, err := parseConfig(c.Name())
 		require.NoError(t, err)
 		assert.Equal(t, c, back)
 	}
-	assert.Equal(t, "keep-alive, 128 clients", loadConfig{loadgen.KeepAlive, 128}.Title())
-	assert.Equal(t, "new connection per request, 32 clients", loadConfig{loadgen.NewConn, 32}.Title())
+	assert.Equal(t, "keep-alive, 128 clients", loadConfig{Mode: loadgen.KeepAlive, Clients: 128}.Title())
+	assert.Equal(t, "new connection per request, 32 clients", loadConfig{Mode: loadgen.NewConn, Clients: 32}.Title())
+	assert.Equal(t, "HTTPS, new connection per request (a TLS handshake each), 32 clients", loadConfig{Mode: loadgen.NewConn, Clients: 32, TLS: true}.Title())
+	assert.Equal(t, "tls-idle-300", loadConfig{Mode: loadgen.KeepAlive, Clients: 300, Idle: true, TLS: true}.Name())
+	assert.Equal(t, time.Second, loadConfig{Mode: loadgen.KeepAlive, Clients: 300, Idle: true}.Load().Interval)
 }

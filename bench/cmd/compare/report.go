@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/handoff-go/handoff/internal/loadgen"
 	"io"
 	"maps"
 	"math"
@@ -61,6 +62,10 @@ type summary struct {
 	KindsTotal       map[string]int64   `json:"failed_by_kind_total"`
 	BaselineFailed   int64              `json:"failed_before_first_upgrade_total"`
 	Requests         float64            `json:"requests_per_run_median"`
+	// Reconnects: connections keep-alive clients opened per upgrade
+	// (from one signal to the next), all runs' over all upgrades; -1 for
+	// a configuration whose clients open one per request anyway.
+	Reconnects float64 `json:"reconnects_per_upgrade"`
 
 	ReadyP50       float64 `json:"ready_p50_ms"` // signal -> pidfile names the new live PID
 	ReadyMax       float64 `json:"ready_max_ms"`
@@ -108,6 +113,8 @@ func summarize(trials []*trial) summary {
 	}
 	s.Mechanism, s.Config = trials[0].Mech.Name, trials[0].Config.Name()
 	s.Runs = len(trials)
+	keepAlive := trials[0].Config.Mode == loadgen.KeepAlive
+	var dials int64
 	s.KindsMedian, s.KindsTotal = map[string]float64{}, map[string]int64{}
 	var (
 		failed, requests                                   []float64
@@ -131,6 +138,7 @@ func summarize(trials []*trial) summary {
 		for _, u := range m.Upgrades {
 			s.Upgrades++
 			s.FailedMaxUpgrade = max(s.FailedMaxUpgrade, u.Failed)
+			dials += u.Dials
 			ready = append(ready, u.Ready)
 			gone = append(gone, u.Gone)
 			gaps = append(gaps, u.Gap)
@@ -154,8 +162,12 @@ func summarize(trials []*trial) summary {
 		rb, rd = append(rb, m.Baseline.PerSec), append(rd, m.During.PerSec)
 	}
 	s.FailedMedian, s.Requests = median(failed), median(requests)
+	s.Reconnects = -1
 	if s.Upgrades > 0 {
 		s.FailedPerUpgrade = float64(s.FailedTotal) / float64(s.Upgrades)
+		if keepAlive {
+			s.Reconnects = float64(dials) / float64(s.Upgrades)
+		}
 	}
 	for _, k := range failureKinds {
 		s.KindsMedian[k.String()] = median(kinds[k])
@@ -400,7 +412,7 @@ func fmtRatio(s summary, name string) string {
 // tables returns, for one configuration, the rows of the three tables the
 // text and Markdown reports print: failures, timings, ratios.
 func tables(sums []summary) (failures, timings, ratios [][]string) {
-	failures = [][]string{{"mechanism", "failed/run", "per upgrade", "max in 1 upgrade", "refused", "reset", "EOF", "timeout", "non-200", "other", "all runs"}}
+	failures = [][]string{{"mechanism", "failed/run", "per upgrade", "max in 1 upgrade", "refused", "reset", "EOF", "timeout", "non-200", "other", "all runs", "reconnects/upgrade"}}
 	timings = [][]string{{"mechanism", "ready p50/max", "new PID answers p50", "old gone p50/max", "gap p50/max (baseline)", "loadgen stall p50/max (baseline)", "p50 base→during", "p99 base→during", "ok/s base→during", "CPU new→ready / old signal→exit p50"}}
 	ratios = [][]string{{"mechanism", "failed", "ready p50", "old gone p50", "gap max", "p99 during", "ok/s during"}}
 	for _, s := range sums {
@@ -408,7 +420,11 @@ func tables(sums []summary) (failures, timings, ratios [][]string) {
 		for _, k := range failureKinds {
 			row = append(row, fmtCount(s.KindsMedian[k.String()]))
 		}
-		row = append(row, fmt.Sprintf("%d in %d upgrades", s.FailedTotal, s.Upgrades))
+		reconnects := "—"
+		if s.Reconnects >= 0 {
+			reconnects = fmt.Sprintf("%.1f", s.Reconnects)
+		}
+		row = append(row, fmt.Sprintf("%d in %d upgrades", s.FailedTotal, s.Upgrades), reconnects)
 		failures = append(failures, row)
 
 		answers := fmtMS(s.FirstAnswerP50)

@@ -17,7 +17,7 @@ import (
 	"github.com/handoff-go/handoff/internal/loadgen"
 )
 
-var testConfig = loadConfig{loadgen.KeepAlive, 32}
+var testConfig = loadConfig{Mode: loadgen.KeepAlive, Clients: 32}
 
 // fakeTrial is a trial whose upgrades each failed failed[i] requests
 // (reset) and took ready/gone ms.
@@ -146,7 +146,7 @@ func testReport(t *testing.T) *report {
 
 func TestWriteText(t *testing.T) {
 	var b bytes.Buffer
-	writeText(&b, testReport(t), []loadConfig{testConfig, {loadgen.NewConn, 4}})
+	writeText(&b, testReport(t), []loadConfig{testConfig, {Mode: loadgen.NewConn, Clients: 4}})
 	out := b.String()
 	assert.Contains(t, out, "== keep-alive, 32 clients (keepalive-32) ==")
 	assert.NotContains(t, out, "newconn-4", "configurations without results are left out")
@@ -162,8 +162,8 @@ func TestWriteText(t *testing.T) {
 		}
 	}
 	// failed/run, per upgrade, max in one upgrade, refused, reset, ...
-	assert.Equal(t, []string{"handoff", "0", "0.00", "0", "0", "0", "0", "0", "0", "0", "0", "in", "2", "upgrades"}, handoff)
-	assert.Equal(t, []string{"tableflip", "30", "15.00", "20", "0", "30", "0", "0", "0", "0", "30", "in", "2", "upgrades"}, tableflip)
+	assert.Equal(t, []string{"handoff", "0", "0.00", "0", "0", "0", "0", "0", "0", "0", "0", "in", "2", "upgrades", "0.0"}, handoff)
+	assert.Equal(t, []string{"tableflip", "30", "15.00", "20", "0", "30", "0", "0", "0", "0", "30", "in", "2", "upgrades", "0.0"}, tableflip)
 	assert.Contains(t, out, "5.00 / 5.00")        // handoff ready p50 / max
 	assert.Contains(t, out, "1.00 → 1.00")        // p50 base -> during
 	assert.Contains(t, out, "1000 → 900")         // ok/s

@@ -19,6 +19,9 @@ import (
 	"github.com/handoff-go/handoff/upgrade"
 )
 
+// wrapTLS serves HTTPS with -tls-cert and -tls-key.
+var wrapTLS = hello.TLSFlags()
+
 // version is set at build time with -ldflags "-X main.version=v2".
 var version = "dev"
 
@@ -43,6 +46,9 @@ func run(addr, pidFile string) error {
 
 	ln, err := u.Listen(context.Background(), "tcp", addr)
 	if err != nil {
+		return err
+	}
+	if ln, err = wrapTLS(ln); err != nil {
 		return err
 	}
 	srv := hello.Server(version)

@@ -37,6 +37,9 @@ import (
 	"github.com/handoff-go/handoff/pidfile"
 )
 
+// wrapTLS serves HTTPS with -tls-cert and -tls-key.
+var wrapTLS = hello.TLSFlags()
+
 // version is set at build time with -ldflags "-X main.version=v2".
 var version = "dev"
 
@@ -83,6 +86,9 @@ func run(addr, pidFile string) error {
 	}}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
+		return err
+	}
+	if ln, err = wrapTLS(ln); err != nil {
 		return err
 	}
 	srv := hello.Server(version)

@@ -27,6 +27,9 @@ import (
 	"github.com/handoff-go/handoff/bench/servers/internal/hello"
 )
 
+// wrapTLS serves HTTPS with -tls-cert and -tls-key.
+var wrapTLS = hello.TLSFlags()
+
 // version is set at build time with -ldflags "-X main.version=v2".
 var version = "dev"
 
@@ -57,6 +60,9 @@ func main() {
 
 	ln, err := upg.Listen("tcp", *addr)
 	if err != nil {
+		log.Fatal(err)
+	}
+	if ln, err = wrapTLS(ln); err != nil {
 		log.Fatal(err)
 	}
 	srv := hello.Server(version)

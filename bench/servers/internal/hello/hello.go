@@ -4,7 +4,10 @@
 package hello
 
 import (
+	"crypto/tls"
+	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -16,5 +19,24 @@ func Server(version string) *http.Server {
 	return &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, body) }),
 		ReadHeaderTimeout: 10 * time.Second,
+	}
+}
+
+// TLSFlags defines -tls-cert and -tls-key on the command line; call it
+// before flag.Parse. The function returned wraps a listener in TLS with
+// that certificate (HTTP/1.1 only: the load generator speaks nothing
+// else), or returns it as it is if -tls-cert was not given.
+func TLSFlags() func(net.Listener) (net.Listener, error) {
+	cert := flag.String("tls-cert", "", "serve HTTPS with this certificate (PEM; with -tls-key)")
+	key := flag.String("tls-key", "", "the private key of -tls-cert (PEM)")
+	return func(ln net.Listener) (net.Listener, error) {
+		if *cert == "" && *key == "" {
+			return ln, nil
+		}
+		c, err := tls.LoadX509KeyPair(*cert, *key)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-cert %s, -tls-key %s: %w", *cert, *key, err)
+		}
+		return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{c}, NextProtos: []string{"http/1.1"}}), nil
 	}
 }
