@@ -341,13 +341,14 @@ func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt f
 // close), a third of the cost of adopting one. The carrier is a file that
 // is not registered, opened on /dev/null (blocking), whose descriptor is
 // pointed at the socket (dup3) for the time of the adoption, and at
-// /dev/null again after it, so that it never keeps a socket open.
+// /dev/null again after it, so that it never keeps a socket open. Linux
+// only (carrierWorks); its two files are closed by CloseUnclaimed, or with
+// the Inherited when it is collected.
 type carrier struct {
 	mu     sync.Mutex
-	opened bool
+	opened bool     // open was tried, or close done: never again
 	file   *os.File // nil if it could not be made; the slow path is used
-	fd     int      // file's descriptor
-	null   int      // a second descriptor of /dev/null, to point fd back at
+	null   *os.File // a second /dev/null, to point file's descriptor back at
 }
 
 // adoptCarried adopts the socket fd through the carrier; an error if the
@@ -363,41 +364,53 @@ func adoptCarried[T any](c *carrier, fd int, adopt func(*os.File) (T, error)) (T
 	if c.file == nil {
 		return zero, errors.New("no carrier")
 	}
-	if err := dupOnto(fd, c.fd); err != nil {
+	// Neither file is pollable (opened blocking), so Fd changes nothing.
+	cfd := int(c.file.Fd())
+	if err := dupOnto(fd, cfd); err != nil {
 		return zero, err
 	}
 	v, err := adopt(c.file)
-	if rerr := dupOnto(c.null, c.fd); rerr != nil {
+	if rerr := dupOnto(int(c.null.Fd()), cfd); rerr != nil {
 		// It would keep the socket open: give the carrier up.
-		c.file.Close()
-		unix.Close(c.null)
-		c.file = nil
+		c.closeFiles()
 	}
 	return v, err
 }
 
-// open makes the carrier, if it can.
+// open makes the carrier, where it works and can be made. The files are
+// made with os.NewFile from descriptors opened blocking, which it never
+// registers with the poller (os.Open would try to).
 func (c *carrier) open() {
-	fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	if !carrierWorks {
 		return
 	}
-	null, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		unix.Close(fd)
-		return
+	var fds [2]int
+	for i := range fds {
+		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if i == 1 {
+				unix.Close(fds[0])
+			}
+			return
+		}
+		fds[i] = fd
 	}
-	c.file, c.fd, c.null = os.NewFile(uintptr(fd), os.DevNull), fd, null
+	c.file, c.null = os.NewFile(uintptr(fds[0]), os.DevNull), os.NewFile(uintptr(fds[1]), os.DevNull)
 }
 
-// close closes the carrier.
+// close closes the carrier, for good.
 func (c *carrier) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.opened = true
+	c.closeFiles()
+}
+
+func (c *carrier) closeFiles() {
 	if c.file != nil {
 		c.file.Close()
-		unix.Close(c.null)
-		c.file = nil
+		c.null.Close()
+		c.file, c.null = nil, nil
 	}
 }
 

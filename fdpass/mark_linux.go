@@ -1,17 +1,14 @@
 package fdpass
 
-import (
-	"os"
-
-	"golang.org/x/sys/unix"
-)
+import "golang.org/x/sys/unix"
 
 // markInherited proves that the n descriptors from first on are open and
 // marks them close-on-exec, in two system calls whatever n: one poll, in
 // which a descriptor that is not open reports POLLNVAL, and one
 // close_range. It returns the index of the first that is not open, with
 // why; -1 if all are. Where either call is refused (close_range came with
-// Linux 5.11), it does what markEach does.
+// Linux 5.11), or poll names a descriptor it cannot see, it does what
+// markEach does.
 func markInherited(first, n int) (int, error) {
 	if n == 0 {
 		return -1, nil
@@ -30,9 +27,11 @@ func markInherited(first, n int) (int, error) {
 		}
 		break
 	}
-	for i, p := range fds {
+	for _, p := range fds {
 		if p.Revents&unix.POLLNVAL != 0 {
-			return i, os.NewSyscallError("poll", unix.EBADF)
+			// Not open, or open with O_PATH, which poll does not see
+			// and fcntl does: fcntl decides.
+			return markEach(first, n)
 		}
 	}
 	if unix.CloseRange(uint(first), uint(first+n-1), unix.CLOSE_RANGE_CLOEXEC) != nil {
@@ -40,6 +39,9 @@ func markInherited(first, n int) (int, error) {
 	}
 	return -1, nil
 }
+
+// carrierWorks says whether sockets can be adopted through a carrier.
+const carrierWorks = true
 
 // dupOnto points descriptor to at what from refers to, close-on-exec.
 func dupOnto(from, to int) error { return unix.Dup3(from, to, unix.O_CLOEXEC) }

@@ -33,6 +33,14 @@ func TestMarkInherited(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, unix.FD_CLOEXEC, flags&unix.FD_CLOEXEC, "descriptor %d", first+i)
 			}
+			// An O_PATH descriptor is open, though poll cannot see it.
+			path, err := unix.Open("/tmp", unix.O_PATH|unix.O_CLOEXEC, 0)
+			require.NoError(t, err)
+			require.NoError(t, unix.Dup3(path, first+1, 0))
+			unix.Close(path)
+			bad, err = mark(first, n)
+			require.NoError(t, err)
+			assert.Equal(t, -1, bad, "O_PATH is open")
 			unix.Close(first + 2)
 			bad, err = mark(first, n)
 			assert.Equal(t, 2, bad, "the one not open")
@@ -58,7 +66,8 @@ func TestCarrierHoldsNothing(t *testing.T) {
 	ln, err := in.Listener("web", "tcp")
 	require.NoError(t, err)
 	require.NotNil(t, in.carry.file, "adopted through the carrier")
-	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", in.carry.fd))
+	carrierFD := int(in.carry.file.Fd())
+	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", carrierFD))
 	require.NoError(t, err)
 	assert.Equal(t, os.DevNull, target, "the carrier points at /dev/null again")
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -68,7 +77,6 @@ func TestCarrierHoldsNothing(t *testing.T) {
 	require.NoError(t, ln.Close())
 	_, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	assert.ErrorIs(t, err, unix.ECONNREFUSED, "nothing else holds the socket")
-	carrierFD := in.carry.fd
 	in.CloseUnclaimed()
 	_, err = unix.FcntlInt(uintptr(carrierFD), unix.F_GETFD, 0)
 	assert.ErrorIs(t, err, unix.EBADF, "the carrier is closed with the unclaimed")

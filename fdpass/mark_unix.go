@@ -8,5 +8,9 @@ import "errors"
 // marks them close-on-exec (see markEach).
 func markInherited(first, n int) (int, error) { return markEach(first, n) }
 
-// dupOnto is not used here: sockets are adopted by wrapping them.
+// carrierWorks says whether sockets can be adopted through a carrier: not
+// here, where they are wrapped in an *os.File each.
+const carrierWorks = false
+
+// dupOnto is not called here (carrierWorks).
 func dupOnto(from, to int) error { return errors.ErrUnsupported }
