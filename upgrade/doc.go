@@ -14,8 +14,9 @@
 // in the first generation and in every later one.
 //
 // When the child calls [Upgrader.Ready], it tells the parent it is ready;
-// the parent answers go (after Options.Probation, if set); the child
-// writes the pidfile, confirms, and Ready returns. Only then does the
+// the parent answers go (after Options.Probation, if set; without one go
+// is already waiting, sent with the start); the child writes the pidfile,
+// confirms, and Ready returns. Only then does the
 // parent's drain begin: [Upgrader.Exit] closes, it stops accepting, drains
 // its in-flight work under a deadline and exits. The sockets themselves
 // are never closed, so no queued connection is lost. If the child crashes,

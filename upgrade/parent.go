@@ -23,8 +23,9 @@ type parent interface {
 	// watch follows the parent, from New, until it exits or stop closes.
 	watch(stop <-chan struct{})
 	// takeOver is Ready's part of the exchange: it says this generation
-	// is ready, calls writePID when the parent lets it take over, and
-	// returns once this generation is the live one. announce says the
+	// is ready, calls writePID when the parent lets it take over (at once
+	// if go came before), and returns once this generation is the live
+	// one. announce says the
 	// parent did not tell the service manager that this process is the
 	// main one now, so it must say so itself.
 	// check says, before ready, whether the pidfile can be written.
@@ -224,7 +225,7 @@ func (p *handoffParent) takeOver(check, writePID func() error, stop <-chan struc
 		// Go came with the start (no probation): take over now and say
 		// ready and live in one message, which a parent reading the
 		// channel as a stream takes apart.
-		if err := p.goLive(writePID); err != nil {
+		if err := p.goLive(check, writePID); err != nil {
 			return false, err
 		}
 		p.tell(wire.ReadyLive)
@@ -243,7 +244,7 @@ func (p *handoffParent) takeOver(check, writePID func() error, stop <-chan struc
 		case <-stop:
 			return false, ErrStopped
 		}
-		if err := p.goLive(writePID); err != nil {
+		if err := p.goLive(check, writePID); err != nil {
 			return false, err
 		}
 		p.tell(wire.Live)
@@ -260,9 +261,13 @@ func (p *handoffParent) takeOver(check, writePID func() error, stop <-chan struc
 }
 
 // goLive takes over after go: the pidfile, this process's own stderr, the
-// time the rollback window counts from.
-func (p *handoffParent) goLive(writePID func() error) error {
+// time the rollback window counts from. A pidfile that cannot be written
+// is reported as check explains it, if it can.
+func (p *handoffParent) goLive(check, writePID func() error) error {
 	if err := writePID(); err != nil {
+		if cerr := check(); cerr != nil {
+			err = cerr
+		}
 		p.fail(err.Error())
 		return err
 	}

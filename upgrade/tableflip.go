@@ -63,9 +63,12 @@ func (p *tableflipParent) watch(<-chan struct{}) {
 // does; the tableflip parent then stops serving. tableflip reports to no
 // service manager, so this process announces itself (MAINPID=, READY=1),
 // which systemd accepts only with NotifyAccess=all.
-func (p *tableflipParent) takeOver(_, writePID func() error, _ <-chan struct{}) (bool, error) {
-	// The pidfile is written at once: a check first would say the same.
+func (p *tableflipParent) takeOver(check, writePID func() error, _ <-chan struct{}) (bool, error) {
+	// The pidfile is written at once; the check only explains a failure.
 	if err := writePID(); err != nil {
+		if cerr := check(); cerr != nil {
+			err = cerr
+		}
 		p.ready.Close() // the parent sees the pipe close without a byte: a failure
 		return false, err
 	}

@@ -41,8 +41,9 @@ func Fail(f *os.File, reason string) error {
 	return send(f, "failed: "+r)
 }
 
-// Go tells the child, after it said ready, that it may serve: the parent
-// hands over now (after any probation it imposes).
+// Go tells the child that it may serve once it is ready: after its ready
+// and any probation, or, without a probation, with the start, before the
+// child has said anything (it reads go when it is ready).
 func Go(f *os.File) error { return send(f, msgGo) }
 
 // Live tells the parent, after its go, that this generation has taken
@@ -72,7 +73,7 @@ func send(f *os.File, msg string) error {
 // from [Pair]; Wait uses its read deadline.
 func Wait(ctx context.Context, f *os.File) error { return NewLines(f).Wait(ctx) }
 
-// WaitGo blocks, in the child after [Ready], until the parent says go
+// WaitGo blocks, in the child, until the parent says go
 // (nil), goes away ([ErrClosed]: it exited, so this generation is on its
 // own), sends anything else ([*MessageError]), or ctx ends.
 func WaitGo(ctx context.Context, f *os.File) error { return expect(ctx, f, msgGo) }
