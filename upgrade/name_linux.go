@@ -1,9 +1,9 @@
 package upgrade
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
+	"bytes"
+
+	"golang.org/x/sys/unix"
 )
 
 // commLen is the longest name the kernel keeps for a thread (TASK_COMM_LEN
@@ -17,27 +17,24 @@ const commLen = 15
 // still named so are renamed: one the program named itself keeps its
 // name. A thread started while the names change takes its starter's name,
 // old or new, so the threads are looked at again until no new one appears.
+// Raw system calls: an *os.File would try the poller on every comm file.
 func nameProcess(name string) {
 	if len(name) > commLen {
 		name = name[:commLen]
 	}
 	seen := map[string]bool{}
 	for range 3 {
-		tasks, err := os.ReadDir("/proc/self/task")
+		tids, err := listTasks()
 		if err != nil {
 			return
 		}
 		fresh := false
-		for _, t := range tasks {
-			if seen[t.Name()] {
+		for _, tid := range tids {
+			if seen[tid] {
 				continue
 			}
-			seen[t.Name()], fresh = true, true
-			comm := filepath.Join("/proc/self/task", t.Name(), "comm")
-			if b, err := os.ReadFile(comm); err != nil || !numeric(strings.TrimSpace(string(b))) {
-				continue // exited meanwhile, or named otherwise
-			}
-			os.WriteFile(comm, []byte(name), 0) // a thread that has exited cannot be named; nothing is lost
+			seen[tid], fresh = true, true
+			renameTask(tid, name)
 		}
 		if !fresh {
 			return
@@ -45,13 +42,53 @@ func nameProcess(name string) {
 	}
 }
 
+// listTasks returns the IDs of this process's threads.
+func listTasks() ([]string, error) {
+	fd, err := unix.Open("/proc/self/task", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var tids []string
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.ReadDirent(fd, buf)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return tids, nil
+		}
+		_, _, tids = unix.ParseDirent(buf[:n], -1, tids)
+	}
+}
+
+// renameTask names thread tid, if it is still named after a descriptor.
+// A thread that has exited cannot be named; nothing is lost.
+func renameTask(tid, name string) {
+	fd, err := unix.Open("/proc/self/task/"+tid+"/comm", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	var b [commLen + 1]byte
+	n, err := unix.Read(fd, b[:])
+	if err != nil || !numeric(bytes.TrimSpace(b[:max(n, 0)])) {
+		return // named otherwise
+	}
+	// comm is a seq_file, which refuses pwrite: back to the start, then write.
+	if _, err := unix.Seek(fd, 0, 0); err == nil {
+		unix.Write(fd, []byte(name))
+	}
+}
+
 // numeric reports whether s is a descriptor's number.
-func numeric(s string) bool {
-	if s == "" {
+func numeric(s []byte) bool {
+	if len(s) == 0 {
 		return false
 	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
+	for _, c := range s {
+		if c < '0' || c > '9' {
 			return false
 		}
 	}

@@ -129,23 +129,31 @@ func (p *handoffParent) fail(reason string) error {
 // no service manager to tell) or is gone, goneC when it has exited and
 // its end is closed.
 func (p *handoffParent) watch(stop <-chan struct{}) {
+	// A go sent with the start is taken now, so that Ready takes over at
+	// once instead of waiting for the goroutine below to be scheduled.
+	early := wire.TakeGo(p.ctl)
+	if early {
+		close(p.goC)
+	}
 	go func() {
 		ctx, cancel := untilClosed(stop)
 		defer cancel()
-		switch err := wire.WaitGo(ctx, p.ctl); {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, wire.ErrClosed):
-			// Gone before go: settle stderr and goneC first, so that
-			// Ready, released by goC, finds them settled.
-			p.died()
+		if !early {
+			switch err := wire.WaitGo(ctx, p.ctl); {
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, wire.ErrClosed):
+				// Gone before go: settle stderr and goneC first, so
+				// that Ready, released by goC, finds them settled.
+				p.died()
+				close(p.goC)
+				close(p.mainC)
+				return
+			case err != nil:
+				p.log.Warn("the parent broke the hand-over protocol; going on alone", slog.Any("error", err))
+			}
 			close(p.goC)
-			close(p.mainC)
-			return
-		case err != nil:
-			p.log.Warn("the parent broke the hand-over protocol; going on alone", slog.Any("error", err))
 		}
-		close(p.goC)
 		if p.notify {
 			switch err := wire.WaitMain(ctx, p.ctl); {
 			case ctx.Err() != nil:
@@ -229,6 +237,7 @@ func (p *handoffParent) takeOver(check, writePID func() error, stop <-chan struc
 			return false, err
 		}
 		p.tell(wire.ReadyLive)
+		p.stderr.restore() // once said: no failure is quoted from here on
 	default:
 		// Fail before the parent's probation, not after. Without one, go
 		// has come already and the pidfile's write says the same.
@@ -248,6 +257,7 @@ func (p *handoffParent) takeOver(check, writePID func() error, stop <-chan struc
 			return false, err
 		}
 		p.tell(wire.Live)
+		p.stderr.restore()
 	}
 	// Wait until the parent has told the service manager that this
 	// process is the main one: before that, what this one sends would be
@@ -260,9 +270,9 @@ func (p *handoffParent) takeOver(check, writePID func() error, stop <-chan struc
 	return p.notify && !p.mainSaid, nil
 }
 
-// goLive takes over after go: the pidfile, this process's own stderr, the
-// time the rollback window counts from. A pidfile that cannot be written
-// is reported as check explains it, if it can.
+// goLive takes over after go: the pidfile, and the time the rollback
+// window counts from. A pidfile that cannot be written is reported as
+// check explains it, if it can.
 func (p *handoffParent) goLive(check, writePID func() error) error {
 	if err := writePID(); err != nil {
 		if cerr := check(); cerr != nil {
@@ -271,7 +281,6 @@ func (p *handoffParent) goLive(check, writePID func() error) error {
 		p.fail(err.Error())
 		return err
 	}
-	p.stderr.restore()
 	p.mu.Lock()
 	p.liveAt = time.Now()
 	p.mu.Unlock()

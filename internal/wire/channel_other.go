@@ -31,6 +31,9 @@ func Main(f *os.File) error { return ErrNotSupported }
 // Wait is not supported on this platform.
 func Wait(ctx context.Context, f *os.File) error { return ErrNotSupported }
 
+// TakeGo is not supported on this platform.
+func TakeGo(f *os.File) bool { return false }
+
 // WaitGo is not supported on this platform.
 func WaitGo(ctx context.Context, f *os.File) error { return ErrNotSupported }
 

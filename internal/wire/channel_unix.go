@@ -11,6 +11,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxMessage bounds one message on the wire: "failed: " + reason + "\n".
@@ -72,6 +74,29 @@ func send(f *os.File, msg string) error {
 // sends garbage ([*MessageError]), or ctx ends (ctx.Err()). f must come
 // from [Pair]; Wait uses its read deadline.
 func Wait(ctx context.Context, f *os.File) error { return NewLines(f).Wait(ctx) }
+
+// TakeGo consumes, in the child, a go the parent has already sent, and
+// reports whether there was one; it reads nothing otherwise (nor
+// anything after it), and never blocks. Call it before anything else
+// reads f.
+func TakeGo(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	const msg = msgGo + "\n"
+	took := false
+	rc.Control(func(fd uintptr) {
+		var b [len(msg)]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err != nil || n != len(msg) || string(b[:]) != msg {
+			return
+		}
+		n, err = unix.Read(int(fd), b[:])
+		took = err == nil && n == len(msg)
+	})
+	return took
+}
 
 // WaitGo blocks, in the child, until the parent says go
 // (nil), goes away ([ErrClosed]: it exited, so this generation is on its

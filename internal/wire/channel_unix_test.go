@@ -325,8 +325,10 @@ func TestGo(t *testing.T) {
 	})
 	t.Run("go ahead, ready and live together", func(t *testing.T) {
 		parent, child := pair(t)
+		assert.False(t, wire.TakeGo(child), "nothing yet")
 		require.NoError(t, wire.Go(parent), "said with the start, before the child reads")
-		assert.NoError(t, wire.WaitGo(ctx, child))
+		assert.True(t, wire.TakeGo(child), "taken at once")
+		assert.False(t, wire.TakeGo(child), "and only once")
 		require.NoError(t, wire.ReadyLive(child))
 		l := wire.NewLines(parent)
 		assert.NoError(t, l.Wait(ctx), "ready")
@@ -335,7 +337,15 @@ func TestGo(t *testing.T) {
 	t.Run("starter gone", func(t *testing.T) {
 		parent, child := pair(t)
 		parent.Close()
+		assert.False(t, wire.TakeGo(child))
 		assert.ErrorIs(t, wire.WaitGo(ctx, child), wire.ErrClosed)
+	})
+	t.Run("take leaves what is not go", func(t *testing.T) {
+		parent, child := pair(t)
+		write(t, parent, "main\n")
+		assert.False(t, wire.TakeGo(child))
+		var me *wire.MessageError
+		assert.ErrorAs(t, wire.WaitGo(ctx, child), &me, "the message is still there, and it is not go")
 	})
 	t.Run("garbage", func(t *testing.T) {
 		parent, child := pair(t)
