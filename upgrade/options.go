@@ -26,7 +26,9 @@ const (
 type Options struct {
 	// PIDFile, if set, is rewritten atomically with the PID of each
 	// generation once it is live, and removed on a final stop. New checks
-	// that it can be written. Empty: no pidfile.
+	// that it can be written in a first generation; a later one that
+	// cannot write it fails its take-over with the same reason, and the
+	// previous generation serves on. Empty: no pidfile.
 	PIDFile string
 
 	// UpgradeTimeout bounds how long a new generation may take to become

@@ -241,6 +241,37 @@ func TestNewChecksPIDFile(t *testing.T) {
 	assert.Equal(t, os.Getpid(), pid)
 }
 
+// TestChildPIDFileFails: a new generation whose pidfile cannot be written
+// (its build names another path) fails its take-over with the reason
+// pidfile.Check gives, with and without probation; this process serves
+// on, named by its own pidfile.
+func TestChildPIDFileFails(t *testing.T) {
+	for _, probation := range []time.Duration{0, 200 * time.Millisecond} {
+		t.Run("probation="+probation.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			pidPath := filepath.Join(dir, "app.pid")
+			u := newTestUpgrader(t, "ready", Options{PIDFile: pidPath, Probation: probation},
+				envPIDFile+"="+filepath.Join(dir, "missing", "app.pid"))
+			ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer ln.Close()
+			require.NoError(t, u.Ready())
+			err = u.Upgrade(t.Context())
+			var ce *ChildError
+			require.ErrorAs(t, err, &ce)
+			assert.Contains(t, ce.Reason, "does not exist: create it or choose another pidfile path")
+			pid, err := pidfile.Read(pidPath)
+			require.NoError(t, err)
+			assert.Equal(t, os.Getpid(), pid, "the pidfile still names this process")
+			select {
+			case <-u.Exit():
+				t.Fatal("this process hands over nothing after a failed upgrade")
+			default:
+			}
+		})
+	}
+}
+
 // TestBindConflict: when another process holds the address, the error
 // names the address and that process; the process is left alone.
 func TestBindConflict(t *testing.T) {

@@ -194,7 +194,10 @@ func (u *Upgrader) init(opts Options, prep *wire.Inherited, ctl map[string]*os.F
 		u.drain.patience += o.RollbackWindow + 3*o.UpgradeTimeout + o.DrainTimeout + o.StopGrace
 	}
 	u.sd = newNotifier(u.log)
-	if o.PIDFile != "" {
+	// A new generation's check waits for its take-over: the parent serves
+	// until then whatever happens, and the probe costs a new process, on
+	// a journaled filesystem, more CPU than anything else New does.
+	if o.PIDFile != "" && u.parent == nil {
 		if err := pidfile.Check(o.PIDFile); err != nil {
 			return fmt.Errorf("upgrade: %w", err)
 		}
