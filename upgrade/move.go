@@ -453,12 +453,17 @@ func (c *movableConn) Close() error {
 		c.mu.Lock()
 		moved := c.moved
 		c.mu.Unlock()
-		c.m.closed(c)
 		if moved {
+			// Counted as passing before it stops counting as a
+			// candidate: a drain that saw no candidate left must see
+			// this pass, or it ends (and the process exits) before the
+			// new generation has answered for the connection.
 			c.m.passing.add(nil)
+			c.m.closed(c)
 			go c.m.pass(c)
 			return
 		}
+		c.m.closed(c)
 		err = c.Conn.Close()
 	})
 	return err

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"syscall"
 	"sync"
 
 	"github.com/handoff-go/handoff/internal/wire"
@@ -126,12 +127,17 @@ func (r *receiver) receive(passed []wire.PassedConn) {
 	}
 	if len(acks) > 0 {
 		if err := r.ch.Send(wire.ConnMsg{Kind: wire.ConnAck, IDs: acks}); err != nil {
-			// The parent did not hear: it keeps the connections.
-			r.log.Warn("could not answer the parent for connections", slog.Any("error", err))
-			for _, t := range taken {
-				t.c.Close()
+			if !errors.Is(err, syscall.EPIPE) {
+				// The parent did not hear: it keeps the connections.
+				r.log.Warn("could not answer the parent for connections", slog.Any("error", err))
+				for _, t := range taken {
+					t.c.Close()
+				}
+				return
 			}
-			return
+			// Its end is closed: it exited, with its copies, or gave up
+			// waiting and closed them. Nobody else has these now.
+			r.log.Info("the parent is gone; the connections it passed are this generation's", slog.Int("connections", len(taken)))
 		}
 	}
 	for _, t := range taken {
