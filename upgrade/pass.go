@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"syscall"
 	"sync"
+	"syscall"
 
 	"github.com/handoff-go/handoff/internal/wire"
 )
