@@ -270,6 +270,9 @@ func TestRollbackWindowPasses(t *testing.T) {
 	v4 := s.handOver(bins.v2)
 	require.NoError(t, harness.WaitGone(ctx, v2), "the generation that upgraded again hands its window on")
 	s.waitLog("rollback window ends: the new generation upgraded to one of its own", 1)
+	// v2 exits as soon as v3 has handed over, which may be before v3 has
+	// stopped accepting (CI saw v3 answer): wait for v3's drain, the third.
+	s.waitLog("msg=drained", 3)
 	s.requireAnswer("v2", v4)
 	require.NoError(t, harness.WaitGone(t.Context(), v3), "v3 parks for its own window, then exits")
 	s.requireOneGeneration(v4)

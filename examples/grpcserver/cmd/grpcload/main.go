@@ -150,7 +150,7 @@ func main() {
 
 	t := &tally{s: Summary{ByCode: map[string]int64{}, Versions: map[string]int64{}, PIDs: map[string]int64{}}}
 	if stream != nil {
-		t.s.Streams = &StreamSummary{Reopened: map[string]int64{}, Bounced: map[string]int64{}, Ends: map[string]int64{}, PIDs: map[string]int64{}}
+		t.s.Streams = &StreamSummary{Reopened: map[string]int64{}, Bounced: map[string]int64{}, SentAway: map[string]int64{}, Ends: map[string]int64{}, PIDs: map[string]int64{}}
 	}
 	start := time.Now()
 	dial := func() *grpc.ClientConn {

@@ -37,6 +37,10 @@ type StreamSummary struct {
 	// generation again, over a connection that gRPC had not yet told to go
 	// away (GOAWAY).
 	Bounced map[string]int64 `json:"bounced"`
+	// SentAway counts the streams a generation answered on and then sent
+	// away (GoingAway), by its PID: each is opened again, and reaches a
+	// newer generation unless the old one bounces it first.
+	SentAway map[string]int64 `json:"sent_away"`
 	// Ends counts streams by how they ended: OK, GoingAway, Stopped, or the
 	// status code of anything else (Unavailable for a broken connection,
 	// Canceled not of our making, Internal, ...).
@@ -260,6 +264,9 @@ func (t *tally) recordStream(r streamResult, reopened bool) {
 		}
 	}
 	s.Ends[r.end]++
+	if r.end == endGoingAway && r.messages > 0 {
+		s.SentAway[r.pid]++
+	}
 	if failedEnd(r.end) {
 		s.Failed++
 		t.note(fmt.Sprintf("stream ended: %v (answered by version=%q pid=%q)", r.err, r.version, r.pid))
