@@ -90,6 +90,9 @@ func TestServeSelfDraining(t *testing.T) {
 			require.NoError(t, err)
 			conns = append(conns, c)
 		}
+		// Dialed is not accepted: a stop resets what is still queued (CI
+		// saw Stop overtake the accepts).
+		require.Eventually(t, func() bool { return s.accepted.Load() == 5 }, 5*time.Second, time.Millisecond)
 		u.Stop()
 		requireServed(t, served, "Serve did not return")
 		for _, c := range conns {
