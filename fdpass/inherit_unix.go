@@ -44,7 +44,7 @@ type Inherited struct {
 	mu     sync.Mutex
 	files  []*entry            // in descriptor order
 	byName map[string][]*entry // unclaimed entries per name
-	carry  carrier             // how sockets are adopted without wrapping them
+	carry  carriers            // how sockets are adopted without wrapping them
 }
 
 type entry struct {
@@ -342,48 +342,96 @@ func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt f
 // is not registered, opened on /dev/null (blocking), whose descriptor is
 // pointed at the socket (dup3) for the time of the adoption, and at
 // /dev/null again after it, so that it never keeps a socket open. Linux
-// only (carrierWorks); its two files are closed by CloseUnclaimed, or with
-// the Inherited when it is collected.
+// only (carrierWorks).
 type carrier struct {
-	mu     sync.Mutex
-	opened bool     // open was tried, or close done: never again
-	file   *os.File // nil if it could not be made; the slow path is used
-	null   *os.File // a second /dev/null, to point file's descriptor back at
+	file *os.File // pointed at the socket being adopted
+	null *os.File // a second /dev/null, to point file's descriptor back at
 }
 
-// adoptCarried adopts the socket fd through the carrier; an error if the
-// carrier cannot be used, the socket then being as it was.
-func adoptCarried[T any](c *carrier, fd int, adopt func(*os.File) (T, error)) (T, error) {
+// carriers are the carriers of an Inherited: one per adoption running at
+// once, made when first needed and kept for the next. CloseUnclaimed
+// closes them, or they are closed with the Inherited when it is collected.
+type carriers struct {
+	mu     sync.Mutex
+	closed bool       // by CloseUnclaimed: no more are made
+	broken bool       // one could not be made: the slow path is used
+	free   []*carrier // not in use
+}
+
+// adoptCarried adopts the socket fd through a carrier; an error if none
+// can be used, the socket then being as it was.
+func adoptCarried[T any](p *carriers, fd int, adopt func(*os.File) (T, error)) (T, error) {
 	var zero T
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.opened {
-		c.opened = true
-		c.open()
-	}
-	if c.file == nil {
+	c := p.get()
+	if c == nil {
 		return zero, errors.New("no carrier")
 	}
 	// Neither file is pollable (opened blocking), so Fd changes nothing.
 	cfd := int(c.file.Fd())
 	if err := dupOnto(fd, cfd); err != nil {
+		p.put(c)
 		return zero, err
 	}
 	v, err := adopt(c.file)
 	if rerr := dupOnto(int(c.null.Fd()), cfd); rerr != nil {
-		// It would keep the socket open: give the carrier up.
-		c.closeFiles()
+		c.close() // it would keep the socket open: give it up
+		return v, err
 	}
+	p.put(c)
 	return v, err
 }
 
-// open makes the carrier, where it works and can be made. The files are
-// made with os.NewFile from descriptors opened blocking, which it never
-// registers with the poller (os.Open would try to).
-func (c *carrier) open() {
-	if !carrierWorks {
+// get returns a carrier not in use, made if need be; nil where none can
+// be made, or after close.
+func (p *carriers) get() *carrier {
+	p.mu.Lock()
+	if n := len(p.free); n > 0 {
+		c := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.mu.Unlock()
+		return c
+	}
+	unusable := p.closed || p.broken || !carrierWorks
+	p.mu.Unlock()
+	if unusable {
+		return nil
+	}
+	c, ok := openCarrier()
+	if !ok {
+		p.mu.Lock()
+		p.broken = true
+		p.mu.Unlock()
+	}
+	return c
+}
+
+// put gives c back; it is closed if the carriers are.
+func (p *carriers) put(c *carrier) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		c.close()
 		return
 	}
+	p.free = append(p.free, c)
+}
+
+// close closes the carriers not in use, for good; one in use is closed
+// when given back.
+func (p *carriers) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, c := range p.free {
+		c.close()
+	}
+	p.free = nil
+}
+
+// openCarrier makes a carrier, where it can be made. Its files are made
+// with os.NewFile from descriptors opened blocking, which it never
+// registers with the poller (os.Open would try to).
+func openCarrier() (*carrier, bool) {
 	var fds [2]int
 	for i := range fds {
 		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -391,27 +439,16 @@ func (c *carrier) open() {
 			if i == 1 {
 				unix.Close(fds[0])
 			}
-			return
+			return nil, false
 		}
 		fds[i] = fd
 	}
-	c.file, c.null = os.NewFile(uintptr(fds[0]), os.DevNull), os.NewFile(uintptr(fds[1]), os.DevNull)
+	return &carrier{file: os.NewFile(uintptr(fds[0]), os.DevNull), null: os.NewFile(uintptr(fds[1]), os.DevNull)}, true
 }
 
-// close closes the carrier, for good.
 func (c *carrier) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.opened = true
-	c.closeFiles()
-}
-
-func (c *carrier) closeFiles() {
-	if c.file != nil {
-		c.file.Close()
-		c.null.Close()
-		c.file, c.null = nil, nil
-	}
+	c.file.Close()
+	c.null.Close()
 }
 
 // claimNamed marks the first unclaimed file named name taken.
@@ -439,7 +476,8 @@ func (in *Inherited) unclaim(e *entry, f *os.File) {
 
 // CloseUnclaimed closes every file not yet taken and returns their
 // names. Unix socket paths are left in place. On Linux, once a socket has
-// been taken, two descriptors of /dev/null are open to adopt sockets with;
+// been taken, two descriptors of /dev/null are open to adopt sockets with
+// (two for each adoption that ran at the same time as another);
 // CloseUnclaimed closes them too, after which nothing can be taken.
 func (in *Inherited) CloseUnclaimed() []string {
 	in.mu.Lock()

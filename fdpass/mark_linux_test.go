@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -65,8 +67,8 @@ func TestCarrierHoldsNothing(t *testing.T) {
 
 	ln, err := in.Listener("web", "tcp")
 	require.NoError(t, err)
-	require.NotNil(t, in.carry.file, "adopted through the carrier")
-	carrierFD := int(in.carry.file.Fd())
+	require.Len(t, in.carry.free, 1, "adopted through a carrier")
+	carrierFD := int(in.carry.free[0].file.Fd())
 	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", carrierFD))
 	require.NoError(t, err)
 	assert.Equal(t, os.DevNull, target, "the carrier points at /dev/null again")
@@ -80,4 +82,65 @@ func TestCarrierHoldsNothing(t *testing.T) {
 	in.CloseUnclaimed()
 	_, err = unix.FcntlInt(uintptr(carrierFD), unix.F_GETFD, 0)
 	assert.ErrorIs(t, err, unix.EBADF, "the carrier is closed with the unclaimed")
+}
+
+// TestCarriersConcurrent: sockets taken from several goroutines at once
+// are each adopted through a carrier of its own, every one listens, and
+// afterwards no carrier holds a socket and CloseUnclaimed closes them all.
+func TestCarriersConcurrent(t *testing.T) {
+	const n, workers = 64, 4
+	in := &Inherited{byName: map[string][]*entry{}}
+	ports := make([]int, n)
+	for i := range n {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		require.NoError(t, err)
+		require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+		require.NoError(t, unix.Listen(fd, 16))
+		sa, err := unix.Getsockname(fd)
+		require.NoError(t, err)
+		ports[i] = sa.(*unix.SockaddrInet4).Port
+		e := &entry{name: fmt.Sprint("web", i), fd: fd}
+		in.files = append(in.files, e)
+		in.byName[e.name] = []*entry{e}
+	}
+	lns := make([]net.Listener, n)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				ln, err := in.Listener(fmt.Sprint("web", i), "tcp")
+				lns[i] = ln
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	in.carry.mu.Lock()
+	carriers := slices.Clone(in.carry.free)
+	in.carry.mu.Unlock()
+	require.NotEmpty(t, carriers)
+	assert.LessOrEqual(t, len(carriers), workers, "a carrier per adoption at once, at most")
+	for _, c := range carriers {
+		target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", c.file.Fd()))
+		require.NoError(t, err)
+		assert.Equal(t, os.DevNull, target, "the carrier points at /dev/null again")
+	}
+	for i, ln := range lns {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ports[i]))
+		require.NoError(t, err, "listener %d listens", i)
+		c.Close()
+		require.NoError(t, ln.Close())
+	}
+	in.CloseUnclaimed()
+	for _, c := range carriers {
+		_, err := unix.FcntlInt(c.file.Fd(), unix.F_GETFD, 0)
+		assert.ErrorIs(t, err, unix.EBADF, "the carrier is closed with the unclaimed")
+	}
 }

@@ -5,10 +5,14 @@ package upgrade
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +161,70 @@ func TestChildNamed(t *testing.T) {
 	for _, n := range names {
 		assert.Equal(t, "checkout-servic", n, "every thread has the program's name, as the kernel cuts it")
 	}
+}
+
+// TestAdoptAhead: a new generation handed many sockets adopts them ahead,
+// on other threads, while it calls Listen: it gets every socket it asks
+// for, stream and datagram, each held once; the one it did not ask for is
+// closed at Ready; and every one serves.
+func TestAdoptAhead(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the child reports its descriptors from /proc")
+	}
+	dir := t.TempDir()
+	const n = aheadMin + 8
+	u := newTestUpgrader(t, "many", Options{}, envUnix+"="+dir, envFiles+"="+strconv.Itoa(n), "GOMAXPROCS=4")
+	var want []string
+	for i := range n {
+		path := filepath.Join(dir, fmt.Sprintf("s%d.sock", i))
+		ln, err := u.Listen(t.Context(), "unix", path)
+		require.NoError(t, err)
+		defer ln.Close()
+		if i < n-1 {
+			want = append(want, path)
+		}
+	}
+	dgram := filepath.Join(dir, "d.sock")
+	pc, err := u.ListenPacket(t.Context(), "unixgram", dgram)
+	require.NoError(t, err)
+	defer pc.Close()
+	want = append(want, dgram)
+	require.NoError(t, u.Ready())
+	require.NoError(t, u.Upgrade(t.Context()))
+	requireExit(t, u)
+
+	var b []byte
+	require.Eventually(t, func() bool {
+		b, err = os.ReadFile(filepath.Join(dir, "report"))
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	require.Equal(t, "ahead true", lines[0], "the child adopted ahead")
+	held := lines[1:]
+	slices.Sort(held)
+	slices.Sort(want)
+	assert.Equal(t, want, held, "each socket asked for held once; the one not asked for closed")
+
+	for _, path := range want {
+		if path == dgram {
+			continue
+		}
+		c, err := net.Dial("unix", path)
+		require.NoError(t, err)
+		got, err := io.ReadAll(c)
+		c.Close()
+		require.NoError(t, err)
+		assert.Equal(t, "child\n", string(got), path)
+	}
+	reply := filepath.Join(dir, "reply.sock")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: reply, Net: "unixgram"})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.WriteTo([]byte("ping"), &net.UnixAddr{Name: dgram, Net: "unixgram"})
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	buf := make([]byte, 16)
+	m, _, err := c.ReadFrom(buf)
+	require.NoError(t, err)
+	assert.Equal(t, "ping", string(buf[:m]), "the datagram socket adopted ahead serves")
 }

@@ -19,13 +19,11 @@ import (
 // the next generation. Call it before Ready; close the listener only when
 // draining (after Exit), which Serve and ServeConns do.
 func (u *Upgrader) Listen(ctx context.Context, network, addr string) (net.Listener, error) {
-	switch network {
-	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
-	default:
+	if !streamNetwork(network) {
 		return nil, fmt.Errorf("upgrade: Listen: network %q is not a stream network (want tcp, tcp4, tcp6, unix or unixpacket)", network)
 	}
 	var lc net.ListenConfig
-	return adoptOrCreate(u, network, addr, u.in.Listener, u.in.ListenerAt, func() (net.Listener, error) {
+	return adoptOrCreate(u, network, addr, inheritAhead(u.ahead, u.in.Listener), u.in.ListenerAt, func() (net.Listener, error) {
 		return lc.Listen(ctx, network, addr)
 	})
 }
@@ -33,13 +31,11 @@ func (u *Upgrader) Listen(ctx context.Context, network, addr string) (net.Listen
 // ListenPacket returns a packet conn for network (udp, udp4, udp6 or
 // unixgram) and addr, inherited or new, like Listen.
 func (u *Upgrader) ListenPacket(ctx context.Context, network, addr string) (net.PacketConn, error) {
-	switch network {
-	case "udp", "udp4", "udp6", "unixgram":
-	default:
+	if !datagramNetwork(network) {
 		return nil, fmt.Errorf("upgrade: ListenPacket: network %q is not a datagram network (want udp, udp4, udp6 or unixgram)", network)
 	}
 	var lc net.ListenConfig
-	return adoptOrCreate(u, network, addr, u.in.PacketConn, u.in.PacketConnAt, func() (net.PacketConn, error) {
+	return adoptOrCreate(u, network, addr, inheritAhead(u.ahead, u.in.PacketConn), u.in.PacketConnAt, func() (net.PacketConn, error) {
 		return lc.ListenPacket(ctx, network, addr)
 	})
 }

@@ -13,9 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -212,6 +214,68 @@ var helpers = map[string]func() int{
 		if err := u.Ready(); err != nil {
 			return 13
 		}
+		return 0
+	},
+	// many takes the unix stream sockets s0.sock ... of the directory
+	// envUnix names but the last of envFiles, and the datagram socket
+	// d.sock; says ready; writes the paths of the sockets it holds, a line
+	// a descriptor, to report; then answers one connection on each with
+	// "child" and echoes one datagram, and exits.
+	"many": func() int {
+		u, err := New(Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 10
+		}
+		dir := os.Getenv(envUnix)
+		n, _ := strconv.Atoi(os.Getenv(envFiles))
+		var lns []net.Listener
+		for i := range n - 1 {
+			ln, err := u.Listen(context.Background(), "unix", filepath.Join(dir, fmt.Sprintf("s%d.sock", i)))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 11
+			}
+			lns = append(lns, ln)
+		}
+		pc, err := u.ListenPacket(context.Background(), "unixgram", filepath.Join(dir, "d.sock"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 12
+		}
+		if err := u.Ready(); err != nil {
+			return 13
+		}
+		report := fmt.Appendf(nil, "ahead %t\n", u.ahead != nil)
+		fds, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range fds {
+			fd, _ := strconv.Atoi(e.Name())
+			if sa, err := unix.Getsockname(fd); err == nil {
+				if a, ok := sa.(*unix.SockaddrUnix); ok && strings.HasPrefix(a.Name, dir) {
+					report = append(report, a.Name+"\n"...)
+				}
+			}
+		}
+		out := filepath.Join(dir, "report")
+		if os.WriteFile(out+".tmp", report, 0o644) != nil || os.Rename(out+".tmp", out) != nil {
+			return 14
+		}
+		var wg sync.WaitGroup
+		for _, ln := range lns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if c, err := ln.Accept(); err == nil {
+					io.WriteString(c, "child\n")
+					c.Close()
+				}
+			}()
+		}
+		buf := make([]byte, 64)
+		if m, from, err := pc.ReadFrom(buf); err == nil {
+			pc.WriteTo(buf[:m], from)
+		}
+		wg.Wait()
 		return 0
 	},
 	// names says ready and writes the names of its threads, a line each,

@@ -33,6 +33,7 @@ type Upgrader struct {
 	next      command // how the next generation is started
 	gen       int
 	in        *fdpass.Inherited
+	ahead     *ahead                                             // sockets of in being adopted ahead of Listen; nil if none
 	parent    parent                                             // the previous generation; nil in a first one
 	receiver  *receiver                                          // connections the parent passes; nil without a channel
 	appTakers map[string]func(context.Context, net.Conn, []byte) // ReceiveConns, by kind
@@ -131,6 +132,9 @@ func New(opts Options) (*Upgrader, error) {
 	if err := u.init(opts, prep, ctl); err != nil {
 		u.abandon(ctl, err)
 		return nil, err
+	}
+	if prep.Origin == wire.Handoff {
+		u.ahead = adoptAhead(in)
 	}
 	return u, nil
 }
@@ -433,7 +437,7 @@ func (u *Upgrader) Ready() error {
 	case stopped:
 		return ErrStopped
 	}
-	if names := u.in.CloseUnclaimed(); len(names) > 0 {
+	if names := append(u.ahead.closeRest(), u.in.CloseUnclaimed()...); len(names) > 0 {
 		u.log.Info("closed inherited files nobody asked for", slog.Any("names", names))
 	}
 	if err := u.takeOver(); err != nil {

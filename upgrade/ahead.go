@@ -1,0 +1,197 @@
+package upgrade
+
+import (
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/handoff-go/handoff/fdpass"
+)
+
+// A new generation handed many sockets adopts them ahead, on the other
+// CPUs, while the program starts and calls Listen. Adopting a socket is a
+// dozen system calls (net.FileListener's copy, type, addresses, poller;
+// the checks; closing the original), about 12 µs on a cloud VM, so
+// taking a thousand one after the other is most of a new generation's
+// start. The workers take them from the last handed over backwards; Listen
+// asks for them in the program's own order, most often the same, and
+// adopts one itself if no worker has begun it: the two meet in the middle.
+// A worker's failure is not kept: Listen takes that socket itself, and its
+// error says what is wrong.
+const (
+	aheadMin        = 32 // fewer sockets are adopted by Listen alone
+	aheadMaxWorkers = 3
+)
+
+type aheadState int
+
+const (
+	aheadPending aheadState = iota // not begun
+	aheadRunning                   // a worker adopts it
+	aheadDone                      // a worker adopted it, or failed to
+	aheadClaimed                   // Listen or the end took it
+)
+
+type aheadSlot struct {
+	name  string
+	state aheadState
+	v     io.Closer // the listener or packet conn; nil if adopting failed
+	done  chan struct{}
+}
+
+// ahead is the sockets being adopted ahead; nil if none are.
+type ahead struct {
+	mu    sync.Mutex
+	slots map[string]*aheadSlot
+	order []*aheadSlot // as handed over
+	next  int          // the last of order a worker may begin, counting down
+	wg    sync.WaitGroup
+}
+
+// sockets is what ahead adopts from: an *fdpass.Inherited.
+type sockets interface {
+	Names() []string
+	Listener(name, network string) (net.Listener, error)
+	PacketConn(name, network string) (net.PacketConn, error)
+}
+
+var _ sockets = (*fdpass.Inherited)(nil)
+
+// adoptAhead starts adopting, from in, the sockets handed over under
+// handoff's names (network/address) if there are enough of them and
+// another CPU to do it on; nil otherwise.
+func adoptAhead(in sockets) *ahead {
+	workers := min(runtime.GOMAXPROCS(0)-1, aheadMaxWorkers)
+	if workers < 1 {
+		return nil
+	}
+	a := &ahead{slots: make(map[string]*aheadSlot)}
+	for _, name := range in.Names() {
+		network, _, _ := strings.Cut(name, "/")
+		if (!streamNetwork(network) && !datagramNetwork(network)) || a.slots[name] != nil {
+			continue
+		}
+		s := &aheadSlot{name: name, done: make(chan struct{})}
+		a.slots[name] = s
+		a.order = append(a.order, s)
+	}
+	if len(a.order) < aheadMin {
+		return nil
+	}
+	a.next = len(a.order) - 1
+	for range workers {
+		a.wg.Add(1)
+		go a.work(in)
+	}
+	return a
+}
+
+func (a *ahead) work(in sockets) {
+	defer a.wg.Done()
+	for {
+		a.mu.Lock()
+		for a.next >= 0 && a.order[a.next].state != aheadPending {
+			a.next--
+		}
+		if a.next < 0 {
+			a.mu.Unlock()
+			return
+		}
+		s := a.order[a.next]
+		a.next--
+		s.state = aheadRunning
+		a.mu.Unlock()
+
+		network, _, _ := strings.Cut(s.name, "/")
+		var v io.Closer
+		if streamNetwork(network) {
+			if ln, err := in.Listener(s.name, network); err == nil {
+				v = ln
+			}
+		} else if pc, err := in.PacketConn(s.name, network); err == nil {
+			v = pc
+		}
+		a.mu.Lock()
+		s.v, s.state = v, aheadDone
+		a.mu.Unlock()
+		close(s.done)
+	}
+}
+
+// take returns the socket adopted ahead under name, waiting for the
+// worker adopting it; false if there is none, the caller then taking it
+// from the Inherited itself.
+func (a *ahead) take(name string) (io.Closer, bool) {
+	if a == nil {
+		return nil, false
+	}
+	a.mu.Lock()
+	s := a.slots[name]
+	if s == nil || s.state == aheadClaimed {
+		a.mu.Unlock()
+		return nil, false
+	}
+	if s.state == aheadRunning {
+		a.mu.Unlock()
+		<-s.done
+		a.mu.Lock()
+	}
+	state, v := s.state, s.v
+	s.state, s.v = aheadClaimed, nil
+	a.mu.Unlock()
+	if state == aheadPending {
+		return nil, false // not begun: the caller is as quick
+	}
+	return v, v != nil
+}
+
+// closeRest waits for the workers and closes what they adopted that
+// nobody took, returning its names.
+func (a *ahead) closeRest() []string {
+	if a == nil {
+		return nil
+	}
+	a.wg.Wait()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var names []string
+	for _, s := range a.order {
+		if s.state == aheadDone && s.v != nil {
+			s.v.Close()
+			names = append(names, s.name)
+		}
+		s.state, s.v = aheadClaimed, nil
+	}
+	return names
+}
+
+// inheritAhead returns take preceded by what a adopted under the name.
+func inheritAhead[T any](a *ahead, take func(name, network string) (T, error)) func(name, network string) (T, error) {
+	return func(name, network string) (T, error) {
+		if c, ok := a.take(name); ok {
+			if v, ok := c.(T); ok {
+				return v, nil
+			}
+			c.Close() // not what the caller asks for: it cannot take it after all
+		}
+		return take(name, network)
+	}
+}
+
+func streamNetwork(network string) bool {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
+		return true
+	}
+	return false
+}
+
+func datagramNetwork(network string) bool {
+	switch network {
+	case "udp", "udp4", "udp6", "unixgram":
+		return true
+	}
+	return false
+}
