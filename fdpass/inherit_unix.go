@@ -8,11 +8,12 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/handoff-go/handoff/internal/fds"
 )
 
 // firstFD is the descriptor number of the first passed file.
@@ -196,7 +197,7 @@ func takeSocketAt[T any](in *Inherited, network, addr string, listen bool, adopt
 	in.mu.Lock()
 	var name string
 	for _, e := range in.files {
-		if !e.taken && want.check(e.fd, e.name) == nil && boundTo(e.fd, network, addr) {
+		if !e.taken && want.check(e.fd, e.name) == nil && fds.BoundTo(e.fd, addr) {
 			name = e.name
 			// Put it first among its namesakes, for take below.
 			list := in.byName[name]
@@ -213,54 +214,6 @@ func takeSocketAt[T any](in *Inherited, network, addr string, listen bool, adopt
 		return zero, fmt.Errorf("%w: no %s socket bound to %s", ErrNotFound, network, addr)
 	}
 	return takeSocket(in, name, network, listen, adopt)
-}
-
-// boundTo reports whether the socket fd is bound to addr.
-func boundTo(fd int, network, addr string) bool {
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return false
-	}
-	if u, ok := sa.(*unix.SockaddrUnix); ok {
-		return u.Name == addr
-	}
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port == 0 {
-		return false
-	}
-	var ip net.IP
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		if a.Port != port {
-			return false
-		}
-		ip = net.IP(a.Addr[:])
-	case *unix.SockaddrInet6:
-		if a.Port != port {
-			return false
-		}
-		ip = net.IP(a.Addr[:])
-	default:
-		return false
-	}
-	want := net.ParseIP(host)
-	if host == "" || want != nil && want.IsUnspecified() {
-		return ip.IsUnspecified()
-	}
-	if want != nil {
-		return ip.Equal(want)
-	}
-	ips, _ := net.LookupIP(host) // a name such as localhost
-	for _, w := range ips {
-		if ip.Equal(w) {
-			return true
-		}
-	}
-	return false
 }
 
 // markEach proves that the n descriptors from first on are open and marks

@@ -84,6 +84,42 @@ func TestCarrierHoldsNothing(t *testing.T) {
 	assert.ErrorIs(t, err, unix.EBADF, "the carrier is closed with the unclaimed")
 }
 
+// TestCarriersAtOnce: adoptions running at the same time each get a
+// carrier of their own, made for them and kept for the next.
+func TestCarriersAtOnce(t *testing.T) {
+	const n = 3
+	var p carriers
+	defer p.close()
+	fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fd)
+	var arrived sync.WaitGroup
+	arrived.Add(n)
+	seen := make(chan uintptr, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := adoptCarried(&p, fd, func(f *os.File) (int, error) {
+				seen <- f.Fd()
+				arrived.Done()
+				arrived.Wait() // all n inside an adoption at once
+				return 0, nil
+			})
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	close(seen)
+	distinct := map[uintptr]bool{}
+	for fd := range seen {
+		distinct[fd] = true
+	}
+	assert.Len(t, distinct, n, "a carrier per adoption at once")
+	assert.Len(t, p.free, n, "kept for the next")
+}
+
 // TestCarriersConcurrent: sockets taken from several goroutines at once
 // are each adopted through a carrier of its own, every one listens, and
 // afterwards no carrier holds a socket and CloseUnclaimed closes them all.

@@ -1,13 +1,16 @@
 package upgrade
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/handoff-go/handoff/fdpass"
+	"github.com/handoff-go/handoff/internal/fds"
 )
 
 // A new generation handed many sockets adopts them ahead, on the other
@@ -48,6 +51,8 @@ type ahead struct {
 	order []*aheadSlot // as handed over
 	next  int          // the last of order a worker may begin, counting down
 	wg    sync.WaitGroup
+	// adopted counts the sockets the workers adopted.
+	adopted int
 }
 
 // sockets is what ahead adopts from: an *fdpass.Inherited.
@@ -115,6 +120,9 @@ func (a *ahead) work(in sockets) {
 		}
 		a.mu.Lock()
 		s.v, s.state = v, aheadDone
+		if v != nil {
+			a.adopted++
+		}
 		a.mu.Unlock()
 		close(s.done)
 	}
@@ -147,13 +155,57 @@ func (a *ahead) take(name string) (io.Closer, bool) {
 	return v, v != nil
 }
 
-// closeRest waits for the workers and closes what they adopted that
-// nobody took, returning its names.
+// takeAt returns a socket adopted ahead that is bound to addr, for
+// Listen's fallback by address (a name the program spells differently
+// from its previous build); false if there is none. It stops the workers
+// first: the Inherited's own search by address must not race with them.
+func (a *ahead) takeAt(network, addr string) (io.Closer, bool) {
+	if a == nil {
+		return nil, false
+	}
+	a.stop()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, s := range a.order {
+		slotNetwork, _, _ := strings.Cut(s.name, "/")
+		if s.state != aheadDone || s.v == nil || networkClass(slotNetwork) != networkClass(network) {
+			continue
+		}
+		sc, ok := s.v.(syscall.Conn)
+		if !ok {
+			continue
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			continue
+		}
+		bound := false
+		if rc.Control(func(fd uintptr) { bound = fds.BoundTo(int(fd), addr) }) != nil || !bound {
+			continue
+		}
+		v := s.v
+		s.state, s.v = aheadClaimed, nil
+		return v, true
+	}
+	return nil, false
+}
+
+// stop lets no worker begin another socket and waits for those at work.
+func (a *ahead) stop() {
+	a.mu.Lock()
+	a.next = -1
+	a.mu.Unlock()
+	a.wg.Wait()
+}
+
+// closeRest stops the workers and closes what they adopted that nobody
+// took, returning its names; what they had not begun is the Inherited's
+// to close.
 func (a *ahead) closeRest() []string {
 	if a == nil {
 		return nil
 	}
-	a.wg.Wait()
+	a.stop()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var names []string
@@ -162,7 +214,9 @@ func (a *ahead) closeRest() []string {
 			s.v.Close()
 			names = append(names, s.name)
 		}
-		s.state, s.v = aheadClaimed, nil
+		if s.state == aheadDone {
+			s.state, s.v = aheadClaimed, nil
+		}
 	}
 	return names
 }
@@ -170,14 +224,41 @@ func (a *ahead) closeRest() []string {
 // inheritAhead returns take preceded by what a adopted under the name.
 func inheritAhead[T any](a *ahead, take func(name, network string) (T, error)) func(name, network string) (T, error) {
 	return func(name, network string) (T, error) {
-		if c, ok := a.take(name); ok {
-			if v, ok := c.(T); ok {
-				return v, nil
-			}
-			c.Close() // not what the caller asks for: it cannot take it after all
-		}
-		return take(name, network)
+		return takeAhead(a.take, name, func() (T, error) { return take(name, network) })
 	}
+}
+
+// inheritAtAhead returns takeAt preceded by what a adopted bound to addr.
+func inheritAtAhead[T any](a *ahead, takeAt func(network, addr string) (T, error)) func(network, addr string) (T, error) {
+	return func(network, addr string) (T, error) {
+		return takeAhead(func(string) (io.Closer, bool) { return a.takeAt(network, addr) }, addr, func() (T, error) { return takeAt(network, addr) })
+	}
+}
+
+func takeAhead[T any](take func(string) (io.Closer, bool), key string, otherwise func() (T, error)) (T, error) {
+	c, ok := take(key)
+	if !ok {
+		return otherwise()
+	}
+	v, ok := c.(T)
+	if !ok { // the name's network decides what is adopted: never
+		c.Close()
+		var zero T
+		return zero, fmt.Errorf("upgrade: %s was adopted as a %T", key, c)
+	}
+	return v, nil
+}
+
+// networkClass is what a socket of network must be to serve for another
+// network's: its protocol, whatever its address family.
+func networkClass(network string) string {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		return "tcp"
+	case "udp", "udp4", "udp6":
+		return "udp"
+	}
+	return network
 }
 
 func streamNetwork(network string) bool {

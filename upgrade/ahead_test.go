@@ -22,25 +22,30 @@ type fakeSockets struct {
 	fail    map[string]bool
 
 	mu      sync.Mutex
-	adopted map[string]int // by name: how many times Listener or PacketConn ran
+	adopted map[string]int     // by name: how many times Listener or PacketConn ran
+	made    map[string]*closer // by name: what the last of them returned
 }
+
+// closer records its Close.
+type closer struct{ closed bool }
+
+func (c *closer) Close() error { c.closed = true; return nil }
 
 type fakeListener struct {
 	net.Listener
-	name   string
-	closed bool
+	*closer
 }
 
-func (l *fakeListener) Close() error { l.closed = true; return nil }
+func (l fakeListener) Close() error { return l.closer.Close() }
 
 type fakePacketConn struct {
 	net.PacketConn
-	name string
+	*closer
 }
 
-func (c *fakePacketConn) Close() error { return nil }
+func (c fakePacketConn) Close() error { return c.closer.Close() }
 
-func (f *fakeSockets) adopt(name string) error {
+func (f *fakeSockets) adopt(name string) (*closer, error) {
 	if ch := f.entered[name]; ch != nil {
 		close(ch)
 	}
@@ -48,32 +53,36 @@ func (f *fakeSockets) adopt(name string) error {
 		<-ch
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.adopted[name]++
-	f.mu.Unlock()
 	if f.fail[name] {
-		return errors.New("not a socket")
+		return nil, errors.New("not a socket")
 	}
-	return nil
+	c := &closer{}
+	f.made[name] = c
+	return c, nil
 }
 
 func (f *fakeSockets) Names() []string { return f.names }
 
 func (f *fakeSockets) Listener(name, network string) (net.Listener, error) {
-	if err := f.adopt(name); err != nil {
+	c, err := f.adopt(name)
+	if err != nil {
 		return nil, err
 	}
-	return &fakeListener{name: name}, nil
+	return fakeListener{closer: c}, nil
 }
 
 func (f *fakeSockets) PacketConn(name, network string) (net.PacketConn, error) {
-	if err := f.adopt(name); err != nil {
+	c, err := f.adopt(name)
+	if err != nil {
 		return nil, err
 	}
-	return &fakePacketConn{name: name}, nil
+	return fakePacketConn{closer: c}, nil
 }
 
 func newFakeSockets(n int) *fakeSockets {
-	f := &fakeSockets{block: map[string]chan struct{}{}, entered: map[string]chan struct{}{}, fail: map[string]bool{}, adopted: map[string]int{}}
+	f := &fakeSockets{block: map[string]chan struct{}{}, entered: map[string]chan struct{}{}, fail: map[string]bool{}, adopted: map[string]int{}, made: map[string]*closer{}}
 	for i := range n {
 		f.names = append(f.names, fmt.Sprintf("tcp/127.0.0.1%%3A%d", 1000+i))
 	}
@@ -122,14 +131,21 @@ func TestAheadTakes(t *testing.T) {
 	assert.True(t, <-got, "adopted by a worker, waited for")
 	close(gate)
 
-	closed := a.closeRest()
+	<-a.slots[failing].done
 	_, ok = a.take(failing)
 	assert.False(t, ok, "failed ahead: the caller takes it and learns why")
+
+	a.wg.Wait() // every socket begun and done
+	closed := a.closeRest()
 	assert.NotContains(t, closed, failing, "nothing was adopted, nothing to close")
 	assert.NotContains(t, closed, first)
 	assert.NotContains(t, closed, last)
 	assert.Contains(t, closed, "udp/127.0.0.1%3A53")
 	assert.Len(t, closed, aheadMin+2, "the rest, closed and named")
+	for _, n := range closed {
+		assert.True(t, f.made[n].closed, "closed: %s", n)
+	}
+	assert.False(t, f.made[last].closed, "taken, so not closed: %s", last)
 	for _, n := range f.names {
 		want := 1
 		if n == first || n == "file/lock" || n == "control/%2Frun%2Fapp.sock" {
@@ -137,6 +153,47 @@ func TestAheadTakes(t *testing.T) {
 		}
 		assert.Equal(t, want, f.adopted[n], "adopted by workers: %s", n)
 	}
+}
+
+// TestAheadStops: Ready's closeRest lets no worker begin another socket,
+// waits for those at work and closes what they adopted; the sockets not
+// begun are left to the Inherited (which closes them without adopting).
+func TestAheadStops(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	f := newFakeSockets(aheadMin)
+	gate := make(chan struct{})
+	var begun []chan struct{}
+	for i, n := range f.names {
+		f.block[n] = gate
+		if i >= len(f.names)-aheadMaxWorkers { // the workers begin from the last
+			ch := make(chan struct{})
+			f.entered[n] = ch
+			begun = append(begun, ch)
+		}
+	}
+	a := adoptAhead(f)
+	require.NotNil(t, a)
+	for _, ch := range begun {
+		<-ch
+	}
+	done := make(chan []string)
+	go func() { done <- a.closeRest() }()
+	require.Eventually(t, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.next == -1
+	}, 5*time.Second, time.Millisecond, "closeRest stops the workers")
+	select {
+	case <-done:
+		t.Fatal("closeRest did not wait for the workers at work")
+	default:
+	}
+	close(gate)
+	closed := <-done
+	assert.Len(t, closed, aheadMaxWorkers, "the sockets the workers had begun, closed")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	assert.Len(t, f.adopted, aheadMaxWorkers, "no other adopted")
 }
 
 // TestAheadOff: too few sockets, or one CPU, and Listen adopts alone.

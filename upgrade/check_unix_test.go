@@ -164,16 +164,25 @@ func TestChildNamed(t *testing.T) {
 }
 
 // TestAdoptAhead: a new generation handed many sockets adopts them ahead,
-// on other threads, while it calls Listen: it gets every socket it asks
-// for, stream and datagram, each held once; the one it did not ask for is
-// closed at Ready; and every one serves.
+// on other threads: it gets every socket it asks for, stream and datagram,
+// by its name or by its address under another (a TCP socket handed as
+// 127.0.0.1:0 asked for as localhost:port), each held once; the one it did
+// not ask for is closed at Ready; and every one serves.
 func TestAdoptAhead(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the child reports its descriptors from /proc")
 	}
 	dir := t.TempDir()
 	const n = aheadMin + 8
-	u := newTestUpgrader(t, "many", Options{}, envUnix+"="+dir, envFiles+"="+strconv.Itoa(n), "GOMAXPROCS=4")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port)
+	tcp.Close() // free again for the parent's own: a port the child is told
+	u := newTestUpgrader(t, "many", Options{},
+		envUnix+"="+dir, envFiles+"="+strconv.Itoa(n), envTCP+"="+port, "GOMAXPROCS=4")
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:"+port)
+	require.NoError(t, err)
+	defer ln.Close()
 	var want []string
 	for i := range n {
 		path := filepath.Join(dir, fmt.Sprintf("s%d.sock", i))
@@ -199,22 +208,25 @@ func TestAdoptAhead(t *testing.T) {
 		return err == nil
 	}, 10*time.Second, 10*time.Millisecond)
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	require.Equal(t, "ahead true", lines[0], "the child adopted ahead")
+	assert.Equal(t, fmt.Sprintf("adopted ahead %d", n+2), lines[0], "the workers adopted every socket, the one nobody asked for too")
 	held := lines[1:]
 	slices.Sort(held)
 	slices.Sort(want)
 	assert.Equal(t, want, held, "each socket asked for held once; the one not asked for closed")
 
-	for _, path := range want {
-		if path == dgram {
-			continue
-		}
-		c, err := net.Dial("unix", path)
+	dial := func(network, addr string) {
+		c, err := net.Dial(network, addr)
 		require.NoError(t, err)
 		got, err := io.ReadAll(c)
 		c.Close()
 		require.NoError(t, err)
-		assert.Equal(t, "child\n", string(got), path)
+		assert.Equal(t, "child\n", string(got), addr)
+	}
+	dial("tcp", "127.0.0.1:"+port)
+	for _, path := range want {
+		if path != dgram {
+			dial("unix", path)
+		}
 	}
 	reply := filepath.Join(dir, "reply.sock")
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: reply, Net: "unixgram"})

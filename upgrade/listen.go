@@ -23,7 +23,7 @@ func (u *Upgrader) Listen(ctx context.Context, network, addr string) (net.Listen
 		return nil, fmt.Errorf("upgrade: Listen: network %q is not a stream network (want tcp, tcp4, tcp6, unix or unixpacket)", network)
 	}
 	var lc net.ListenConfig
-	return adoptOrCreate(u, network, addr, inheritAhead(u.ahead, u.in.Listener), u.in.ListenerAt, func() (net.Listener, error) {
+	return adoptOrCreate(u, network, addr, inheritAhead(u.ahead, u.in.Listener), inheritAtAhead(u.ahead, u.in.ListenerAt), func() (net.Listener, error) {
 		return lc.Listen(ctx, network, addr)
 	})
 }
@@ -35,7 +35,7 @@ func (u *Upgrader) ListenPacket(ctx context.Context, network, addr string) (net.
 		return nil, fmt.Errorf("upgrade: ListenPacket: network %q is not a datagram network (want udp, udp4, udp6 or unixgram)", network)
 	}
 	var lc net.ListenConfig
-	return adoptOrCreate(u, network, addr, inheritAhead(u.ahead, u.in.PacketConn), u.in.PacketConnAt, func() (net.PacketConn, error) {
+	return adoptOrCreate(u, network, addr, inheritAhead(u.ahead, u.in.PacketConn), inheritAtAhead(u.ahead, u.in.PacketConnAt), func() (net.PacketConn, error) {
 		return lc.ListenPacket(ctx, network, addr)
 	})
 }

@@ -37,6 +37,7 @@ const (
 	envPIDFile = "UPGRADE_TEST_PIDFILE"
 	envUnix    = "UPGRADE_TEST_UNIX"
 	envUDP     = "UPGRADE_TEST_UDP"
+	envTCP     = "UPGRADE_TEST_TCP"
 	envFiles   = "UPGRADE_TEST_FILES"
 	envMark    = "UPGRADE_TEST_MARK"
 	envNames   = "UPGRADE_TEST_NAMES" // where the "names" helper writes its threads' names
@@ -216,20 +217,32 @@ var helpers = map[string]func() int{
 		}
 		return 0
 	},
-	// many takes the unix stream sockets s0.sock ... of the directory
-	// envUnix names but the last of envFiles, and the datagram socket
-	// d.sock; says ready; writes the paths of the sockets it holds, a line
-	// a descriptor, to report; then answers one connection on each with
-	// "child" and echoes one datagram, and exits.
+	// many lets the workers adopt every socket ahead, then takes the unix
+	// stream sockets s0.sock ... of the directory envUnix names but the
+	// last of envFiles, the datagram socket d.sock, and the TCP socket
+	// handed as 127.0.0.1:0 by the address localhost:envTCP; says ready;
+	// writes how many the workers adopted and the paths of the unix
+	// sockets it holds, a line a descriptor, to report; then answers one
+	// connection on each listener with "child" and echoes one datagram,
+	// and exits.
 	"many": func() int {
 		u, err := New(Options{})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 10
 		}
+		if u.ahead == nil {
+			return 15
+		}
+		u.ahead.wg.Wait()
 		dir := os.Getenv(envUnix)
 		n, _ := strconv.Atoi(os.Getenv(envFiles))
-		var lns []net.Listener
+		tcp, err := u.Listen(context.Background(), "tcp", "localhost:"+os.Getenv(envTCP))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 16
+		}
+		lns := []net.Listener{tcp}
 		for i := range n - 1 {
 			ln, err := u.Listen(context.Background(), "unix", filepath.Join(dir, fmt.Sprintf("s%d.sock", i)))
 			if err != nil {
@@ -246,7 +259,7 @@ var helpers = map[string]func() int{
 		if err := u.Ready(); err != nil {
 			return 13
 		}
-		report := fmt.Appendf(nil, "ahead %t\n", u.ahead != nil)
+		report := fmt.Appendf(nil, "adopted ahead %d\n", u.ahead.adopted)
 		fds, _ := os.ReadDir("/proc/self/fd")
 		for _, e := range fds {
 			fd, _ := strconv.Atoi(e.Name())

@@ -535,6 +535,7 @@ func (u *Upgrader) Stop() {
 		inFlight := u.upgradeDone
 		u.mu.Unlock()
 		close(u.stopC)
+		u.ahead.closeRest() // before Ready: what the workers adopted is nobody's
 		if inFlight != nil {
 			select {
 			case <-inFlight:
