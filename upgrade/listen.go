@@ -17,7 +17,10 @@ import (
 // unixpacket) and addr: the one the previous generation handed over under
 // the same network and address, or a new one. Either way it is handed to
 // the next generation. Call it before Ready; close the listener only when
-// draining (after Exit), which Serve and ServeConns do.
+// draining (after Exit), which Serve and ServeConns do. A new generation
+// handed many sockets (32 or more) adopts them on its other CPUs from the
+// end of New, and Listen returns the one adopted for it; Ready closes
+// those nobody asked for.
 func (u *Upgrader) Listen(ctx context.Context, network, addr string) (net.Listener, error) {
 	if !streamNetwork(network) {
 		return nil, fmt.Errorf("upgrade: Listen: network %q is not a stream network (want tcp, tcp4, tcp6, unix or unixpacket)", network)
