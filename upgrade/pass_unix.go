@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -69,6 +70,13 @@ func (p *passer) send() {
 			}
 			return
 		}
+		// Connections become ready to pass one by one, each as its
+		// response goes out; yielding once lets those about to be queued
+		// join this message. Without it, under load, 512 connections went
+		// in up to 350 messages, each a round trip through the new
+		// generation's answer, and its answers came 116–173 ms after the
+		// drain began; with it, in 10–17 messages, 10–47 ms.
+		runtime.Gosched()
 		for {
 			p.mu.Lock()
 			var batch []wire.PassedConn
