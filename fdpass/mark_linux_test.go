@@ -51,17 +51,24 @@ func TestMarkInherited(t *testing.T) {
 	}
 }
 
-// TestCarrierHoldsNothing: a socket adopted through the carrier is held by
-// the listener alone (closed, it refuses connections), and the carrier
-// points at /dev/null between adoptions and is closed with the unclaimed.
-func TestCarrierHoldsNothing(t *testing.T) {
+// rawListener returns a non-blocking TCP socket listening on a port of
+// 127.0.0.1, as a parent hands one over, and its port.
+func rawListener(t *testing.T) (fd, port int) {
+	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
 	require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
 	require.NoError(t, unix.Listen(fd, 16))
 	sa, err := unix.Getsockname(fd)
 	require.NoError(t, err)
-	port := sa.(*unix.SockaddrInet4).Port
+	return fd, sa.(*unix.SockaddrInet4).Port
+}
+
+// TestCarrierHoldsNothing: a socket adopted through the carrier is held by
+// the listener alone (closed, it refuses connections), and the carrier
+// points at /dev/null between adoptions and is closed with the unclaimed.
+func TestCarrierHoldsNothing(t *testing.T) {
+	fd, port := rawListener(t)
 	e := &entry{name: "web", fd: fd}
 	in := &Inherited{files: []*entry{e}, byName: map[string][]*entry{"web": {e}}}
 
@@ -128,13 +135,8 @@ func TestCarriersConcurrent(t *testing.T) {
 	in := &Inherited{byName: map[string][]*entry{}}
 	ports := make([]int, n)
 	for i := range n {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		require.NoError(t, err)
-		require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
-		require.NoError(t, unix.Listen(fd, 16))
-		sa, err := unix.Getsockname(fd)
-		require.NoError(t, err)
-		ports[i] = sa.(*unix.SockaddrInet4).Port
+		fd, port := rawListener(t)
+		ports[i] = port
 		e := &entry{name: fmt.Sprint("web", i), fd: fd}
 		in.files = append(in.files, e)
 		in.byName[e.name] = []*entry{e}
