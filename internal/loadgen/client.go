@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ type client struct {
 
 	// Owned by the client's goroutine.
 	conn    net.Conn
+	h2      *h2conn // with Config.HTTP2, instead of conn
 	br      *bufio.Reader
 	unwatch func() bool // stops the AfterFunc that closes conn when the load stops
 	scratch []byte      // holds the kept part of the last body
@@ -33,6 +35,7 @@ type client struct {
 type outcome struct {
 	attempted bool   // a request was dialed for or written; false if abandoned early
 	dialed    bool   // a connection was opened
+	retried   bool   // HTTP/2: sent again after the server refused it unprocessed
 	kind      string // failure kind, or "" if ok
 	status    int
 	body      []byte // the kept part of the body; valid until the next attempt
@@ -42,11 +45,15 @@ type outcome struct {
 }
 
 func newClient(l *Load, id int) *client {
-	return &client{
+	c := &client{
 		l:       l,
 		id:      id,
 		scratch: make([]byte, 0, maxKeep),
 	}
+	if l.cfg.HTTP2 {
+		c.h2 = newH2(&l.cfg)
+	}
+	return c
 }
 
 // run sends requests until ctx is done.
@@ -91,6 +98,9 @@ func (c *client) run(ctx context.Context) {
 
 // attempt sends one request and reads its response.
 func (c *client) attempt(ctx context.Context) outcome {
+	if c.h2 != nil {
+		return c.attemptH2(ctx)
+	}
 	cfg := &c.l.cfg
 	start := time.Now()
 	o := outcome{start: start}
@@ -159,6 +169,9 @@ func (c *client) setConn(ctx context.Context, conn net.Conn) {
 }
 
 func (c *client) closeConn() {
+	if c.h2 != nil {
+		c.h2.close()
+	}
 	if c.conn == nil {
 		return
 	}
@@ -175,9 +188,11 @@ func classify(stage string, err error) string {
 		return "malformed: " + pe.what
 	}
 	var (
-		dnsErr *net.DNSError
-		errno  syscall.Errno
-		netErr net.Error
+		opErr   *net.OpError
+		certErr *tls.CertificateVerificationError
+		dnsErr  *net.DNSError
+		errno   syscall.Errno
+		netErr  net.Error
 	)
 	reason := "other"
 	switch {
@@ -189,6 +204,11 @@ func classify(stage string, err error) string {
 		reason = "timeout"
 	case errors.Is(err, net.ErrClosed):
 		reason = "closed"
+	case errors.As(err, &opErr) && opErr.Op == "remote error":
+		// A TLS alert the server sent: one of a fixed table of messages.
+		reason = "alert: " + strings.TrimPrefix(opErr.Err.Error(), "tls: ")
+	case errors.As(err, &certErr):
+		reason = "certificate not verified"
 	case errors.As(err, &dnsErr):
 		reason = "lookup failed"
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -81,6 +81,14 @@ type Config struct {
 	// connection makes a full handshake. Nil: plain TCP.
 	TLS *tls.Config
 
+	// HTTP2, with TLS, speaks HTTP/2 instead of HTTP/1.1: h2 is the only
+	// protocol offered in ALPN, and a server that does not choose it fails
+	// every attempt ("tls: ..." or "malformed: ..."). Each client has its own
+	// connection with one request in flight on it, through net/http's
+	// transport (see [Stats.Retried] for the one retry it makes). It needs
+	// [KeepAlive] mode and a "tcp" Network.
+	HTTP2 bool
+
 	// OnResult, if set, is called with every attempt that is counted in
 	// [Stats], ok or failed, right after it is counted, on the goroutine of
 	// the client that made it: calls for one client never overlap, calls
@@ -178,6 +186,16 @@ func (cfg Config) normalize() (Config, error) {
 			cfg.TLS.ServerName = host
 		} else {
 			cfg.TLS.ServerName = "localhost"
+		}
+	}
+	if cfg.HTTP2 {
+		switch {
+		case cfg.TLS == nil:
+			return cfg, fmt.Errorf("%w: HTTP2 needs TLS (h2 is negotiated in the handshake); set TLS", ErrConfig)
+		case cfg.Mode != KeepAlive:
+			return cfg, fmt.Errorf("%w: HTTP2 needs Mode KeepAlive: a client keeps its connection and sends one request at a time on it", ErrConfig)
+		case cfg.Network == "unix":
+			return cfg, fmt.Errorf("%w: HTTP2 needs a \"tcp\" Network: the request names Addr as its authority", ErrConfig)
 		}
 	}
 	if cfg.Interval < 0 {

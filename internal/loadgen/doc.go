@@ -10,6 +10,13 @@
 // client) would disappear from the count. loadgen therefore writes requests
 // and parses responses itself, over a plain [net.Conn], and never retries.
 //
+// The one exception is [Config.HTTP2], which speaks HTTP/2 through
+// net/http's transport, a connection per client. That transport sends a
+// request again only when the server refused it unprocessed (above a
+// GOAWAY's last stream, or REFUSED_STREAM), which RFC 9113 section 8.7 makes
+// safe; such requests are counted in [Stats.Retried], and any other error
+// fails the attempt.
+//
 // # What is counted
 //
 // Each client sends

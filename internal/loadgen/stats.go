@@ -25,6 +25,12 @@ type Stats struct {
 	// mode it stays near Clients unless the server closes connections.
 	Conns int64
 
+	// Retried counts ok and failed attempts that [Config.HTTP2]'s
+	// transport sent more than once, on a new connection, because the
+	// server refused them unprocessed (GOAWAY, REFUSED_STREAM). Zero in
+	// HTTP/1.1 mode, which never retries.
+	Retried int64
+
 	// Bodies counts the bodies of 200 responses, byte for byte (a trailing
 	// newline is kept). Bodies longer than 256 bytes are cut to 256 bytes
 	// plus "…"; past 1024 distinct bodies per client, new ones are counted
@@ -32,7 +38,9 @@ type Stats struct {
 	Bodies map[string]int64
 
 	// Errors counts failures by kind: "stage: reason", where stage is
-	// dial, tls (the handshake), write or read ("dial: connection refused", "read: EOF",
+	// dial, tls (the handshake), write or read, or with [Config.HTTP2] h2
+	// (the exchange on a connection: "h2: stream reset INTERNAL_ERROR")
+	// ("dial: connection refused", "read: EOF",
 	// "read: unexpected EOF", "read: timeout"), or "status 503", or
 	// "malformed: what". "read: EOF" means the connection ended before
 	// any byte of the response; "read: unexpected EOF" means it ended in
@@ -55,6 +63,9 @@ func (s Stats) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "requests=%d failed=%d conns=%d p50=%v p99=%v max=%v elapsed=%v",
 		s.Requests, s.Failed, s.Conns, s.P50, s.P99, s.Max, s.Elapsed.Round(time.Millisecond))
+	if s.Retried > 0 {
+		fmt.Fprintf(&b, " retried=%d", s.Retried)
+	}
 	kinds := make([]string, 0, len(s.Errors))
 	for k := range s.Errors {
 		kinds = append(kinds, k)
@@ -71,9 +82,9 @@ const maxBodies = 1024
 
 // tally is one client's counts. Its owner guards it with a mutex.
 type tally struct {
-	requests, failed, conns int64
-	bodies, errors          map[string]int64
-	hist                    histogram
+	requests, failed, conns, retried int64
+	bodies, errors                   map[string]int64
+	hist                             histogram
 }
 
 func (t *tally) record(o outcome) {
@@ -84,6 +95,9 @@ func (t *tally) record(o outcome) {
 		return
 	}
 	t.requests++
+	if o.retried {
+		t.retried++
+	}
 	if o.kind != "" {
 		t.failed++
 		if t.errors == nil {
@@ -114,6 +128,7 @@ func (t *tally) sum(s *Stats, h *histogram) {
 	s.Requests += t.requests
 	s.Failed += t.failed
 	s.Conns += t.conns
+	s.Retried += t.retried
 	for k, v := range t.bodies {
 		s.Bodies[k] += v
 	}

@@ -43,6 +43,9 @@ type loadConfig struct {
 	// so that the pool of connections mostly sits idle.
 	Idle bool
 	TLS  bool // HTTPS; with NewConn, a full TLS handshake per request
+	// HTTP2: HTTP/2 over TLS (TLS is set too), keep-alive, a connection
+	// per client with one stream in flight.
+	HTTP2 bool
 }
 
 // idlePause is how long an idle-N client waits between requests: longer
@@ -51,7 +54,7 @@ type loadConfig struct {
 const idlePause = time.Second
 
 // Name is the configuration's short name: "newconn-32", "keepalive-128",
-// "idle-300", "tls-newconn-32".
+// "idle-300", "tls-newconn-32", "h2-keepalive-32".
 func (c loadConfig) Name() string {
 	m := "newconn"
 	switch {
@@ -60,7 +63,10 @@ func (c loadConfig) Name() string {
 	case c.Mode == loadgen.KeepAlive:
 		m = "keepalive"
 	}
-	if c.TLS {
+	switch {
+	case c.HTTP2:
+		m = "h2-" + m
+	case c.TLS:
 		m = "tls-" + m
 	}
 	return m + "-" + strconv.Itoa(c.Clients)
@@ -75,7 +81,10 @@ func (c loadConfig) Title() string {
 	case c.Mode == loadgen.KeepAlive:
 		m = "keep-alive"
 	}
-	if c.TLS {
+	switch {
+	case c.HTTP2:
+		m = "HTTP/2 over TLS, " + m + " (a connection per client)"
+	case c.TLS:
 		m = "HTTPS, " + m
 		if c.Mode == loadgen.NewConn {
 			m += " (a TLS handshake each)"
@@ -86,23 +95,26 @@ func (c loadConfig) Title() string {
 
 // Load is the load generator's configuration for c.
 func (c loadConfig) Load() loadgen.Config {
-	lc := loadgen.Config{Clients: c.Clients, Mode: c.Mode}
+	lc := loadgen.Config{Clients: c.Clients, Mode: c.Mode, HTTP2: c.HTTP2}
 	if c.Idle {
 		lc.Interval = idlePause
 	}
 	return lc
 }
 
-// parseConfig parses a configuration name such as "keepalive-128" or
-// "tls-newconn-32".
+// parseConfig parses a configuration name such as "keepalive-128",
+// "tls-newconn-32" or "h2-keepalive-32".
 func parseConfig(s string) (loadConfig, error) {
 	var c loadConfig
 	rest, tlsOn := strings.CutPrefix(s, "tls-")
-	c.TLS = tlsOn
+	if !tlsOn {
+		rest, c.HTTP2 = strings.CutPrefix(s, "h2-")
+	}
+	c.TLS = tlsOn || c.HTTP2
 	mode, n, ok := strings.Cut(rest, "-")
 	clients, err := strconv.Atoi(n)
 	if !ok || err != nil || clients < 1 {
-		return loadConfig{}, fmt.Errorf("configuration %q: want newconn-N, keepalive-N or idle-N with N clients, each optionally after tls- (e.g. keepalive-128, tls-newconn-32)", s)
+		return loadConfig{}, fmt.Errorf("configuration %q: want newconn-N, keepalive-N or idle-N with N clients, each optionally after tls- or (but newconn) h2- (e.g. keepalive-128, tls-newconn-32, h2-keepalive-32)", s)
 	}
 	c.Clients = clients
 	switch mode {
@@ -114,6 +126,9 @@ func parseConfig(s string) (loadConfig, error) {
 		c.Mode, c.Idle = loadgen.KeepAlive, true
 	default:
 		return loadConfig{}, fmt.Errorf("configuration %q: mode %q is none of newconn, keepalive and idle", s, mode)
+	}
+	if c.HTTP2 && c.Mode == loadgen.NewConn {
+		return loadConfig{}, fmt.Errorf("configuration %q: HTTP/2 clients keep their connections; use h2-keepalive-N or h2-idle-N", s)
 	}
 	return c, nil
 }
@@ -132,7 +147,7 @@ type options struct {
 }
 
 const (
-	fullConfigs  = "newconn-32,newconn-128,keepalive-32,keepalive-128,newconn-512,keepalive-512,tls-newconn-32,tls-keepalive-32,idle-300"
+	fullConfigs  = "newconn-32,newconn-128,keepalive-32,keepalive-128,newconn-512,keepalive-512,tls-newconn-32,tls-keepalive-32,h2-keepalive-32,idle-300"
 	quickConfigs = "newconn-32,keepalive-128"
 )
 
@@ -156,7 +171,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.Interval, "interval", time.Second, "time between upgrade signals (at least 200ms)")
 	fs.DurationVar(&o.Baseline, "baseline", 0, "pre-upgrade window of load, after a 500ms warm-up (0: 2s, with -quick 1s)")
 	fs.StringVar(&mechList, "mechanisms", "", "comma-separated mechanisms to compare (empty: handoff,tableflip,reuseport,stopstart)")
-	fs.StringVar(&cfgList, "configs", "", "comma-separated load configurations: newconn-N, keepalive-N or idle-N (keep-alive, a request per connection every second) for N clients, each optionally as tls-... for HTTPS (empty: "+fullConfigs+", with -quick "+quickConfigs+")")
+	fs.StringVar(&cfgList, "configs", "", "comma-separated load configurations: newconn-N, keepalive-N or idle-N (keep-alive, a request per connection every second) for N clients, each optionally as tls-... for HTTPS or h2-... for HTTP/2 over TLS (empty: "+fullConfigs+", with -quick "+quickConfigs+")")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./cmd/compare [-quick] -out DIR [flags]\n\n"+
 			"Builds the benchmark servers, upgrades each under identical load and compares\n"+

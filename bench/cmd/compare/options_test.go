@@ -26,6 +26,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 		{Mode: loadgen.KeepAlive, Clients: 32}, {Mode: loadgen.KeepAlive, Clients: 128},
 		{Mode: loadgen.NewConn, Clients: 512}, {Mode: loadgen.KeepAlive, Clients: 512},
 		{Mode: loadgen.NewConn, Clients: 32, TLS: true}, {Mode: loadgen.KeepAlive, Clients: 32, TLS: true},
+		{Mode: loadgen.KeepAlive, Clients: 32, TLS: true, HTTP2: true},
 		{Mode: loadgen.KeepAlive, Clients: 300, Idle: true},
 	}, o.Configs)
 
@@ -84,6 +85,8 @@ func TestConfigNames(t *testing.T) {
 		{Mode: loadgen.KeepAlive, Clients: 300, Idle: true},
 		{Mode: loadgen.NewConn, Clients: 32, TLS: true},
 		{Mode: loadgen.KeepAlive, Clients: 512, TLS: true},
+		{Mode: loadgen.KeepAlive, Clients: 32, TLS: true, HTTP2: true},
+		{Mode: loadgen.KeepAlive, Clients: 300, Idle: true, TLS: true, HTTP2: true},
 	} {
 		back, err := parseConfig(c.Name())
 		require.NoError(t, err)
@@ -92,6 +95,10 @@ func TestConfigNames(t *testing.T) {
 	assert.Equal(t, "keep-alive, 128 clients", loadConfig{Mode: loadgen.KeepAlive, Clients: 128}.Title())
 	assert.Equal(t, "new connection per request, 32 clients", loadConfig{Mode: loadgen.NewConn, Clients: 32}.Title())
 	assert.Equal(t, "HTTPS, new connection per request (a TLS handshake each), 32 clients", loadConfig{Mode: loadgen.NewConn, Clients: 32, TLS: true}.Title())
+	assert.Equal(t, "HTTP/2 over TLS, keep-alive (a connection per client), 32 clients", loadConfig{Mode: loadgen.KeepAlive, Clients: 32, TLS: true, HTTP2: true}.Title())
+	assert.True(t, loadConfig{Mode: loadgen.KeepAlive, Clients: 32, TLS: true, HTTP2: true}.Load().HTTP2)
+	_, err := parseConfig("h2-newconn-32")
+	assert.ErrorContains(t, err, "use h2-keepalive-N")
 	assert.Equal(t, "tls-idle-300", loadConfig{Mode: loadgen.KeepAlive, Clients: 300, Idle: true, TLS: true}.Name())
 	assert.Equal(t, time.Second, loadConfig{Mode: loadgen.KeepAlive, Clients: 300, Idle: true}.Load().Interval)
 }

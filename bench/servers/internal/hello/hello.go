@@ -24,8 +24,9 @@ func Server(version string) *http.Server {
 
 // TLSFlags defines -tls-cert and -tls-key on the command line; call it
 // before flag.Parse. The function returned wraps a listener in TLS with
-// that certificate (HTTP/1.1 only: the load generator speaks nothing
-// else), or returns it as it is if -tls-cert was not given.
+// that certificate, offering HTTP/2 and HTTP/1.1 (the client chooses: the
+// tls- configurations offer only HTTP/1.1, the h2- ones only h2), or
+// returns it as it is if -tls-cert was not given.
 func TLSFlags() func(net.Listener) (net.Listener, error) {
 	cert := flag.String("tls-cert", "", "serve HTTPS with this certificate (PEM; with -tls-key)")
 	key := flag.String("tls-key", "", "the private key of -tls-cert (PEM)")
@@ -37,6 +38,6 @@ func TLSFlags() func(net.Listener) (net.Listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-tls-cert %s, -tls-key %s: %w", *cert, *key, err)
 		}
-		return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{c}, NextProtos: []string{"http/1.1"}}), nil
+		return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{c}, NextProtos: []string{"h2", "http/1.1"}}), nil
 	}
 }
