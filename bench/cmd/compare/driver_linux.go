@@ -181,7 +181,7 @@ func (d *driver) runTrial(ctx context.Context, t *trial) (err error) {
 		t.End = time.Since(base)
 		st := l.Stop()
 		t.Stalls = stalls.Stop()
-		t.Errors, t.Versions = st.Errors, versions(st.Bodies)
+		t.Errors, t.Versions, t.Retried = st.Errors, versions(st.Bodies), st.Retried
 		events := rec.events()
 		t.Metrics = analyze(events, t.Marks, t.Stalls, d.opts.Warmup, t.End)
 		t.Timeline = newTimeline(events, t.End)

@@ -23,6 +23,7 @@ type trial struct {
 	Metrics  trialMetrics
 	Timeline timeline
 	Errors   map[string]int64 // loadgen's failure kinds, as counted
+	Retried  int64            // HTTP/2 requests the client sent again, refused unprocessed
 	Versions map[string]int64 // ok responses by the version that answered
 	Log      string           // the servers' stderr
 	LoadAvg  [2]float64       // 1-minute load average before and after
@@ -274,6 +275,7 @@ type trialRecord struct {
 	Failed    int64            `json:"failed"`
 	Kinds     map[string]int64 `json:"failed_by_kind"`
 	RawKinds  map[string]int64 `json:"failed_by_loadgen_kind"`
+	Retried   int64            `json:"retried_refused_unprocessed,omitempty"`
 	Versions  map[string]int64 `json:"ok_by_version"`
 	Baseline  windowRecord     `json:"baseline"`
 	During    windowRecord     `json:"during"`
@@ -322,7 +324,7 @@ func newTrialRecord(t *trial, warmup time.Duration) trialRecord {
 	r := trialRecord{
 		ID: t.id(), Run: t.Run, Config: t.Config.Name(), Mechanism: t.Mech.Name,
 		Log: t.Log, LoadMS: ms(t.End), LoadAvg: t.LoadAvg, Requests: m.Requests, Failed: m.Failed,
-		Kinds: kindMap(m.Kinds), RawKinds: t.Errors, Versions: t.Versions,
+		Kinds: kindMap(m.Kinds), RawKinds: t.Errors, Versions: t.Versions, Retried: t.Retried,
 	}
 	if t.Err != nil {
 		r.Error = t.Err.Error()
