@@ -92,9 +92,26 @@ func (r *receiver) run() {
 	}
 }
 
-// receive answers for connections, then hands over those it took: the
-// parent keeps its copies until the answer, so nothing is read here before.
+// ackChunk is how many connections of a message are adopted, answered
+// and handed over together. Adopting one costs 12–15 µs unloaded and up to
+// 90 under load, and none of a chunk is served before its answer: answering
+// a message of 50 at once kept its first connection waiting for the other
+// 49. A chunk of 8 costs an answer (a few µs) per 8 connections.
+const ackChunk = 8
+
+// receive adopts, answers for and hands over the connections of a message,
+// a chunk at a time.
 func (r *receiver) receive(passed []wire.PassedConn) {
+	for len(passed) > 0 {
+		n := min(len(passed), ackChunk)
+		r.receiveChunk(passed[:n])
+		passed = passed[n:]
+	}
+}
+
+// receiveChunk answers for connections, then hands over those it took: the
+// parent keeps its copies until the answer, so nothing is read here before.
+func (r *receiver) receiveChunk(passed []wire.PassedConn) {
 	type took struct {
 		c     net.Conn
 		state []byte

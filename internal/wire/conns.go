@@ -14,7 +14,8 @@ package wire
 // The parent keeps its own descriptor of a connection until the child
 // answers, so a child that dies before it answers loses nothing: the
 // parent serves the connection on. The child answers before it reads a
-// byte from the connection.
+// byte from the connection, and may answer for a conn message in several
+// ack and nack messages (builds since 2026-12 answer 8 connections at a time).
 const CtlConns = "conns"
 
 // MaxConnState bounds the state that travels with one connection.
