@@ -302,14 +302,25 @@ var helpers = map[string]func() int{
 		if err := u.Ready(); err != nil {
 			return 13
 		}
-		tasks, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			return 14
-		}
+		// The threads are named once the parent has exited: wait until
+		// none is named after a number, or report the names as they are.
 		var names []byte
-		for _, t := range tasks {
-			b, _ := os.ReadFile("/proc/self/task/" + t.Name() + "/comm")
-			names = append(names, b...)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			tasks, err := os.ReadDir("/proc/self/task")
+			if err != nil {
+				return 14
+			}
+			names = names[:0]
+			numbered := false
+			for _, t := range tasks {
+				b, _ := os.ReadFile("/proc/self/task/" + t.Name() + "/comm")
+				names = append(names, b...)
+				n := strings.TrimSpace(string(b))
+				numbered = numbered || (n != "" && strings.Trim(n, "0123456789") == "")
+			}
+			if !numbered || time.Now().After(deadline) {
+				break
+			}
 		}
 		out := os.Getenv(envNames)
 		if os.WriteFile(out+".tmp", names, 0o644) != nil || os.Rename(out+".tmp", out) != nil {
