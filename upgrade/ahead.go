@@ -50,7 +50,11 @@ type ahead struct {
 	slots map[string]*aheadSlot
 	order []*aheadSlot // as handed over
 	next  int          // the last of order a worker may begin, counting down
-	wg    sync.WaitGroup
+	// paused counts the searches by address running: while it is not 0
+	// no worker begins a socket (resume is signaled when it drops to 0).
+	paused int
+	resume *sync.Cond
+	wg     sync.WaitGroup
 	// adopted counts the sockets the workers adopted.
 	adopted int
 }
@@ -73,6 +77,7 @@ func adoptAhead(in sockets) *ahead {
 		return nil
 	}
 	a := &ahead{slots: make(map[string]*aheadSlot)}
+	a.resume = sync.NewCond(&a.mu)
 	for _, name := range in.Names() {
 		network, _, _ := strings.Cut(name, "/")
 		if (!streamNetwork(network) && !datagramNetwork(network)) || a.slots[name] != nil {
@@ -97,6 +102,9 @@ func (a *ahead) work(in sockets) {
 	defer a.wg.Done()
 	for {
 		a.mu.Lock()
+		for a.paused > 0 && a.next >= 0 {
+			a.resume.Wait()
+		}
 		for a.next >= 0 && a.order[a.next].state != aheadPending {
 			a.next--
 		}
@@ -155,15 +163,39 @@ func (a *ahead) take(name string) (io.Closer, bool) {
 	return v, v != nil
 }
 
-// takeAt returns a socket adopted ahead that is bound to addr, for
-// Listen's fallback by address (a name the program spells differently
-// from its previous build); false if there is none. It stops the workers
-// first: the Inherited's own search by address must not race with them.
-func (a *ahead) takeAt(network, addr string) (io.Closer, bool) {
-	if a == nil {
-		return nil, false
+// pause lets no worker begin another socket until unpause, and waits
+// for those at work: Listen's fallback by address then finds what they
+// adopted among the slots, and what they had not begun in the Inherited,
+// whose search by address must not race with a worker taking the same
+// socket by name. The workers go on afterwards.
+func (a *ahead) pause() {
+	a.mu.Lock()
+	a.paused++
+	var running []*aheadSlot
+	for _, s := range a.order {
+		if s.state == aheadRunning {
+			running = append(running, s)
+		}
 	}
-	a.stop()
+	a.mu.Unlock()
+	for _, s := range running {
+		<-s.done
+	}
+}
+
+func (a *ahead) unpause() {
+	a.mu.Lock()
+	a.paused--
+	if a.paused == 0 {
+		a.resume.Broadcast()
+	}
+	a.mu.Unlock()
+}
+
+// takeBound returns a socket adopted ahead that is bound to addr, for
+// Listen's fallback by address (a name the program spells differently
+// from its previous build); false if there is none. Call it paused.
+func (a *ahead) takeBound(network, addr string) (io.Closer, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, s := range a.order {
@@ -194,6 +226,7 @@ func (a *ahead) takeAt(network, addr string) (io.Closer, bool) {
 func (a *ahead) stop() {
 	a.mu.Lock()
 	a.next = -1
+	a.resume.Broadcast() // a paused worker has nothing left to begin
 	a.mu.Unlock()
 	a.wg.Wait()
 }
@@ -228,10 +261,16 @@ func inheritAhead[T any](a *ahead, take func(name, network string) (T, error)) f
 	}
 }
 
-// inheritAtAhead returns takeAt preceded by what a adopted bound to addr.
+// inheritAtAhead returns takeAt preceded by what a adopted bound to addr,
+// the workers paused for both.
 func inheritAtAhead[T any](a *ahead, takeAt func(network, addr string) (T, error)) func(network, addr string) (T, error) {
 	return func(network, addr string) (T, error) {
-		return takeAhead(func(string) (io.Closer, bool) { return a.takeAt(network, addr) }, addr, func() (T, error) { return takeAt(network, addr) })
+		if a == nil {
+			return takeAt(network, addr)
+		}
+		a.pause()
+		defer a.unpause()
+		return takeAhead(func(string) (io.Closer, bool) { return a.takeBound(network, addr) }, addr, func() (T, error) { return takeAt(network, addr) })
 	}
 }
 

@@ -196,6 +196,70 @@ func TestAheadStops(t *testing.T) {
 	assert.Len(t, f.adopted, aheadMaxWorkers, "no other adopted")
 }
 
+// TestAheadPausesForSearch: Listen's fallback by address waits for the
+// workers at work, runs the Inherited's search while no worker begins
+// another socket, and the workers go on afterwards: every socket is
+// adopted, by them, once.
+func TestAheadPausesForSearch(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	f := newFakeSockets(aheadMin)
+	gate := make(chan struct{})
+	var begun []chan struct{}
+	for i, n := range f.names {
+		if i >= len(f.names)-aheadMaxWorkers { // the first the workers begin
+			f.block[n] = gate
+			ch := make(chan struct{})
+			f.entered[n] = ch
+			begun = append(begun, ch)
+		}
+	}
+	a := adoptAhead(f)
+	require.NotNil(t, a)
+	for _, ch := range begun {
+		<-ch
+	}
+	adopted := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		n := 0
+		for _, c := range f.adopted {
+			n += c
+		}
+		return n
+	}
+	searched := make(chan int)
+	search := func(network, addr string) (net.Listener, error) {
+		n := adopted()
+		time.Sleep(20 * time.Millisecond) // a worker that went on would adopt meanwhile
+		if m := adopted(); m != n {
+			t.Errorf("%d sockets adopted during the search", m-n)
+		}
+		searched <- n
+		return nil, errors.New("none bound there")
+	}
+	errc := make(chan error)
+	go func() {
+		_, err := inheritAtAhead(a, search)("tcp", "127.0.0.1:9")
+		errc <- err
+	}()
+	require.Eventually(t, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.paused == 1
+	}, 5*time.Second, time.Millisecond, "the fallback pauses the workers")
+	select {
+	case <-searched:
+		t.Fatal("the search ran while workers were at work")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(gate)
+	assert.Equal(t, aheadMaxWorkers, <-searched, "the search ran once the workers at work were done, and no other began")
+	assert.EqualError(t, <-errc, "none bound there", "the search's answer")
+	a.wg.Wait() // the workers went on to the end
+	assert.Equal(t, aheadMin, adopted(), "every socket adopted, by the workers")
+	assert.Len(t, a.closeRest(), aheadMin, "nobody asked for them: closed at the end")
+}
+
 // TestAheadOff: too few sockets, or one CPU, and Listen adopts alone.
 func TestAheadOff(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
