@@ -35,7 +35,7 @@ type client struct {
 type outcome struct {
 	attempted bool   // a request was dialed for or written; false if abandoned early
 	dialed    bool   // a connection was opened
-	retried   bool   // HTTP/2: sent again after the server refused it unprocessed
+	retried   bool   // HTTP/2: sent again by the transport (see attemptH2)
 	kind      string // failure kind, or "" if ok
 	status    int
 	body      []byte // the kept part of the body; valid until the next attempt

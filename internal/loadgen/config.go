@@ -85,7 +85,7 @@ type Config struct {
 	// protocol offered in ALPN, and a server that does not choose it fails
 	// every attempt ("tls: ..." or "malformed: ..."). Each client has its own
 	// connection with one request in flight on it, through net/http's
-	// transport (see [Stats.Retried] for the one retry it makes). It needs
+	// transport (see [Stats.Retried] for the retries it makes). It needs
 	// [KeepAlive] mode and a "tcp" Network.
 	HTTP2 bool
 

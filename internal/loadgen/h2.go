@@ -73,12 +73,14 @@ func newH2(cfg *Config) *h2conn {
 
 // attemptH2 sends one request over HTTP/2 and reads its response.
 //
-// net/http's HTTP/2 transport sends a request again, on a new connection,
-// when the server refused it unprocessed: a stream above the last one a
-// GOAWAY accepted, or reset with REFUSED_STREAM. RFC 9113 section 8.7 makes
-// that safe, and it is what every HTTP/2 client does; such an attempt counts
-// once, with its latency running to the final response, and is counted in
-// [Stats.Retried]. Every other error fails the attempt.
+// net/http's HTTP/2 transport sends a request again when the server
+// refused it unprocessed: a stream above the last one a GOAWAY accepted,
+// or reset with REFUSED_STREAM, which RFC 9113 section 8.7 makes safe and
+// every HTTP/2 client does. It also does after a stream the server reset
+// with PROTOCOL_ERROR (golang/go#47635), which a net/http server sends only
+// for a malformed request. Such an attempt counts once, with its latency
+// running to the final response, and is counted in [Stats.Retried]. Every
+// other error fails the attempt, and so does a body cut short.
 func (c *client) attemptH2(ctx context.Context) outcome {
 	cfg := &c.l.cfg
 	start := time.Now()
@@ -106,15 +108,7 @@ func (c *client) attemptH2(ctx context.Context) outcome {
 	if resp.ProtoMajor != 2 {
 		return c.failH2(o, malformed("not HTTP/2"))
 	}
-	n, err := io.ReadFull(resp.Body, c.scratch[:maxKeep])
-	o.body, o.size = c.scratch[:n], int64(n)
-	if err == nil {
-		var m int64
-		m, err = io.Copy(io.Discard, resp.Body)
-		o.size += m
-	} else if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-		err = nil // a body shorter than maxKeep
-	}
+	o.body, o.size, err = readH2Body(resp.Body, c.scratch[:0])
 	if err != nil {
 		return c.failH2(o, err)
 	}
@@ -124,6 +118,29 @@ func (c *client) attemptH2(ctx context.Context) outcome {
 		o.kind = "status " + strconv.Itoa(resp.StatusCode)
 	}
 	return o
+}
+
+// readH2Body reads a response body to its end, keeping its first maxKeep
+// bytes in scratch. Only io.EOF ends it: the transport reports a stream cut
+// short (the connection lost, fewer bytes than its Content-Length) as
+// io.ErrUnexpectedEOF, which io.ReadFull would pass off as a short body.
+func readH2Body(r io.Reader, scratch []byte) (kept []byte, size int64, err error) {
+	if cap(scratch) < maxKeep {
+		scratch = make([]byte, 0, maxKeep)
+	}
+	kept = scratch[:0]
+	for len(kept) < maxKeep {
+		n, err := r.Read(kept[len(kept):maxKeep])
+		kept, size = kept[:len(kept)+n], size+int64(n)
+		switch {
+		case err == io.EOF:
+			return kept, size, nil
+		case err != nil:
+			return kept, size, err
+		}
+	}
+	m, err := io.Copy(io.Discard, r) // io.Copy takes io.EOF as the end
+	return kept, size + m, err
 }
 
 // failH2 is fail for an HTTP/2 attempt: the stage is the one a dial or
@@ -141,20 +158,22 @@ func (c *client) failH2(o outcome, err error) outcome {
 }
 
 // h2Reason names an HTTP/2 error net/http does not export as a type, from
-// a fixed set: its text is the only thing that tells them apart.
+// a fixed set: its text is the only thing that tells them apart. A GOAWAY
+// is looked for first, as its text carries an error code too; a stream
+// error may have been sent by the server (a reset) or found by the client.
 func h2Reason(err error) string {
 	msg := err.Error()
-	for _, code := range []string{"REFUSED_STREAM", "CANCEL", "INTERNAL_ERROR", "PROTOCOL_ERROR",
-		"STREAM_CLOSED", "FLOW_CONTROL_ERROR", "ENHANCE_YOUR_CALM", "HTTP_1_1_REQUIRED"} {
-		if strings.Contains(msg, code) {
-			return "stream reset " + code
-		}
-	}
 	switch {
 	case strings.Contains(msg, "GOAWAY"):
 		return "GOAWAY"
 	case strings.Contains(msg, "connection lost"):
 		return "connection lost"
+	}
+	for _, code := range []string{"REFUSED_STREAM", "CANCEL", "INTERNAL_ERROR", "PROTOCOL_ERROR",
+		"STREAM_CLOSED", "FLOW_CONTROL_ERROR", "ENHANCE_YOUR_CALM", "HTTP_1_1_REQUIRED"} {
+		if strings.Contains(msg, code) {
+			return "stream error " + code
+		}
 	}
 	return "other"
 }

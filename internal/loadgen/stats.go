@@ -26,9 +26,9 @@ type Stats struct {
 	Conns int64
 
 	// Retried counts ok and failed attempts that [Config.HTTP2]'s
-	// transport sent more than once, on a new connection, because the
-	// server refused them unprocessed (GOAWAY, REFUSED_STREAM). Zero in
-	// HTTP/1.1 mode, which never retries.
+	// transport sent more than once, because the server refused them
+	// unprocessed (GOAWAY, REFUSED_STREAM) or reset them with
+	// PROTOCOL_ERROR. Zero in HTTP/1.1 mode, which never retries.
 	Retried int64
 
 	// Bodies counts the bodies of 200 responses, byte for byte (a trailing
@@ -38,10 +38,10 @@ type Stats struct {
 	Bodies map[string]int64
 
 	// Errors counts failures by kind: "stage: reason", where stage is
-	// dial, tls (the handshake), write or read, or with [Config.HTTP2] h2
-	// (the exchange on a connection: "h2: stream reset INTERNAL_ERROR")
-	// ("dial: connection refused", "read: EOF",
-	// "read: unexpected EOF", "read: timeout"), or "status 503", or
+	// dial, tls (the handshake), write or read, or with [Config.HTTP2] h2,
+	// the exchange on a connection ("dial: connection refused", "read:
+	// EOF", "read: unexpected EOF", "read: timeout", "h2: stream error
+	// INTERNAL_ERROR", "h2: GOAWAY"), or "status 503", or
 	// "malformed: what". "read: EOF" means the connection ended before
 	// any byte of the response; "read: unexpected EOF" means it ended in
 	// the middle of one. Kinds never contain addresses or ports.
