@@ -100,18 +100,27 @@ func (r *receiver) run() {
 const ackChunk = 8
 
 // receive adopts, answers for and hands over the connections of a message,
-// a chunk at a time.
+// a chunk at a time. After an answer the parent did not hear, the rest of
+// the message is closed unanswered: the parent keeps what it does not hear
+// of.
 func (r *receiver) receive(passed []wire.PassedConn) {
 	for len(passed) > 0 {
 		n := min(len(passed), ackChunk)
-		r.receiveChunk(passed[:n])
+		ok := r.receiveChunk(passed[:n])
 		passed = passed[n:]
+		if !ok {
+			for _, p := range passed {
+				os.NewFile(uintptr(p.FD), "passed-conn").Close()
+			}
+			return
+		}
 	}
 }
 
 // receiveChunk answers for connections, then hands over those it took: the
 // parent keeps its copies until the answer, so nothing is read here before.
-func (r *receiver) receiveChunk(passed []wire.PassedConn) {
+// It reports false if the parent did not hear the answer.
+func (r *receiver) receiveChunk(passed []wire.PassedConn) bool {
 	type took struct {
 		c     net.Conn
 		state []byte
@@ -150,7 +159,7 @@ func (r *receiver) receiveChunk(passed []wire.PassedConn) {
 				for _, t := range taken {
 					t.c.Close()
 				}
-				return
+				return false
 			}
 			// Its end is closed: it exited, with its copies, or gave up
 			// waiting and closed them. Nobody else has these now.
@@ -166,4 +175,5 @@ func (r *receiver) receiveChunk(passed []wire.PassedConn) {
 			t.c.Close()
 		}
 	}
+	return true
 }

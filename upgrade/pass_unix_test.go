@@ -8,6 +8,7 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -55,8 +56,7 @@ func TestReceiveAnswersInChunks(t *testing.T) {
 		require.Equal(t, byte(len(taken)), state[0], "handed over in order, with its state")
 		// What was answered by now is on the parent's end.
 		for answered <= len(taken) {
-			m, err := parent.Recv()
-			require.NoError(t, err)
+			m := recvWithin(t, parent, 10*time.Second) // a connection handed over unanswered would wait forever
 			require.Equal(t, wire.ConnAck, m.Kind)
 			answered += len(m.IDs)
 		}
@@ -80,5 +80,28 @@ func TestReceiveAnswersInChunks(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, byte(i), b[0], "connection %d reaches its client", i)
 		c.Close()
+	}
+}
+
+// recvWithin receives a message on ch, failing the test if none comes
+// within d. A receive still waiting ends when ch is closed.
+func recvWithin(t *testing.T, ch *wire.ConnChannel, d time.Duration) wire.ConnMsg {
+	t.Helper()
+	type got struct {
+		m   wire.ConnMsg
+		err error
+	}
+	c := make(chan got, 1)
+	go func() {
+		m, err := ch.Recv()
+		c <- got{m, err}
+	}()
+	select {
+	case g := <-c:
+		require.NoError(t, g.err)
+		return g.m
+	case <-time.After(d):
+		t.Fatalf("no message from the new generation within %v", d)
+		return wire.ConnMsg{}
 	}
 }

@@ -497,20 +497,19 @@ func (u *Upgrader) takeOver() error {
 const nameDelay = time.Second
 
 // nameLater names the process once the parent has exited, or after
-// nameDelay if it has not (a rollback window, a long drain). Renaming every
-// thread costs 80–330 µs of CPU, which the moment of taking over the
-// load, when Serve begins and the parent's connections arrive, can spare
-// least.
+// nameDelay if it has not (a rollback window, a long drain), unless Stop
+// comes first. Renaming every thread costs 80–330 µs of CPU, which the
+// moment of taking over the load, when Serve begins and the parent's
+// connections arrive, can spare least. Only a generation started from its
+// descriptor has a name to take, and it always has a parent.
 func (u *Upgrader) nameLater() {
 	t := time.NewTimer(nameDelay)
 	defer t.Stop()
-	var gone <-chan struct{} // nil without a parent: the delay alone
-	if u.parent != nil {
-		gone = u.parent.gone()
-	}
 	select {
-	case <-gone:
+	case <-u.parent.gone():
 	case <-t.C:
+	case <-u.stopC:
+		return
 	}
 	nameProcess(u.name)
 }
