@@ -3,6 +3,7 @@
 package upgrade
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -104,13 +105,13 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	for k, v := range l.meta {
 		h.Meta[k] = v
 	}
-	dups, err := dupFiles(files, &h)
-	toClose = append(toClose, dups...)
-	if err != nil {
-		return fail(err)
-	}
-	for _, fd := range dups {
-		attr.Files = append(attr.Files, uintptr(fd))
+	// The files handed over go as they are (see start below).
+	first := len(attr.Files)
+	handedConns := make([]syscall.Conn, len(files))
+	for i, f := range files {
+		h.Files = append(h.Files, f.name)
+		handedConns[i] = f.conn
+		attr.Files = append(attr.Files, 0) // set by start
 	}
 	ctl, childCtl, err := wire.Pair()
 	if err != nil {
@@ -204,8 +205,19 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	}
 	attr.Env = append(append(slices.Clip(l.env), u.sd.childEnv()...), env...)
 
-	pid, _, err := syscall.StartProcess(path, l.args, attr)
+	pid, err := startProcess(path, l.args, attr, first, handedConns)
+	if err == nil {
+		if err = fds.Open(handedConns); err != nil {
+			// One was closed while the process started, and its number
+			// may have named another file by then.
+			u.killStarted(pid)
+		}
+	}
 	if err != nil {
+		var ce *fds.ClosedError
+		if errors.As(err, &ce) {
+			return fail(fmt.Errorf("hand over %q (was it closed before Exit?): %w", files[ce.Index].name, ce.Err))
+		}
 		return fail(fmt.Errorf("start %s: %w", l.path, err))
 	}
 	stderr := tail.New(4096)
@@ -314,18 +326,36 @@ func reserveFDs(n int) {
 	}
 }
 
-// dupFiles duplicates the files handed over and names them in h. It
-// returns the duplicates made, also on failure.
-func dupFiles(files []*handed, h *wire.Handover) (dups []int, err error) {
-	for _, f := range files {
-		fd, err := fds.Dup(f.conn)
-		if err != nil {
-			return dups, fmt.Errorf("hand over %q (was it closed before Exit?): %w", f.name, err)
-		}
-		dups = append(dups, fd)
-		h.Files = append(h.Files, f.name)
+// startProcess is start; a seam for tests.
+var startProcess = start
+
+// start starts the process with the descriptors behind conns as its
+// files from first on: the descriptors themselves, not copies (a thousand
+// copies to make and close cost about a millisecond). Once it has started,
+// the caller checks with fds.Open that none was closed meanwhile.
+func start(path string, args []string, attr *syscall.ProcAttr, first int, conns []syscall.Conn) (int, error) {
+	raw, err := fds.Raw(conns)
+	if err != nil {
+		return 0, err
 	}
-	return dups, nil
+	for i, fd := range raw {
+		attr.Files[first+i] = uintptr(fd)
+	}
+	pid, _, err := syscall.StartProcess(path, args, attr)
+	return pid, err
+}
+
+// killStarted kills and reaps a process just started, and repairs the
+// pidfile should it have got as far as writing it.
+func (u *Upgrader) killStarted(pid int) {
+	syscall.Kill(pid, syscall.SIGKILL)
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+			break
+		}
+	}
+	u.restorePIDFile(pid)
 }
 
 // stderrPipe returns a pipe for the child's stderr: the read end for us,

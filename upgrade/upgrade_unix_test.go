@@ -727,3 +727,72 @@ func TestStageVocabulary(t *testing.T) {
 		assert.Equal(t, c, string(s))
 	}
 }
+
+// TestClosedBeforeStart: a listener the program closed before Upgrade fails
+// the upgrade before anything is started, naming it; the others serve on.
+func TestClosedBeforeStart(t *testing.T) {
+	u := newTestUpgrader(t, "ready", Options{})
+	a, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := u.Listen(t.Context(), "tcp", "127.0.0.2:0")
+	require.NoError(t, err)
+	require.NoError(t, u.Ready())
+	b.Close()
+
+	err = u.Upgrade(t.Context())
+	var ce *ChildError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, StageStart, ce.Stage)
+	assert.Zero(t, ce.PID, "nothing was started")
+	assert.Contains(t, err.Error(), "closed before Exit")
+	assert.Contains(t, err.Error(), b.Addr().String())
+	requireAccepts(t, a)
+}
+
+// TestClosedWhileStarting: a listener closed while the next generation
+// starts (its number may name another file by then) gets that process
+// killed and reaped before it can take over; the pidfile still names this
+// one, and the others serve on.
+func TestClosedWhileStarting(t *testing.T) {
+	pidPath := filepath.Join(t.TempDir(), "app.pid")
+	u := newTestUpgrader(t, "ready", Options{PIDFile: pidPath}, envPIDFile+"="+pidPath)
+	a, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := u.Listen(t.Context(), "tcp", "127.0.0.2:0")
+	require.NoError(t, err)
+	require.NoError(t, u.Ready())
+
+	started := 0
+	startProcess = func(path string, args []string, attr *syscall.ProcAttr, first int, conns []syscall.Conn) (int, error) {
+		pid, err := start(path, args, attr, first, conns)
+		started = pid
+		b.Close()
+		return pid, err
+	}
+	defer func() { startProcess = start }()
+
+	err = u.Upgrade(t.Context())
+	var ce *ChildError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, StageStart, ce.Stage)
+	assert.Contains(t, err.Error(), "closed before Exit")
+	require.Positive(t, started)
+	assert.ErrorIs(t, syscall.Kill(started, 0), syscall.ESRCH, "the process started was killed and reaped")
+	pid, err := pidfile.Read(pidPath)
+	require.NoError(t, err)
+	assert.Equal(t, os.Getpid(), pid)
+	requireAccepts(t, a)
+}
+
+// requireAccepts checks that ln still takes connections.
+func requireAccepts(t *testing.T, ln net.Listener) {
+	t.Helper()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	s.Close()
+}

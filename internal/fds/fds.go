@@ -1,5 +1,6 @@
-// Package fds duplicates the descriptors behind sockets and files for a
-// process about to be started, as raw close-on-exec descriptors.
+// Package fds gives the descriptors behind sockets and files to a process
+// about to be started: duplicated as raw close-on-exec descriptors, or as
+// they are, checked open once it has started.
 package fds
 
 import (
@@ -27,4 +28,48 @@ func Dup(c syscall.Conn) (int, error) {
 		return -1, os.NewSyscallError("fcntl", dupErr)
 	}
 	return nfd, nil
+}
+
+// Raw returns the descriptors behind conns, in order, without copying
+// them: valid for as long as none of conns is closed, which [Open] tells
+// afterwards. It is how a process is started with the descriptors
+// themselves: if all of conns are open once it has started, each number
+// named its own socket or file all along, as a conn's descriptor is closed
+// only after the conn is marked closed. The error is a [*ClosedError].
+func Raw(conns []syscall.Conn) ([]int, error) {
+	fds := make([]int, len(conns))
+	for i, c := range conns {
+		if err := control(c, func(fd uintptr) { fds[i] = int(fd) }); err != nil {
+			return nil, &ClosedError{i, err}
+		}
+	}
+	return fds, nil
+}
+
+// Open reports the first of conns that is closed, as a [*ClosedError].
+func Open(conns []syscall.Conn) error {
+	for i, c := range conns {
+		if err := control(c, func(uintptr) {}); err != nil {
+			return &ClosedError{i, err}
+		}
+	}
+	return nil
+}
+
+// ClosedError is the error of [Raw] and [Open] for the conn at Index,
+// closed (or with no descriptor to give).
+type ClosedError struct {
+	Index int
+	Err   error
+}
+
+func (e *ClosedError) Error() string { return e.Err.Error() }
+func (e *ClosedError) Unwrap() error { return e.Err }
+
+func control(c syscall.Conn, f func(fd uintptr)) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(f)
 }
