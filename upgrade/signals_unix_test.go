@@ -40,6 +40,27 @@ func TestSignalStorm(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(out, "new generation is live"), out)
 }
 
+// TestSignalsBeforeReady: HandleSignals called before Ready returns at
+// once, and by the time Ready returns its handlers are in place: a signal
+// sent at once upgrades (unhandled, SIGUSR2 would end the test binary).
+func TestSignalsBeforeReady(t *testing.T) {
+	u := newTestUpgrader(t, "ready", Options{})
+	u.HandleSignals()
+	require.NotNil(t, u.signalsSet, "installed beside the program's start")
+	require.NoError(t, u.Ready())
+	select {
+	case <-u.signalsSet:
+	default:
+		t.Fatal("Ready returned before the handlers were in place")
+	}
+	require.NoError(t, syscall.Kill(syscall.Getpid(), syscall.SIGUSR2))
+	select {
+	case <-u.Exit():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no hand-over after SIGUSR2")
+	}
+}
+
 // TestStopSignalDuringUpgrade: SIGTERM is acted on at once, even while an
 // upgrade waits for a child that hangs; the child is stopped and reaped.
 func TestStopSignalDuringUpgrade(t *testing.T) {

@@ -56,6 +56,10 @@ type Upgrader struct {
 	stopOnce    sync.Once
 	exitOnce    sync.Once
 	signalsOnce sync.Once
+	// signalsSet is closed once HandleSignals, called before Ready, has
+	// its handlers in place; Ready waits for it before taking over. Nil if
+	// HandleSignals was not called before Ready. Guarded by readyMu.
+	signalsSet chan struct{}
 
 	mu          sync.Mutex
 	phase       phase
@@ -439,6 +443,13 @@ func (u *Upgrader) Ready() error {
 	}
 	if names := append(u.ahead.closeRest(), u.in.CloseUnclaimed()...); len(names) > 0 {
 		u.log.Info("closed inherited files nobody asked for", slog.Any("names", names))
+	}
+	if set := u.signalsSet; set != nil {
+		select {
+		case <-set:
+		case <-u.stopC:
+			return ErrStopped
+		}
 	}
 	if err := u.takeOver(); err != nil {
 		return err
