@@ -134,6 +134,9 @@ func (p *handoffParent) watch(stop <-chan struct{}) {
 	early := wire.TakeGo(p.ctl)
 	if early {
 		close(p.goC)
+		if !p.notify {
+			close(p.mainC) // nobody to tell: Ready need not wait for the goroutine below
+		}
 	}
 	go func() {
 		ctx, cancel := untilClosed(stop)
@@ -168,7 +171,9 @@ func (p *handoffParent) watch(stop <-chan struct{}) {
 				p.mainSaid = true
 			}
 		}
-		close(p.mainC)
+		if p.notify || !early {
+			close(p.mainC)
+		}
 		p.follow(ctx)
 	}()
 }
