@@ -15,8 +15,9 @@ const commLen = 15
 // descriptor (/proc/self/fd/N), a process is named "N" in ps, top and
 // pgrep, and so is every thread the runtime started from it. Only threads
 // still named so are renamed: one the program named itself keeps its name
-// (unless it does so between the read of the name and the write here). A thread started while the names change takes its starter's name,
-// old or new, so the threads are looked at again until no new one appears.
+// (unless it does so between the read of the name and the write here). A
+// thread started while the names change takes its starter's name, old or
+// new, so the threads are looked at again until no new one appears.
 // Raw system calls: an *os.File would try the poller on every comm file.
 func nameProcess(name string) {
 	if len(name) > commLen {

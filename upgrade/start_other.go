@@ -11,7 +11,7 @@ func (u *Upgrader) startHandoff(launch, []*handed, []*elder) (*child, error) {
 func (u *Upgrader) startForeign([]*handed) (*child, error) { return nil, ErrNotSupported }
 
 // reserveFDs does nothing where upgrades are not supported.
-func reserveFDs(n int) {}
+func reserveFDs([]*handed) {}
 
 // nextEnv and childEnv: there is no next generation here.
 func (u *Upgrader) nextEnv() ([]string, error) { return nil, ErrNotSupported }

@@ -5,6 +5,7 @@ package upgrade
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -123,11 +124,6 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 			ctl.Close()
 		}
 	}()
-	// Without probation go follows ready anyway. Said now, before the
-	// start, it waits in the channel, and the child takes over as soon as
-	// it is ready, without a round trip through this process, busy
-	// serving (and not scheduled, on a loaded machine, when it is needed).
-	goAhead := l.probation == 0 && wire.Go(ctl) == nil
 	childCtlFD, err := fds.Dup(childCtl)
 	if err != nil {
 		return fail(err)
@@ -209,17 +205,29 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	if err == nil {
 		if err = fds.Open(handedConns); err != nil {
 			// One was closed while the process started, and its number
-			// may have named another file by then.
+			// may have named another file by then. Go is not said yet:
+			// the process cannot have taken over.
 			u.killStarted(pid)
 		}
 	}
 	if err != nil {
-		var ce *fds.ClosedError
-		if errors.As(err, &ce) {
-			return fail(fmt.Errorf("hand over %q (was it closed before Exit?): %w", files[ce.Index].name, ce.Err))
+		var closed *fds.ClosedError
+		if errors.As(err, &closed) {
+			err = fmt.Errorf("hand over %q (was it closed before Exit?): %w", files[closed.Index].name, closed.Err)
+		} else {
+			err = fmt.Errorf("start %s: %w", l.path, err)
 		}
-		return fail(fmt.Errorf("start %s: %w", l.path, err))
+		ce := &ChildError{Stage: StageStart, Err: err}
+		if pid > 0 {
+			ce.PID = pid // started, then killed
+		}
+		return nil, ce
 	}
+	// Without probation go follows ready anyway. Said now, as the process
+	// starts, it waits in the channel, and the child takes over as soon as
+	// it is ready, without a round trip through this process, busy
+	// serving (and not scheduled, on a loaded machine, when it is needed).
+	goAhead := l.probation == 0 && wire.Go(ctl) == nil
 	stderr := tail.New(4096)
 	settled := make(chan struct{})
 	go func() {
@@ -305,23 +313,27 @@ func (n *notifier) childEnv() []string {
 	return env
 }
 
-// reserveFDs grows this process's descriptor table, now, to fit a copy
-// of n handed-over files and the control files beside the descriptors
-// open. Growing it during an upgrade instead, when the copies for the child
-// go past its size, stalls for milliseconds in a multi-threaded process
-// (the kernel waits for an RCU grace period): measured 1-9 ms at 1000
-// sockets. The table never shrinks, so one probe descriptor at the far
-// end, closed at once, is enough.
-func reserveFDs(n int) {
-	if n < 64 {
+// reserveFDs grows this process's descriptor table, now, to fit the
+// control files an upgrade opens beyond the highest of the files handed
+// over, once there are enough of them to make the table large. Growing it
+// during an upgrade instead stalls for milliseconds in a multi-threaded
+// process (the kernel waits for an RCU grace period): measured 1-9 ms at
+// 1000 sockets, when a copy of each was made for the child. The table
+// never shrinks, so one probe descriptor at the far end, closed at once,
+// is enough.
+func reserveFDs(files []*handed) {
+	if len(files) < 64 {
 		return // the table a process starts with fits these
 	}
-	low, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 0) // the lowest free descriptor
-	if err != nil {
-		return
+	conns := make([]syscall.Conn, len(files))
+	for i, f := range files {
+		conns[i] = f.conn
 	}
-	unix.Close(low)
-	if fd, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, low+2*n+64); err == nil {
+	raw, err := fds.Raw(conns)
+	if err != nil {
+		return // one was closed: the upgrade will say so
+	}
+	if fd, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, slices.Max(raw)+64); err == nil {
 		unix.Close(fd)
 	}
 }
@@ -345,17 +357,24 @@ func start(path string, args []string, attr *syscall.ProcAttr, first int, conns 
 	return pid, err
 }
 
-// killStarted kills and reaps a process just started, and repairs the
-// pidfile should it have got as far as writing it.
+// killStarted kills and reaps a process just started, before it was told
+// to go.
 func (u *Upgrader) killStarted(pid int) {
-	syscall.Kill(pid, syscall.SIGKILL)
-	var ws syscall.WaitStatus
-	for {
-		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
-			break
-		}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		u.log.Warn("could not kill the process just started", slog.Int("pid", pid), slog.Any("error", err))
+		return
 	}
-	u.restorePIDFile(pid)
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			u.log.Warn("could not reap the process just started", slog.Int("pid", pid), slog.Any("error", err))
+		}
+		return
+	}
 }
 
 // stderrPipe returns a pipe for the child's stderr: the read end for us,

@@ -729,7 +729,8 @@ func TestStageVocabulary(t *testing.T) {
 }
 
 // TestClosedBeforeStart: a listener the program closed before Upgrade fails
-// the upgrade before anything is started, naming it; the others serve on.
+// the upgrade before anything is started, naming it; the others serve on,
+// and nothing of the attempt is left.
 func TestClosedBeforeStart(t *testing.T) {
 	u := newTestUpgrader(t, "ready", Options{})
 	a, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
@@ -739,7 +740,14 @@ func TestClosedBeforeStart(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, u.Ready())
 	b.Close()
+	fds, goroutines := countFDs(t), runtime.NumGoroutine()
 
+	started := false
+	startProcess = func(path string, args []string, attr *syscall.ProcAttr, first int, conns []syscall.Conn) (int, error) {
+		started = true
+		return start(path, args, attr, first, conns)
+	}
+	defer func() { startProcess = start }()
 	err = u.Upgrade(t.Context())
 	var ce *ChildError
 	require.ErrorAs(t, err, &ce)
@@ -747,13 +755,15 @@ func TestClosedBeforeStart(t *testing.T) {
 	assert.Zero(t, ce.PID, "nothing was started")
 	assert.Contains(t, err.Error(), "closed before Exit")
 	assert.Contains(t, err.Error(), b.Addr().String())
+	assert.True(t, started, "start found it closed before it started anything")
 	requireAccepts(t, a)
+	requireNoLeak(t, fds, goroutines)
 }
 
 // TestClosedWhileStarting: a listener closed while the next generation
 // starts (its number may name another file by then) gets that process
-// killed and reaped before it can take over; the pidfile still names this
-// one, and the others serve on.
+// killed and reaped before it is told to go; the pidfile still names this
+// one, the others serve on, and nothing of the attempt is left.
 func TestClosedWhileStarting(t *testing.T) {
 	pidPath := filepath.Join(t.TempDir(), "app.pid")
 	u := newTestUpgrader(t, "ready", Options{PIDFile: pidPath}, envPIDFile+"="+pidPath)
@@ -763,6 +773,7 @@ func TestClosedWhileStarting(t *testing.T) {
 	b, err := u.Listen(t.Context(), "tcp", "127.0.0.2:0")
 	require.NoError(t, err)
 	require.NoError(t, u.Ready())
+	fds, goroutines := countFDs(t), runtime.NumGoroutine()
 
 	started := 0
 	startProcess = func(path string, args []string, attr *syscall.ProcAttr, first int, conns []syscall.Conn) (int, error) {
@@ -779,11 +790,13 @@ func TestClosedWhileStarting(t *testing.T) {
 	assert.Equal(t, StageStart, ce.Stage)
 	assert.Contains(t, err.Error(), "closed before Exit")
 	require.Positive(t, started)
-	assert.ErrorIs(t, syscall.Kill(started, 0), syscall.ESRCH, "the process started was killed and reaped")
+	assert.Equal(t, started, ce.PID, "the process started and killed")
+	assert.ErrorIs(t, syscall.Kill(started, 0), syscall.ESRCH, "it was killed and reaped")
 	pid, err := pidfile.Read(pidPath)
 	require.NoError(t, err)
 	assert.Equal(t, os.Getpid(), pid)
 	requireAccepts(t, a)
+	requireNoLeak(t, fds-1, goroutines) // b is closed
 }
 
 // requireAccepts checks that ln still takes connections.

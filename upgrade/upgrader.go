@@ -56,13 +56,14 @@ type Upgrader struct {
 	stopOnce    sync.Once
 	exitOnce    sync.Once
 	signalsOnce sync.Once
+
+	mu    sync.Mutex
+	phase phase
 	// signalsSet is closed once HandleSignals, called before Ready, has
 	// its handlers in place; Ready waits for it before taking over. Nil if
-	// HandleSignals was not called before Ready. Guarded by readyMu.
-	signalsSet chan struct{}
-
-	mu          sync.Mutex
-	phase       phase
+	// it was not. takingOver: Ready no longer waits for it.
+	signalsSet  chan struct{}
+	takingOver  bool
 	stopped     bool
 	files       []*handed // in creation order: the order of the child's fds
 	keys        map[string]*handed
@@ -444,7 +445,11 @@ func (u *Upgrader) Ready() error {
 	if names := append(u.ahead.closeRest(), u.in.CloseUnclaimed()...); len(names) > 0 {
 		u.log.Info("closed inherited files nobody asked for", slog.Any("names", names))
 	}
-	if set := u.signalsSet; set != nil {
+	u.mu.Lock()
+	set := u.signalsSet
+	u.takingOver = true
+	u.mu.Unlock()
+	if set != nil {
 		select {
 		case <-set:
 		case <-u.stopC:
@@ -456,7 +461,7 @@ func (u *Upgrader) Ready() error {
 	}
 	u.mu.Lock()
 	u.phase = live
-	handed := len(u.files)
+	handed := slices.Clone(u.files)
 	u.mu.Unlock()
 	if u.receiver != nil {
 		u.startReceivingApp()
