@@ -141,9 +141,12 @@ func TestHTTP2GracefulShutdown(t *testing.T) {
 			if err != nil {
 				return
 			}
-			// One taken from the old listener as it closed goes to the new.
-			if !cur.Load().deliver(c) && !cur.Load().deliver(c) {
-				c.Close() // the new one is closed too: the test is over
+			if !cur.Load().deliver(c) {
+				// Taken as the old listener closed: the new one is current
+				// by now. If it is closed too, the test is over.
+				if next := cur.Load(); !next.deliver(c) {
+					c.Close()
+				}
 			}
 		}
 	}()
@@ -168,10 +171,9 @@ func TestHTTP2GracefulShutdown(t *testing.T) {
 	onResult := func(r Result) {
 		mu.Lock()
 		defer mu.Unlock()
-		body := string(r.Body)
-		if m, ok := seen[body]; ok && !m[r.Client] {
+		if m, ok := seen[string(r.Body)]; ok && !m[r.Client] {
 			if m[r.Client] = true; len(m) == clients {
-				close(answered[body])
+				close(answered[string(r.Body)])
 			}
 		}
 	}
