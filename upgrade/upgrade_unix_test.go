@@ -732,13 +732,7 @@ func TestStageVocabulary(t *testing.T) {
 // the upgrade before anything is started, naming it; the others serve on,
 // and nothing of the attempt is left.
 func TestClosedBeforeStart(t *testing.T) {
-	u := newTestUpgrader(t, "ready", Options{})
-	a, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer a.Close()
-	b, err := u.Listen(t.Context(), "tcp", "127.0.0.2:0")
-	require.NoError(t, err)
-	require.NoError(t, u.Ready())
+	u, a, b := readyWithTwo(t, Options{})
 	b.Close()
 	fds, goroutines := countFDs(t), runtime.NumGoroutine()
 
@@ -748,7 +742,7 @@ func TestClosedBeforeStart(t *testing.T) {
 		return start(path, args, attr, first, conns)
 	}
 	defer func() { startProcess = start }()
-	err = u.Upgrade(t.Context())
+	err := u.Upgrade(t.Context())
 	var ce *ChildError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, StageStart, ce.Stage)
@@ -766,13 +760,7 @@ func TestClosedBeforeStart(t *testing.T) {
 // one, the others serve on, and nothing of the attempt is left.
 func TestClosedWhileStarting(t *testing.T) {
 	pidPath := filepath.Join(t.TempDir(), "app.pid")
-	u := newTestUpgrader(t, "ready", Options{PIDFile: pidPath}, envPIDFile+"="+pidPath)
-	a, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer a.Close()
-	b, err := u.Listen(t.Context(), "tcp", "127.0.0.2:0")
-	require.NoError(t, err)
-	require.NoError(t, u.Ready())
+	u, a, b := readyWithTwo(t, Options{PIDFile: pidPath}, envPIDFile+"="+pidPath)
 	fds, goroutines := countFDs(t), runtime.NumGoroutine()
 
 	started := 0
@@ -784,7 +772,7 @@ func TestClosedWhileStarting(t *testing.T) {
 	}
 	defer func() { startProcess = start }()
 
-	err = u.Upgrade(t.Context())
+	err := u.Upgrade(t.Context())
 	var ce *ChildError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, StageStart, ce.Stage)
@@ -797,6 +785,21 @@ func TestClosedWhileStarting(t *testing.T) {
 	assert.Equal(t, os.Getpid(), pid)
 	requireAccepts(t, a)
 	requireNoLeak(t, fds-1, goroutines) // b is closed
+}
+
+// readyWithTwo returns a ready Upgrader (of the "ready" helper) with two
+// listeners, closed at the end of the test.
+func readyWithTwo(t *testing.T, opts Options, env ...string) (*Upgrader, net.Listener, net.Listener) {
+	t.Helper()
+	u := newTestUpgrader(t, "ready", opts, env...)
+	a, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	b, err := u.Listen(t.Context(), "tcp", "127.0.0.2:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	require.NoError(t, u.Ready())
+	return u, a, b
 }
 
 // requireAccepts checks that ln still takes connections.
