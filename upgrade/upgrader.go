@@ -420,16 +420,17 @@ func closed(c <-chan struct{}) bool {
 }
 
 // Ready says this generation can serve. Take every socket first: Ready
-// closes the inherited files nobody took. In a first generation it writes
-// the pidfile. In a new generation it tells the parent, waits for the
-// parent's go — at once (the parent sends it with the start when there is
-// no probation), or after Options.Probation, during which the parent alone
+// closes the inherited files nobody took, and waits for the handlers of a
+// HandleSignals called before it. In a first generation it writes the
+// pidfile. In a new generation it tells the parent, waits for the parent's
+// go — at once (the parent sends it with the start when there is no
+// probation), or after Options.Probation, during which the parent alone
 // keeps serving and this process's death costs no request — then writes
-// the pidfile and confirms, and the parent stops accepting and drains. Under systemd it also waits until the parent has made this
-// process the main one (see "systemd" in the package documentation). If
-// the parent is gone, Ready does not wait for it. Once Ready returns,
-// serve; calling it again does nothing. It returns ErrStopped if Stop is
-// called meanwhile.
+// the pidfile and confirms, and the parent stops accepting and drains.
+// Under systemd it also waits until the parent has made this process the
+// main one (see "systemd" in the package documentation). If the parent is
+// gone, Ready does not wait for it. Once Ready returns, serve; calling it
+// again does nothing. It returns ErrStopped if Stop is called meanwhile.
 func (u *Upgrader) Ready() error {
 	u.readyMu.Lock()
 	defer u.readyMu.Unlock()
