@@ -5,6 +5,7 @@ package fds
 import (
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 
@@ -13,38 +14,48 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fdOf returns the descriptor behind c, for comparison.
-func fdOf(t *testing.T, c syscall.Conn) int {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	require.NoError(t, err)
-	fd := -1
-	require.NoError(t, rc.Control(func(u uintptr) { fd = int(u) }))
-	return fd
-}
-
 // TestRawGivesTheDescriptors: the descriptors themselves, in order, for
-// listeners and files alike.
+// listeners and files alike: each names its own socket or file, and none
+// is a copy (no descriptor was opened).
 func TestRawGivesTheDescriptors(t *testing.T) {
 	var conns []syscall.Conn
-	var want []int
+	var ports []int
 	for range 3 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		defer ln.Close()
 		conns = append(conns, ln.(*net.TCPListener))
-		want = append(want, fdOf(t, ln.(*net.TCPListener)))
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	f, err := os.Open(os.DevNull)
 	require.NoError(t, err)
 	defer f.Close()
 	conns = append(conns, f)
-	want = append(want, int(f.Fd()))
+	open := countFDs(t)
 
 	got, err := Raw(conns)
 	require.NoError(t, err)
-	assert.Equal(t, want, got)
+	assert.Equal(t, open, countFDs(t), "no copies")
+	require.Len(t, got, len(conns))
+	for i, port := range ports {
+		sa, err := unix.Getsockname(got[i])
+		require.NoError(t, err)
+		assert.Equal(t, port, sa.(*unix.SockaddrInet4).Port, "descriptor %d is listener %d", got[i], i)
+	}
+	assert.Equal(t, int(f.Fd()), got[len(ports)])
 	assert.NoError(t, Open(conns))
+}
+
+// countFDs counts this process's open descriptors; -1 where there is no
+// /proc to count them in.
+func countFDs(t *testing.T) int {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return -1
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
 }
 
 // TestOpenSeesAClose: a conn closed after Raw gave its descriptor is
