@@ -108,10 +108,9 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	}
 	// The files handed over go as they are (see start below).
 	first := len(attr.Files)
-	handedConns := make([]syscall.Conn, len(files))
-	for i, f := range files {
+	handedConns := connsOf(files)
+	for _, f := range files {
 		h.Files = append(h.Files, f.name)
-		handedConns[i] = f.conn
 		attr.Files = append(attr.Files, 0) // set by start
 	}
 	ctl, childCtl, err := wire.Pair()
@@ -325,17 +324,22 @@ func reserveFDs(files []*handed) {
 	if len(files) < 64 {
 		return // the table a process starts with fits these
 	}
-	conns := make([]syscall.Conn, len(files))
-	for i, f := range files {
-		conns[i] = f.conn
-	}
-	raw, err := fds.Raw(conns)
+	raw, err := fds.Raw(connsOf(files))
 	if err != nil {
 		return // one was closed: the upgrade will say so
 	}
 	if fd, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, slices.Max(raw)+64); err == nil {
 		unix.Close(fd)
 	}
+}
+
+// connsOf returns the conns of files, in order.
+func connsOf(files []*handed) []syscall.Conn {
+	conns := make([]syscall.Conn, len(files))
+	for i, f := range files {
+		conns[i] = f.conn
+	}
+	return conns
 }
 
 // startProcess is start; a seam for tests.

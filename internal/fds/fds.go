@@ -15,13 +15,9 @@ import (
 // which would cost about 3 µs a descriptor. The caller closes it with
 // syscall.Close.
 func Dup(c syscall.Conn) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
 	nfd := -1
 	var dupErr error
-	if err := rc.Control(func(fd uintptr) { nfd, dupErr = dupCloexec(int(fd)) }); err != nil {
+	if err := control(c, func(fd uintptr) { nfd, dupErr = dupCloexec(int(fd)) }); err != nil {
 		return -1, err
 	}
 	if dupErr != nil {
