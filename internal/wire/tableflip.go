@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"encoding/gob"
 	"fmt"
 	"io"
 	"os"
@@ -14,9 +13,9 @@ import (
 //
 //   - fd 3: a pipe to the parent; the new process writes one byte, 42,
 //     when it is ready, and closes it;
-//   - fd 4: a pipe from the parent carrying one gob-encoded [][]string,
-//     the names of the files that follow, and then nothing until the
-//     parent exits and the pipe reaches EOF;
+//   - fd 4: a pipe from the parent carrying one [][]string encoded by
+//     encoding/gob, the names of the files that follow, and then nothing
+//     until the parent exits and the pipe reaches EOF;
 //   - fd 5, 6, ...: the files, named [kind, network, address] (kind is
 //     "listener", "packet", "conn" or "fd").
 const EnvTableflip = "TABLEFLIP_HAS_PARENT_7DIU3"
@@ -31,11 +30,11 @@ const (
 // readTableflipNames reads the names a tableflip parent sends on fd 4 and
 // returns the handoff names of the files that follow them.
 func readTableflipNames(r io.Reader) ([]string, error) {
-	var names [][]string
 	// The names come first on the pipe and nothing follows until the
-	// parent exits; a limited reader keeps a hostile stream bounded (8 MiB
-	// fits MaxFiles names of over 100 bytes each).
-	if err := gob.NewDecoder(io.LimitReader(r, 8<<20)).Decode(&names); err != nil {
+	// parent exits; the limit keeps a hostile stream bounded (8 MiB fits
+	// MaxFiles names of over 100 bytes each).
+	names, err := readGobNames(r, 8<<20)
+	if err != nil {
 		return nil, fmt.Errorf("cannot decode the tableflip parent's file names on fd 4: %w", err)
 	}
 	return tableflipNames(names)
