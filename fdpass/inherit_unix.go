@@ -97,7 +97,7 @@ func Inherit() (*Inherited, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Inherited{byName: make(map[string][]*entry)}
+	in := &Inherited{byName: make(map[string][]*entry, len(names)), files: make([]*entry, len(names))}
 	// Check every descriptor before wrapping any in an *os.File: wrapping
 	// a non-blocking socket starts the runtime's poller, whose epoll and
 	// wake-up descriptors take the lowest free numbers — exactly the ones
@@ -115,10 +115,20 @@ func Inherit() (*Inherited, error) {
 	// Files are wrapped in an *os.File only when taken: wrapping registers
 	// a non-blocking descriptor with the poller, which is most of the cost
 	// of adopting a thousand descriptors nobody may ask for.
+	// One allocation for the entries and one for the lists of one entry
+	// that most names have, not one each.
+	entries := make([]entry, len(names))
+	lists := make([]*entry, len(names))
 	for i, name := range names {
-		e := &entry{name: name, fd: firstFD + i}
-		in.files = append(in.files, e)
-		in.byName[name] = append(in.byName[name], e)
+		e := &entries[i]
+		*e = entry{name: name, fd: firstFD + i}
+		in.files[i] = e
+		if list := in.byName[name]; list != nil {
+			in.byName[name] = append(list, e)
+		} else {
+			lists[i] = e
+			in.byName[name] = lists[i : i+1 : i+1]
+		}
 	}
 	return in, nil
 }
@@ -453,26 +463,33 @@ func (in *Inherited) CloseUnclaimed() []string {
 
 // sockKind is what a caller expects an inherited descriptor to be.
 type sockKind struct {
-	desc     string
+	network  string
 	typ      int   // SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET
 	families []int // acceptable address families
 	listen   bool
 }
 
+// The families a socket of each network may have; shared, never changed.
+var (
+	inetFamilies = []int{unix.AF_INET, unix.AF_INET6}
+	unixFamilies = []int{unix.AF_UNIX}
+)
+
+// kindOf is called for every socket taken, a thousand at a start: it
+// allocates nothing.
 func kindOf(network string, listen bool) (sockKind, error) {
-	inet := []int{unix.AF_INET, unix.AF_INET6}
-	var k sockKind
+	k := sockKind{network: network, listen: listen}
 	switch network {
 	case "tcp", "tcp4", "tcp6":
-		k = sockKind{typ: unix.SOCK_STREAM, families: inet}
+		k.typ, k.families = unix.SOCK_STREAM, inetFamilies
 	case "unix":
-		k = sockKind{typ: unix.SOCK_STREAM, families: []int{unix.AF_UNIX}}
+		k.typ, k.families = unix.SOCK_STREAM, unixFamilies
 	case "unixpacket":
-		k = sockKind{typ: unix.SOCK_SEQPACKET, families: []int{unix.AF_UNIX}}
+		k.typ, k.families = unix.SOCK_SEQPACKET, unixFamilies
 	case "udp", "udp4", "udp6":
-		k = sockKind{typ: unix.SOCK_DGRAM, families: inet}
+		k.typ, k.families = unix.SOCK_DGRAM, inetFamilies
 	case "unixgram":
-		k = sockKind{typ: unix.SOCK_DGRAM, families: []int{unix.AF_UNIX}}
+		k.typ, k.families = unix.SOCK_DGRAM, unixFamilies
 	default:
 		return k, fmt.Errorf("fdpass: unknown network %q", network)
 	}
@@ -482,12 +499,15 @@ func kindOf(network string, listen bool) (sockKind, error) {
 		}
 		return k, fmt.Errorf("fdpass: %q is a stream network: use Listener", network)
 	}
-	k.listen = listen
-	k.desc = network + " socket"
-	if listen {
-		k.desc = "listening " + k.desc
-	}
 	return k, nil
+}
+
+// String describes the kind, for an error: "listening tcp socket".
+func (k sockKind) String() string {
+	if k.listen {
+		return "listening " + k.network + " socket"
+	}
+	return k.network + " socket"
 }
 
 // matches reports whether v, adopted by the net package, is a socket of
@@ -550,7 +570,7 @@ func (k sockKind) matches(v any) bool {
 
 func (k sockKind) check(fd int, name string) error {
 	fail := func(err error) error {
-		return fmt.Errorf("fdpass: inherited fd %d (%q) is not a %s: %w", fd, name, k.desc, err)
+		return fmt.Errorf("fdpass: inherited fd %d (%q) is not a %v: %w", fd, name, k, err)
 	}
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil {

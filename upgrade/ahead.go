@@ -41,15 +41,18 @@ type aheadSlot struct {
 	name  string
 	state aheadState
 	v     io.Closer // the listener or packet conn; nil if adopting failed
-	done  chan struct{}
 }
 
 // ahead is the sockets being adopted ahead; nil if none are.
 type ahead struct {
 	mu    sync.Mutex
 	slots map[string]*aheadSlot
-	order []*aheadSlot // as handed over
-	next  int          // the last of order a worker may begin, counting down
+	order []aheadSlot // as handed over
+	next  int         // the last of order a worker may begin, counting down
+	// running counts the slots aheadRunning; settled is signaled when one
+	// is no longer.
+	running int
+	settled *sync.Cond
 	// paused counts the searches by address running: while it is not 0
 	// no worker begins a socket (resume is signaled when it drops to 0).
 	paused int
@@ -76,16 +79,21 @@ func adoptAhead(in sockets) *ahead {
 	if workers < 1 {
 		return nil
 	}
-	a := &ahead{slots: make(map[string]*aheadSlot)}
-	a.resume = sync.NewCond(&a.mu)
-	for _, name := range in.Names() {
+	names := in.Names()
+	if len(names) < aheadMin {
+		return nil
+	}
+	// A thousand slots are made in New, before any worker begins: in one
+	// allocation, the map sized at once.
+	a := &ahead{slots: make(map[string]*aheadSlot, len(names)), order: make([]aheadSlot, 0, len(names))}
+	a.resume, a.settled = sync.NewCond(&a.mu), sync.NewCond(&a.mu)
+	for _, name := range names {
 		network, _, _ := strings.Cut(name, "/")
 		if (!streamNetwork(network) && !datagramNetwork(network)) || a.slots[name] != nil {
 			continue
 		}
-		s := &aheadSlot{name: name, done: make(chan struct{})}
-		a.slots[name] = s
-		a.order = append(a.order, s)
+		a.order = append(a.order, aheadSlot{name: name})
+		a.slots[name] = &a.order[len(a.order)-1]
 	}
 	if len(a.order) < aheadMin {
 		return nil
@@ -112,9 +120,10 @@ func (a *ahead) work(in sockets) {
 			a.mu.Unlock()
 			return
 		}
-		s := a.order[a.next]
+		s := &a.order[a.next]
 		a.next--
 		s.state = aheadRunning
+		a.running++
 		a.mu.Unlock()
 
 		network, _, _ := strings.Cut(s.name, "/")
@@ -131,9 +140,19 @@ func (a *ahead) work(in sockets) {
 		if v != nil {
 			a.adopted++
 		}
+		a.running--
+		a.settled.Broadcast() // cheap when nobody waits, as most often
 		a.mu.Unlock()
-		close(s.done)
 	}
+}
+
+// size is the number of sockets being adopted ahead: as many names are
+// expected from Listen and ListenPacket.
+func (a *ahead) size() int {
+	if a == nil {
+		return 0
+	}
+	return len(a.order)
 }
 
 // take returns the socket adopted ahead under name, waiting for the
@@ -149,10 +168,8 @@ func (a *ahead) take(name string) (io.Closer, bool) {
 		a.mu.Unlock()
 		return nil, false
 	}
-	if s.state == aheadRunning {
-		a.mu.Unlock()
-		<-s.done
-		a.mu.Lock()
+	for s.state == aheadRunning {
+		a.settled.Wait()
 	}
 	state, v := s.state, s.v
 	s.state, s.v = aheadClaimed, nil
@@ -171,16 +188,10 @@ func (a *ahead) take(name string) (io.Closer, bool) {
 func (a *ahead) pause() {
 	a.mu.Lock()
 	a.paused++
-	var running []*aheadSlot
-	for _, s := range a.order {
-		if s.state == aheadRunning {
-			running = append(running, s)
-		}
+	for a.running > 0 {
+		a.settled.Wait()
 	}
 	a.mu.Unlock()
-	for _, s := range running {
-		<-s.done
-	}
 }
 
 func (a *ahead) unpause() {
@@ -198,7 +209,8 @@ func (a *ahead) unpause() {
 func (a *ahead) takeBound(network, addr string) (io.Closer, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, s := range a.order {
+	for i := range a.order {
+		s := &a.order[i]
 		slotNetwork, _, _ := strings.Cut(s.name, "/")
 		if s.state != aheadDone || s.v == nil || networkClass(slotNetwork) != networkClass(network) {
 			continue
@@ -242,7 +254,8 @@ func (a *ahead) closeRest() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var names []string
-	for _, s := range a.order {
+	for i := range a.order {
+		s := &a.order[i]
 		if s.state == aheadDone && s.v != nil {
 			s.v.Close()
 			names = append(names, s.name)

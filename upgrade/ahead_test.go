@@ -131,7 +131,11 @@ func TestAheadTakes(t *testing.T) {
 	assert.True(t, <-got, "adopted by a worker, waited for")
 	close(gate)
 
-	<-a.slots[failing].done
+	a.mu.Lock()
+	for a.slots[failing].state != aheadDone {
+		a.settled.Wait()
+	}
+	a.mu.Unlock()
 	_, ok = a.take(failing)
 	assert.False(t, ok, "failed ahead: the caller takes it and learns why")
 

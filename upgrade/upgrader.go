@@ -124,22 +124,27 @@ func New(opts Options) (*Upgrader, error) {
 		in.CloseUnclaimed()
 		return nil, fmt.Errorf("upgrade: adopt what the previous generation handed over: %w", err)
 	}
+	// The sockets a previous generation handed over are adopted ahead from
+	// here on, while the rest of New runs.
+	var ahead *ahead
+	if prep.Origin == wire.Handoff {
+		ahead = adoptAhead(in)
+	}
 	u := &Upgrader{
 		in:       in,
+		ahead:    ahead,
 		gen:      1,
 		started:  time.Now(),
 		readyC:   make(chan struct{}),
 		stopC:    make(chan struct{}),
 		exitC:    make(chan struct{}),
-		keys:     make(map[string]*handed),
+		keys:     make(map[string]*handed, ahead.size()),
+		files:    make([]*handed, 0, ahead.size()),
 		writePID: pidfile.Write,
 	}
 	if err := u.init(opts, prep, ctl); err != nil {
 		u.abandon(ctl, err)
 		return nil, err
-	}
-	if prep.Origin == wire.Handoff {
-		u.ahead = adoptAhead(in)
 	}
 	return u, nil
 }
@@ -253,6 +258,7 @@ func (u *Upgrader) abandon(ctl map[string]*os.File, err error) {
 	if u.receiver != nil {
 		u.receiver.ch.Close()
 	}
+	u.ahead.closeRest()
 	u.in.CloseUnclaimed()
 }
 
