@@ -3,11 +3,11 @@
 package pidfile
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -84,7 +84,7 @@ func Check(path string) error {
 
 // probeDir proves that files can be created in dir by creating and removing one.
 func probeDir(dir, base string) error {
-	probe := filepath.Join(dir, "."+base+".check-"+rand.Text())
+	probe := filepath.Join(dir, "."+base+".check-"+randomPart())
 	fd, err := openNoEINTR(probe, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		perr := &os.PathError{Op: "create", Path: probe, Err: err}
@@ -130,9 +130,9 @@ func write(path string, pid int, ops fileOps) error {
 	}
 	dir, base := filepath.Dir(path), filepath.Base(path)
 
-	// The random part makes the name unguessable, so O_EXCL failing means a real problem
+	// The random part makes a collision improbable, so O_EXCL failing means a real problem
 	// rather than a collision worth retrying.
-	tmp := filepath.Join(dir, "."+base+".tmp-"+rand.Text())
+	tmp := filepath.Join(dir, "."+base+".tmp-"+randomPart())
 	f, err := ops.create(tmp)
 	if err != nil {
 		return fmt.Errorf("pidfile: cannot create a temporary file next to %s, previous pidfile left unchanged: %w", path, err)
@@ -144,6 +144,15 @@ func write(path string, pid int, ops fileOps) error {
 		return discard(ops, tmp, fmt.Errorf("pidfile: cannot replace %s, previous pidfile left unchanged: %w", path, err))
 	}
 	return nil
+}
+
+// randomPart returns 16 random hex digits for a temporary file's name. They come from
+// math/rand/v2, which the runtime seeds at random: crypto/rand would cost a new generation
+// about 50 µs on its way to ready, to set up its generator for this one name, and O_EXCL
+// (never following a symbolic link) is what keeps the name safe, not its secrecy.
+func randomPart() string {
+	s := strconv.FormatUint(rand.Uint64(), 16)
+	return strings.Repeat("0", 16-len(s)) + s
 }
 
 // fill writes pid to f and sets its mode, then closes f whatever happened.
