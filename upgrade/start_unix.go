@@ -92,7 +92,9 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 		}
 	}()
 
-	attr := &syscall.ProcAttr{Dir: u.next.dir, Files: []uintptr{uintptr(stdin), uintptr(stdout), uintptr(pwFD)}}
+	// Sized for a thousand handed-over files and what follows them.
+	attr := &syscall.ProcAttr{Dir: u.next.dir, Files: make([]uintptr, 3, 3+len(files)+8+len(elders))}
+	attr.Files[0], attr.Files[1], attr.Files[2] = uintptr(stdin), uintptr(stdout), uintptr(pwFD)
 	h := wire.Handover{Meta: map[string]string{
 		wire.MetaGen:   strconv.Itoa(l.gen),
 		wire.MetaPPID:  strconv.Itoa(os.Getpid()),
@@ -109,10 +111,11 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	// The files handed over go as they are (see start below).
 	first := len(attr.Files)
 	handedConns := connsOf(files)
-	for _, f := range files {
-		h.Files = append(h.Files, f.name)
-		attr.Files = append(attr.Files, 0) // set by start
+	h.Files = make([]string, len(files))
+	for i, f := range files {
+		h.Files[i] = f.name
 	}
+	attr.Files = attr.Files[:first+len(files)] // set by start
 	ctl, childCtl, err := wire.Pair()
 	if err != nil {
 		return fail(err)
