@@ -45,7 +45,7 @@ type Inherited struct {
 	mu     sync.Mutex
 	files  []*entry            // in descriptor order
 	byName map[string][]*entry // unclaimed entries per name
-	carry  carriers            // how sockets are adopted without wrapping them
+	carry  fds.Carriers        // how sockets are adopted without wrapping them
 }
 
 type entry struct {
@@ -259,7 +259,7 @@ func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt f
 		return zero, err
 	}
 	if e.file == nil { // never wrapped: the common case
-		if v, err := adoptCarried(&in.carry, e.fd, adopt); err == nil && want.matches(any(v)) {
+		if v, err := fds.Adopt(&in.carry, e.fd, adopt); err == nil && want.matches(any(v)) {
 			unix.Close(e.fd) // adopt made its own copy
 			return v, nil
 		} else if err == nil {
@@ -295,123 +295,6 @@ func takeSocket[T any](in *Inherited, name, network string, listen bool, adopt f
 		return zero, fmt.Errorf("fdpass: adopt %q: %w", name, err)
 	}
 	return v, nil
-}
-
-// carrier is how a socket is adopted without wrapping its descriptor in
-// an *os.File of its own. net.FileListener and net.FilePacketConn take an
-// *os.File and adopt a copy of its descriptor; wrapping a non-blocking
-// socket would register it with the runtime's poller (and deregister it on
-// close), a third of the cost of adopting one. The carrier is a file that
-// is not registered, opened on /dev/null (blocking), whose descriptor is
-// pointed at the socket (dup3) for the time of the adoption, and at
-// /dev/null again after it, so that it never keeps a socket open. Linux
-// only (carrierWorks).
-type carrier struct {
-	file *os.File // pointed at the socket being adopted
-	null *os.File // a second /dev/null, to point file's descriptor back at
-}
-
-// carriers are the carriers of an Inherited: one per adoption running at
-// once, made when first needed and kept for the next. CloseUnclaimed
-// closes them, or they are closed with the Inherited when it is collected.
-type carriers struct {
-	mu     sync.Mutex
-	closed bool       // by CloseUnclaimed: no more are made
-	broken bool       // one could not be made: the slow path is used
-	free   []*carrier // not in use
-}
-
-// adoptCarried adopts the socket fd through a carrier; an error if none
-// can be used, the socket then being as it was.
-func adoptCarried[T any](p *carriers, fd int, adopt func(*os.File) (T, error)) (T, error) {
-	var zero T
-	c := p.get()
-	if c == nil {
-		return zero, errors.New("no carrier")
-	}
-	// Neither file is pollable (opened blocking), so Fd changes nothing.
-	cfd := int(c.file.Fd())
-	if err := dupOnto(fd, cfd); err != nil {
-		p.put(c)
-		return zero, err
-	}
-	v, err := adopt(c.file)
-	if rerr := dupOnto(int(c.null.Fd()), cfd); rerr != nil {
-		c.close() // it would keep the socket open: give it up
-		return v, err
-	}
-	p.put(c)
-	return v, err
-}
-
-// get returns a carrier not in use, made if need be; nil where none can
-// be made, or after close.
-func (p *carriers) get() *carrier {
-	p.mu.Lock()
-	if n := len(p.free); n > 0 {
-		c := p.free[n-1]
-		p.free = p.free[:n-1]
-		p.mu.Unlock()
-		return c
-	}
-	unusable := p.closed || p.broken || !carrierWorks
-	p.mu.Unlock()
-	if unusable {
-		return nil
-	}
-	c, ok := openCarrier()
-	if !ok {
-		p.mu.Lock()
-		p.broken = true
-		p.mu.Unlock()
-	}
-	return c
-}
-
-// put gives c back; it is closed if the carriers are.
-func (p *carriers) put(c *carrier) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		c.close()
-		return
-	}
-	p.free = append(p.free, c)
-}
-
-// close closes the carriers not in use, for good; one in use is closed
-// when given back.
-func (p *carriers) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for _, c := range p.free {
-		c.close()
-	}
-	p.free = nil
-}
-
-// openCarrier makes a carrier, where it can be made. Its files are made
-// with os.NewFile from descriptors opened blocking, which it never
-// registers with the poller (os.Open would try to).
-func openCarrier() (*carrier, bool) {
-	var fds [2]int
-	for i := range fds {
-		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			if i == 1 {
-				unix.Close(fds[0])
-			}
-			return nil, false
-		}
-		fds[i] = fd
-	}
-	return &carrier{file: os.NewFile(uintptr(fds[0]), os.DevNull), null: os.NewFile(uintptr(fds[1]), os.DevNull)}, true
-}
-
-func (c *carrier) close() {
-	c.file.Close()
-	c.null.Close()
 }
 
 // claimNamed marks the first unclaimed file named name taken.
@@ -457,7 +340,7 @@ func (in *Inherited) CloseUnclaimed() []string {
 		closeEntry(e)
 	}
 	clear(in.byName)
-	in.carry.close() // nothing is taken from now on
+	in.carry.Close() // nothing is taken from now on
 	return names
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"testing"
 
@@ -74,8 +73,8 @@ func TestCarrierHoldsNothing(t *testing.T) {
 
 	ln, err := in.Listener("web", "tcp")
 	require.NoError(t, err)
-	require.Len(t, in.carry.free, 1, "adopted through a carrier")
-	carrierFD := int(in.carry.free[0].file.Fd())
+	require.Len(t, in.carry.Idle(), 1, "adopted through a carrier")
+	carrierFD := in.carry.Idle()[0]
 	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", carrierFD))
 	require.NoError(t, err)
 	assert.Equal(t, os.DevNull, target, "the carrier points at /dev/null again")
@@ -89,42 +88,6 @@ func TestCarrierHoldsNothing(t *testing.T) {
 	in.CloseUnclaimed()
 	_, err = unix.FcntlInt(uintptr(carrierFD), unix.F_GETFD, 0)
 	assert.ErrorIs(t, err, unix.EBADF, "the carrier is closed with the unclaimed")
-}
-
-// TestCarriersAtOnce: adoptions running at the same time each get a
-// carrier of their own, made for them and kept for the next.
-func TestCarriersAtOnce(t *testing.T) {
-	const n = 3
-	var p carriers
-	defer p.close()
-	fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	require.NoError(t, err)
-	defer unix.Close(fd)
-	var arrived sync.WaitGroup
-	arrived.Add(n)
-	seen := make(chan uintptr, n)
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := adoptCarried(&p, fd, func(f *os.File) (int, error) {
-				seen <- f.Fd()
-				arrived.Done()
-				arrived.Wait() // all n inside an adoption at once
-				return 0, nil
-			})
-			assert.NoError(t, err)
-		}()
-	}
-	wg.Wait()
-	close(seen)
-	distinct := map[uintptr]bool{}
-	for fd := range seen {
-		distinct[fd] = true
-	}
-	assert.Len(t, distinct, n, "a carrier per adoption at once")
-	assert.Len(t, p.free, n, "kept for the next")
 }
 
 // TestCarriersConcurrent: sockets taken from several goroutines at once
@@ -160,13 +123,11 @@ func TestCarriersConcurrent(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	in.carry.mu.Lock()
-	carriers := slices.Clone(in.carry.free)
-	in.carry.mu.Unlock()
+	carriers := in.carry.Idle()
 	require.NotEmpty(t, carriers)
 	assert.LessOrEqual(t, len(carriers), workers, "a carrier per adoption at once, at most")
 	for _, c := range carriers {
-		target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", c.file.Fd()))
+		target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", c))
 		require.NoError(t, err)
 		assert.Equal(t, os.DevNull, target, "the carrier points at /dev/null again")
 	}
@@ -178,7 +139,7 @@ func TestCarriersConcurrent(t *testing.T) {
 	}
 	in.CloseUnclaimed()
 	for _, c := range carriers {
-		_, err := unix.FcntlInt(c.file.Fd(), unix.F_GETFD, 0)
+		_, err := unix.FcntlInt(uintptr(c), unix.F_GETFD, 0)
 		assert.ErrorIs(t, err, unix.EBADF, "the carrier is closed with the unclaimed")
 	}
 }

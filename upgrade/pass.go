@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/handoff-go/handoff/internal/fds"
 	"github.com/handoff-go/handoff/internal/wire"
 )
 
@@ -30,6 +31,8 @@ type receiver struct {
 	mu     sync.Mutex
 	takers map[string]func(c net.Conn, state []byte) bool
 	live   bool // Ready has returned: takers are announced as they come
+
+	carry fds.Carriers // run's, to adopt what is passed
 }
 
 func newReceiver(ch *wire.ConnChannel, log *slog.Logger) *receiver {
@@ -77,6 +80,7 @@ func (r *receiver) announce(key string) {
 // run receives connections until the parent's end closes (it exited).
 func (r *receiver) run() {
 	defer r.ch.Close()
+	defer r.carry.Close()
 	for {
 		m, err := r.ch.Recv()
 		if err != nil {
@@ -132,9 +136,7 @@ func (r *receiver) receiveChunk(passed []wire.PassedConn) bool {
 	r.mu.Lock()
 	for _, p := range passed {
 		take := r.takers[p.Key]
-		f := os.NewFile(uintptr(p.FD), "passed-conn")
-		c, err := net.FileConn(f)
-		f.Close()
+		c, err := adoptConn(&r.carry, p.FD)
 		if take == nil || err != nil {
 			if c != nil {
 				c.Close()

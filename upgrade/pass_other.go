@@ -5,6 +5,8 @@ package upgrade
 import (
 	"net"
 	"time"
+
+	"github.com/handoff-go/handoff/internal/fds"
 )
 
 // passer is never made where there are no upgrades: these are what the
@@ -17,3 +19,6 @@ func (p *passer) pass(string, net.Conn, []byte, time.Duration, func(net.Conn)) e
 }
 func (p *passer) release() {}
 func (p *passer) close()   {}
+
+// adoptConn is never called where there are no upgrades.
+func adoptConn(*fds.Carriers, int) (net.Conn, error) { return nil, ErrNotSupported }

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -31,13 +33,22 @@ type passer struct {
 	closed  bool          // the child's end is closed: an older build, or it exited
 	nextID  uint64
 	pending map[uint64]chan bool // the child's answer: true if it took it
-	queue   []wire.PassedConn    // to send, their descriptors duplicated
+	queue   []queuedConn         // to send
 	kick    chan struct{}        // has a token while queue may be non-empty
 	done    chan struct{}        // closed once the child's end has closed
 	// held are the connections the child took, whose descriptors this
 	// generation keeps until release: if the child dies meanwhile (in the
 	// middle of the move), each is given back to its lost func.
 	held map[uint64]heldConn
+}
+
+// queuedConn is a connection waiting to be sent. Its descriptor is read
+// as it is sent, with the conn pinned open (fds.Pin), not copied when it
+// is queued: ten thousand connections queued at once held ten thousand
+// copies, and ran the process out of descriptors.
+type queuedConn struct {
+	wire.PassedConn // FD set as it is sent
+	conn            syscall.Conn
 }
 
 // heldConn is a passed connection kept until release.
@@ -62,12 +73,8 @@ func (p *passer) send() {
 		case <-p.kick:
 		case <-p.done:
 			p.mu.Lock()
-			q := p.queue
-			p.queue = nil
+			p.queue = nil // their passes were answered false
 			p.mu.Unlock()
-			for _, c := range q {
-				closeFD(c.FD) // their passes were answered false
-			}
 			return
 		}
 		// Connections become ready to pass one by one, each as its
@@ -80,24 +87,45 @@ func (p *passer) send() {
 		for {
 			p.mu.Lock()
 			var batch []wire.PassedConn
+			var conns []syscall.Conn
 			for len(p.queue) > 0 && wire.Fits(batch, p.queue[0].State) {
-				batch = append(batch, p.queue[0])
-				p.queue[0] = wire.PassedConn{}
+				batch = append(batch, p.queue[0].PassedConn)
+				conns = append(conns, p.queue[0].conn)
+				p.queue[0] = queuedConn{}
 				p.queue = p.queue[1:]
 			}
 			p.mu.Unlock()
 			if len(batch) == 0 {
 				break
 			}
-			err := p.ch.Send(wire.ConnMsg{Kind: wire.ConnConn, Conns: batch})
-			for _, c := range batch {
-				closeFD(c.FD) // the message holds its own reference
-			}
-			if err != nil {
-				p.log.Warn("could not pass connections to the new generation", slog.Any("error", err))
-				p.answer(batch, false)
-			}
+			p.sendBatch(batch, conns)
 		}
+	}
+}
+
+// sendBatch sends the connections of batch, whose conns are conns, in one
+// message (it holds its own reference to each descriptor once sent). One
+// closed before it is sent, by a pass that gave up waiting, is left out.
+func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
+	for len(batch) > 0 {
+		err := fds.Pin(conns, func(raw []int) error {
+			for i, fd := range raw {
+				batch[i].FD = fd
+			}
+			return p.ch.Send(wire.ConnMsg{Kind: wire.ConnConn, Conns: batch})
+		})
+		var closed *fds.ClosedError
+		if errors.As(err, &closed) {
+			p.answer(batch[closed.Index:closed.Index+1], false)
+			batch = slices.Delete(batch, closed.Index, closed.Index+1)
+			conns = slices.Delete(conns, closed.Index, closed.Index+1)
+			continue
+		}
+		if err != nil {
+			p.log.Warn("could not pass connections to the new generation", slog.Any("error", err))
+			p.answer(batch, false)
+		}
+		return
 	}
 }
 
@@ -207,22 +235,11 @@ func (p *passer) pass(key string, c net.Conn, state []byte, patience time.Durati
 		p.mu.Unlock()
 		return errNotTaken
 	}
-	p.mu.Unlock()
-	fd, err := fds.Dup(sc)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		closeFD(fd)
-		return fmt.Errorf("%w: it has exited", errNotTaken)
-	}
 	id := p.nextID
 	p.nextID++
 	ans := make(chan bool, 1)
 	p.pending[id] = ans
-	p.queue = append(p.queue, wire.PassedConn{Key: key, ID: id, State: state, FD: fd})
+	p.queue = append(p.queue, queuedConn{PassedConn: wire.PassedConn{Key: key, ID: id, State: state}, conn: sc})
 	p.mu.Unlock()
 	select {
 	case p.kick <- struct{}{}:
@@ -243,7 +260,9 @@ func (p *passer) pass(key string, c net.Conn, state []byte, patience time.Durati
 	case <-t.C:
 		forget()
 		p.log.Warn("the new generation did not answer for a connection passed to it; leaving it there", slog.Duration("waited", patience))
-		c.Close()
+		// Close waits while the sender has the conn pinned, in a send
+		// that a frozen child may never let finish.
+		go c.Close()
 		return nil
 	}
 	p.mu.Lock()
@@ -275,3 +294,17 @@ func (p *passer) release() {
 }
 
 func (p *passer) close() { p.ch.Close() }
+
+// adoptConn adopts the descriptor of a passed connection, and closes it:
+// through a carrier where one can be used, so that it is not registered
+// with the poller only to be deregistered (two epoll_ctl calls of the
+// dozen an adoption costs), else wrapped in an *os.File.
+func adoptConn(carry *fds.Carriers, fd int) (net.Conn, error) {
+	if c, err := fds.Adopt(carry, fd, net.FileConn); err == nil {
+		syscall.Close(fd) // FileConn made its own copy
+		return c, nil
+	}
+	f := os.NewFile(uintptr(fd), "passed-conn")
+	defer f.Close()
+	return net.FileConn(f)
+}

@@ -62,6 +62,30 @@ type ClosedError struct {
 func (e *ClosedError) Error() string { return e.Err.Error() }
 func (e *ClosedError) Unwrap() error { return e.Err }
 
+// Pin runs f with the descriptors behind conns, in order, each held open
+// for as long as f runs: a conn closed meanwhile has its descriptor closed
+// only once f returns, so each number names its own socket or file
+// throughout (sending them with SCM_RIGHTS, say, needs no copy of each).
+// A [*ClosedError] if one of conns is closed already; otherwise f's error.
+func Pin(conns []syscall.Conn, f func(fds []int) error) error {
+	fds := make([]int, len(conns))
+	var pin func(i int) error
+	pin = func(i int) error {
+		if i == len(conns) {
+			return f(fds)
+		}
+		var err error
+		if cerr := control(conns[i], func(fd uintptr) {
+			fds[i] = int(fd)
+			err = pin(i + 1)
+		}); cerr != nil {
+			return &ClosedError{i, cerr}
+		}
+		return err
+	}
+	return pin(0)
+}
+
 func control(c syscall.Conn, f func(fd uintptr)) error {
 	rc, err := c.SyscallConn()
 	if err != nil {

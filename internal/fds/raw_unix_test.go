@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -135,4 +136,52 @@ func BenchmarkStart(b *testing.B) {
 			require.NoError(b, Open(conns))
 		}
 	})
+}
+
+// TestPinHoldsThemOpen: Pin gives f the descriptors themselves, in order;
+// a conn closed while f runs (from elsewhere: Close waits for f) keeps its
+// descriptor, naming its socket, until f returns; one closed before is named by a ClosedError, and f
+// does not run.
+func TestPinHoldsThemOpen(t *testing.T) {
+	var conns []syscall.Conn
+	var ports []int
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		conns = append(conns, ln.(*net.TCPListener))
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	want, err := Raw(conns)
+	require.NoError(t, err)
+	open := countFDs(t)
+
+	var pinned []int
+	closed := make(chan error)
+	err = Pin(conns, func(fds []int) error {
+		pinned = append(pinned, fds...)
+		// Close returns once f has: the descriptor stays meanwhile.
+		go func() { closed <- conns[1].(net.Listener).Close() }()
+		time.Sleep(20 * time.Millisecond)
+		for i, port := range ports {
+			sa, err := unix.Getsockname(fds[i])
+			require.NoError(t, err, "descriptor %d of listener %d", fds[i], i)
+			assert.Equal(t, port, sa.(*unix.SockaddrInet4).Port, "descriptor %d is listener %d", fds[i], i)
+		}
+		assert.Equal(t, open, countFDs(t), "no copies, and the closed one still open")
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, <-closed)
+	assert.Equal(t, want, pinned)
+	_, err = unix.Getsockname(want[1])
+	assert.Error(t, err, "closed once f returned")
+
+	ran := false
+	err = Pin(conns, func([]int) error { ran = true; return nil })
+	var ce *ClosedError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, 1, ce.Index)
+	assert.False(t, ran)
+	assert.ErrorIs(t, Pin(conns[2:], func([]int) error { return os.ErrInvalid }), os.ErrInvalid, "f's error")
 }
