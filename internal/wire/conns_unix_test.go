@@ -3,6 +3,7 @@
 package wire
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"os"
@@ -114,4 +115,81 @@ func TestFits(t *testing.T) {
 	assert.False(t, Fits(make([]PassedConn, MaxBatch), nil))
 	full := []PassedConn{{State: make([]byte, maxBatchBytes)}}
 	assert.False(t, Fits(full, []byte("x")))
+}
+
+// Recv reads every message into the same buffer: what it returned before
+// is the caller's, and the next message does not change it.
+func TestConnChannelMessagesKeepTheirOwn(t *testing.T) {
+	parent, child := connChannelPair(t)
+	devNull, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer devNull.Close()
+	send := func(key string, state byte) {
+		fd, err := fds.Dup(devNull)
+		require.NoError(t, err)
+		defer syscall.Close(fd)
+		require.NoError(t, parent.Send(ConnMsg{Kind: ConnConn, Conns: []PassedConn{{Key: key, ID: uint64(state), State: bytes.Repeat([]byte{state}, 1000), FD: fd}}}))
+	}
+	send("tcp/first", 'a')
+	send("tcp/second", 'b')
+	var got []ConnMsg
+	for range 2 {
+		m, err := child.Recv()
+		require.NoError(t, err)
+		require.Len(t, m.Conns, 1)
+		syscall.Close(m.Conns[0].FD)
+		got = append(got, m)
+	}
+	for i, want := range []struct {
+		key   string
+		state byte
+	}{{"tcp/first", 'a'}, {"tcp/second", 'b'}} {
+		assert.Equal(t, want.key, got[i].Conns[0].Key)
+		assert.Equal(t, bytes.Repeat([]byte{want.state}, 1000), got[i].Conns[0].State)
+	}
+	// After the end, Recv still says so (its buffers are gone).
+	parent.Close()
+	for range 2 {
+		_, err := child.Recv()
+		assert.Equal(t, io.EOF, err)
+	}
+}
+
+// connChannelPair returns both ends of a connection channel, closed at the
+// end of the test.
+func connChannelPair(t testing.TB) (parent, child *ConnChannel) {
+	parent, childFile, err := ConnPair()
+	require.NoError(t, err)
+	child, err = OpenConnChannel(childFile)
+	childFile.Close()
+	require.NoError(t, err)
+	t.Cleanup(func() { parent.Close(); child.Close() })
+	return parent, child
+}
+
+// BenchmarkConnChannel sends and receives a message of 64 connections (one
+// descriptor passed 64 times), as a move sends them.
+func BenchmarkConnChannel(b *testing.B) {
+	parent, child := connChannelPair(b)
+	devNull, err := os.Open(os.DevNull)
+	require.NoError(b, err)
+	defer devNull.Close()
+	fd := int(devNull.Fd())
+	batch := make([]PassedConn, MaxBatch)
+	for i := range batch {
+		batch[i] = PassedConn{Key: "tcp/127.0.0.1%3A8080", ID: uint64(i), FD: fd}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := parent.Send(ConnMsg{Kind: ConnConn, Conns: batch}); err != nil {
+			b.Fatal(err)
+		}
+		m, err := child.Recv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range m.Conns {
+			syscall.Close(c.FD)
+		}
+	}
 }
