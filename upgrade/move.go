@@ -243,26 +243,31 @@ func (m *moves) closed(c *movableConn) {
 }
 
 // pass passes a moved connection to the new generation, or, if that
-// fails, serves it here again.
+// fails, serves it here again. It does not wait for the answer.
 func (m *moves) pass(c *movableConn) {
-	defer m.passing.release(nil)
 	p := c.k.target.Load()
 	serveHere := func(raw net.Conn) {
 		if !m.inject.push(m.newConn(raw, c.k, nil, true, true)) {
 			raw.Close()
 		}
 	}
-	err := p.pass(c.k.name, c.Conn, nil, m.u.opts.DrainTimeout, func(raw net.Conn) {
+	done := func(err error) {
+		defer m.passing.release(nil)
+		if err == nil {
+			m.moved.Add(1)
+			return
+		}
+		m.kept.Add(1)
+		m.log.Debug("a connection could not move; serving it here", slog.Any("error", err))
+		serveHere(c.Conn)
+	}
+	err := p.start(c.k.name, c.Conn, nil, m.u.opts.DrainTimeout, func(raw net.Conn) {
 		m.lost.Add(1)
 		serveHere(raw)
-	})
-	if err == nil {
-		m.moved.Add(1)
-		return
+	}, done)
+	if err != nil {
+		done(err)
 	}
-	m.kept.Add(1)
-	m.log.Debug("a connection could not move; serving it here", slog.Any("error", err))
-	serveHere(c.Conn)
 }
 
 // release lets go of the connections moved: the new generation has them.
@@ -460,7 +465,7 @@ func (c *movableConn) Close() error {
 			// new generation has answered for the connection.
 			c.m.passing.add(nil)
 			c.m.closed(c)
-			go c.m.pass(c)
+			c.m.pass(c)
 			return
 		}
 		c.m.closed(c)

@@ -17,6 +17,9 @@ func (p *passer) awaitTake(string, time.Time) bool { return false }
 func (p *passer) pass(string, net.Conn, []byte, time.Duration, func(net.Conn)) error {
 	return ErrNotSupported
 }
+func (p *passer) start(string, net.Conn, []byte, time.Duration, func(net.Conn), func(error)) error {
+	return ErrNotSupported
+}
 func (p *passer) release() {}
 func (p *passer) close()   {}
 

@@ -32,10 +32,10 @@ type passer struct {
 	changed chan struct{} // closed, and replaced, when taken or closed change
 	closed  bool          // the child's end is closed: an older build, or it exited
 	nextID  uint64
-	pending map[uint64]chan bool // the child's answer: true if it took it
-	queue   []queuedConn         // to send
-	kick    chan struct{}        // has a token while queue may be non-empty
-	done    chan struct{}        // closed once the child's end has closed
+	pending map[uint64]*pendingPass // passes waiting for the child's answer
+	queue   []queuedConn            // to send
+	kick    chan struct{}           // has a token while queue may be non-empty
+	done    chan struct{}           // closed once the child's end has closed
 	// held are the connections the child took, whose descriptors this
 	// generation keeps until release: if the child dies meanwhile (in the
 	// middle of the move), each is given back to its lost func.
@@ -51,6 +51,18 @@ type queuedConn struct {
 	conn            syscall.Conn
 }
 
+// pendingPass is a pass waiting for the child's answer. Nothing waits on
+// it: the answer, or its patience running out, finishes it (settle), so
+// that a move of ten thousand connections is not ten thousand goroutines,
+// each with a stack grown in fresh memory, waiting on a timer of its own.
+type pendingPass struct {
+	id    uint64
+	c     net.Conn
+	lost  func(net.Conn)
+	done  func(error)
+	timer *time.Timer // patience
+}
+
 // heldConn is a passed connection kept until release.
 type heldConn struct {
 	c    net.Conn
@@ -59,7 +71,7 @@ type heldConn struct {
 
 func newPasser(ch *wire.ConnChannel, log *slog.Logger) *passer {
 	p := &passer{ch: ch, log: log, taken: map[string]bool{}, changed: make(chan struct{}),
-		pending: map[uint64]chan bool{}, held: map[uint64]heldConn{},
+		pending: map[uint64]*pendingPass{}, held: map[uint64]heldConn{},
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.read()
 	go p.send()
@@ -132,13 +144,52 @@ func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
 // answer gives the passes of batch their answer.
 func (p *passer) answer(batch []wire.PassedConn, took bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	answered := make([]*pendingPass, 0, len(batch))
 	for _, c := range batch {
-		if ans, ok := p.pending[c.ID]; ok {
-			ans <- took
-			delete(p.pending, c.ID)
-		}
+		answered = p.takePendingLocked(c.ID, answered)
 	}
+	p.mu.Unlock()
+	for _, pp := range answered {
+		p.settle(pp, took)
+	}
+}
+
+// takePendingLocked removes the pass id from pending, if it is still
+// there, and appends it to to; p.mu is held.
+func (p *passer) takePendingLocked(id uint64, to []*pendingPass) []*pendingPass {
+	pp, ok := p.pending[id]
+	if !ok {
+		return to
+	}
+	delete(p.pending, id)
+	pp.timer.Stop()
+	return append(to, pp)
+}
+
+// settle finishes a pass the child answered: took says whether it took
+// the connection. A connection taken is closed here at release, or, if
+// the child's end closes first (it died in the middle of the move),
+// handed to lost, if not nil. Called without p.mu.
+func (p *passer) settle(pp *pendingPass, took bool) {
+	if !took {
+		pp.done(errRefused)
+		return
+	}
+	p.mu.Lock()
+	switch {
+	case pp.lost == nil:
+		p.mu.Unlock()
+		pp.c.Close()
+	case p.closed:
+		// It took the connection and died before this end heard of it
+		// again: the connection is this generation's once more.
+		p.mu.Unlock()
+		pp.lost(pp.c)
+	default:
+		p.held[pp.id] = heldConn{c: pp.c, lost: pp.lost}
+		p.mu.Unlock()
+	}
+	pp.done(nil)
 }
 
 // read follows what the child says until its end closes.
@@ -151,15 +202,18 @@ func (p *passer) read() {
 			}
 			p.mu.Lock()
 			p.closed = true
-			for id, ans := range p.pending {
-				ans <- false
-				delete(p.pending, id)
+			unanswered := make([]*pendingPass, 0, len(p.pending))
+			for id := range p.pending {
+				unanswered = p.takePendingLocked(id, unanswered)
 			}
 			held := p.held
 			p.held = nil
 			p.signal()
 			close(p.done)
 			p.mu.Unlock()
+			for _, pp := range unanswered {
+				p.settle(pp, false)
+			}
 			for _, h := range held {
 				h.lost(h.c) // the child died with it: serve it here again
 			}
@@ -168,20 +222,22 @@ func (p *passer) read() {
 		for _, c := range m.Conns {
 			closeFD(c.FD) // a child passes nothing
 		}
+		var answered []*pendingPass
 		p.mu.Lock()
 		switch m.Kind {
 		case wire.ConnTake:
 			p.taken[m.Key] = true
 			p.signal()
 		case wire.ConnAck, wire.ConnNack:
+			answered = make([]*pendingPass, 0, len(m.IDs))
 			for _, id := range m.IDs {
-				if ans, ok := p.pending[id]; ok {
-					ans <- m.Kind == wire.ConnAck
-					delete(p.pending, id)
-				}
+				answered = p.takePendingLocked(id, answered)
 			}
 		}
 		p.mu.Unlock()
+		for _, pp := range answered {
+			p.settle(pp, m.Kind == wire.ConnAck)
+		}
 	}
 }
 
@@ -216,12 +272,27 @@ func (p *passer) awaitTake(key string, deadline time.Time) bool {
 
 // pass passes c, and state, to the child, and waits for its answer: nil
 // once the child took it; otherwise c is still this generation's, open.
-// A connection taken is closed here at release, or, if the child's end
-// closes first (it died in the middle of the move), handed to lost, if
-// not nil. A child that does not answer within patience (one that is
-// alive but frozen) is left the connection: it has it queued, and serving
-// it here too could answer a request twice.
+// What becomes of c after that, and of a child that does not answer, is
+// start's.
 func (p *passer) pass(key string, c net.Conn, state []byte, patience time.Duration, lost func(net.Conn)) error {
+	res := make(chan error, 1)
+	if err := p.start(key, c, state, patience, lost, func(err error) { res <- err }); err != nil {
+		return err
+	}
+	return <-res
+}
+
+// start passes c, and state, to the child without waiting: done is called
+// once with the outcome, nil once the child took it, otherwise an error
+// and c is still this generation's, open. An error from start itself
+// means nothing was begun (done is not called). A connection taken is
+// closed here at release, or, if the child's end closes first (it died in
+// the middle of the move), handed to lost, if not nil. A child that does
+// not answer within patience (one that is alive but frozen) is left the
+// connection, and done gets nil: it has it queued, and serving it here too
+// could answer a request twice. done runs on the passer's goroutines (or a
+// timer's): it must not block.
+func (p *passer) start(key string, c net.Conn, state []byte, patience time.Duration, lost func(net.Conn), done func(error)) error {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return fmt.Errorf("a %T has no descriptor to pass", c)
@@ -237,49 +308,32 @@ func (p *passer) pass(key string, c net.Conn, state []byte, patience time.Durati
 	}
 	id := p.nextID
 	p.nextID++
-	ans := make(chan bool, 1)
-	p.pending[id] = ans
+	pp := &pendingPass{id: id, c: c, lost: lost, done: done}
+	pp.timer = time.AfterFunc(patience, func() { p.giveUp(pp, patience) })
+	p.pending[id] = pp
 	p.queue = append(p.queue, queuedConn{PassedConn: wire.PassedConn{Key: key, ID: id, State: state}, conn: sc})
 	p.mu.Unlock()
 	select {
 	case p.kick <- struct{}{}:
 	default:
 	}
-	forget := func() {
-		p.mu.Lock()
-		delete(p.pending, id)
-		p.mu.Unlock()
-	}
-	t := time.NewTimer(patience)
-	defer t.Stop()
-	select {
-	case took := <-ans:
-		if !took {
-			return errRefused
-		}
-	case <-t.C:
-		forget()
-		p.log.Warn("the new generation did not answer for a connection passed to it; leaving it there", slog.Duration("waited", patience))
-		// Close waits while the sender has the conn pinned, in a send
-		// that a frozen child may never let finish.
-		go c.Close()
-		return nil
-	}
-	p.mu.Lock()
-	switch {
-	case lost == nil:
-		p.mu.Unlock()
-		c.Close()
-	case p.closed:
-		// It took the connection and died before this end heard of it
-		// again: the connection is this generation's once more.
-		p.mu.Unlock()
-		lost(c)
-	default:
-		p.held[id] = heldConn{c: c, lost: lost}
-		p.mu.Unlock()
-	}
 	return nil
+}
+
+// giveUp ends a pass whose patience ran out before an answer came.
+func (p *passer) giveUp(pp *pendingPass, patience time.Duration) {
+	p.mu.Lock()
+	if p.pending[pp.id] != pp {
+		p.mu.Unlock()
+		return // answered meanwhile
+	}
+	delete(p.pending, pp.id)
+	p.mu.Unlock()
+	p.log.Warn("the new generation did not answer for a connection passed to it; leaving it there", slog.Duration("waited", patience))
+	// Close waits while the sender has the conn pinned, in a send that a
+	// frozen child may never let finish.
+	go pp.c.Close()
+	pp.done(nil)
 }
 
 // release closes the connections the child took: they are its alone.

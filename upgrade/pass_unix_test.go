@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -104,4 +105,115 @@ func recvWithin(t *testing.T, ch *wire.ConnChannel, d time.Duration) wire.ConnMs
 		t.Fatalf("no message from the new generation within %v", d)
 		return wire.ConnMsg{}
 	}
+}
+
+// TestPasserOutcomes: every pass ends once, as the child answers: taken
+// (and given back to lost if the child then dies), refused, or left to a
+// child that does not answer within patience; and passes waiting for an
+// answer are not a goroutine each.
+func TestPasserOutcomes(t *testing.T) {
+	parentCh, childFile, err := wire.ConnPair()
+	require.NoError(t, err)
+	child, err := wire.OpenConnChannel(childFile)
+	childFile.Close()
+	require.NoError(t, err)
+	p := newPasser(parentCh, slog.New(slog.DiscardHandler))
+	defer p.close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	conn := func() net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		require.NoError(t, err)
+		return s
+	}
+
+	assert.ErrorIs(t, p.start("k", conn(), nil, time.Minute, nil, func(error) { t.Error("done called for a pass never begun") }), errNotTaken)
+	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnTake, Key: "k"}))
+	require.True(t, p.awaitTake("k", time.Now().Add(10*time.Second)))
+
+	type outcome struct {
+		i   int
+		err error
+	}
+	outcomes := make(chan outcome, 300)
+	lost := make(chan net.Conn, 300)
+	const waiting = 200
+	before := runtime.NumGoroutine()
+	for i := range waiting + 3 {
+		patience := time.Minute
+		if i == 2 {
+			patience = 50 * time.Millisecond // the child never answers for it
+		}
+		err := p.start("k", conn(), nil, patience, func(c net.Conn) { lost <- c }, func(err error) { outcomes <- outcome{i, err} })
+		require.NoError(t, err)
+	}
+	assert.Less(t, runtime.NumGoroutine()-before, 20, "%d passes waiting are not a goroutine each", waiting+3)
+
+	// The child: takes the first, refuses the second, ignores the rest.
+	var fds []int
+	ids := map[uint64]int{}
+	for len(fds) < waiting+3 {
+		m := recvWithin(t, child, 10*time.Second)
+		for _, c := range m.Conns {
+			ids[c.ID] = len(fds)
+			fds = append(fds, c.FD)
+		}
+	}
+	for _, fd := range fds {
+		syscall.Close(fd)
+	}
+	idOf := func(i int) uint64 {
+		for id, j := range ids {
+			if j == i {
+				return id
+			}
+		}
+		t.Fatalf("pass %d was not sent", i)
+		return 0
+	}
+	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnAck, IDs: []uint64{idOf(0)}}))
+	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnNack, IDs: []uint64{idOf(1)}}))
+	got := map[int]error{}
+	for len(got) < 3 {
+		select {
+		case o := <-outcomes:
+			got[o.i] = o.err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("outcomes so far: %v", got)
+		}
+	}
+	assert.NoError(t, got[0], "taken")
+	assert.ErrorIs(t, got[1], errRefused)
+	assert.NoError(t, got[2], "left to the child that did not answer")
+
+	// The child dies: the one it took comes back, the rest are refused.
+	child.Close()
+	select {
+	case c := <-lost:
+		c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection the dead child took was not given back")
+	}
+	for len(got) < waiting+3 {
+		select {
+		case o := <-outcomes:
+			_, twice := got[o.i]
+			require.False(t, twice, "pass %d ended twice", o.i)
+			got[o.i] = o.err
+			assert.ErrorIs(t, o.err, errRefused, "pass %d", o.i)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d passes ended", len(got), waiting+3)
+		}
+	}
+	select {
+	case o := <-outcomes:
+		t.Fatalf("pass %d ended twice", o.i)
+	case <-time.After(50 * time.Millisecond):
+	}
+	assert.Error(t, p.start("k", conn(), nil, time.Minute, nil, func(error) {}), "after the child's end closed")
 }
