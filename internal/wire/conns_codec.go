@@ -57,7 +57,10 @@ func (m *ConnMsg) encode() ([]byte, error) {
 }
 
 // decodeConnMsg parses a message carrying nfds descriptors, which the
-// caller assigns to the connections in order.
+// caller assigns to the connections in order. A kind this build does not
+// know (a later protocol's) is returned alone, its body and descriptors
+// ignored (the caller closes them): a later build must not break the
+// channel of an earlier one by saying more.
 func decodeConnMsg(b []byte, nfds int) (ConnMsg, error) {
 	var m ConnMsg
 	line := func() ([]byte, bool) {
@@ -125,7 +128,10 @@ func decodeConnMsg(b []byte, nfds int) (ConnMsg, error) {
 			m.IDs = append(m.IDs, id)
 		}
 	default:
-		return bad(fmt.Sprintf("kind %.20q", m.Kind))
+		if !knownKindShape(kind) {
+			return bad(fmt.Sprintf("kind %.20q", m.Kind))
+		}
+		return ConnMsg{Kind: m.Kind}, nil
 	}
 	if len(b) != 0 {
 		return bad("trailing bytes")
@@ -149,4 +155,18 @@ func parseID(b []byte) (uint64, error) {
 		n = n*10 + uint64(c-'0')
 	}
 	return n, nil
+}
+
+// knownKindShape reports whether kind looks like a message kind: 1 to 16
+// lowercase letters. Anything else is garbage, not a later protocol's.
+func knownKindShape(kind []byte) bool {
+	if len(kind) == 0 || len(kind) > 16 {
+		return false
+	}
+	for _, c := range kind {
+		if c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }

@@ -88,8 +88,9 @@ func (ch *ConnChannel) Send(m ConnMsg) error {
 }
 
 // Recv returns the next message, each connection's descriptor in its FD
-// (close-on-exec; the caller owns them). It returns io.EOF once the other
-// end is closed.
+// (close-on-exec; the caller owns them). A message of a kind this build
+// does not know comes with its Kind alone (its descriptors closed): the
+// caller ignores it. It returns io.EOF once the other end is closed.
 func (ch *ConnChannel) Recv() (ConnMsg, error) {
 	ch.rmu.Lock()
 	defer ch.rmu.Unlock()
@@ -135,6 +136,9 @@ func (ch *ConnChannel) recv(buf, oob []byte) (ConnMsg, error) {
 	}
 	for i := range m.Conns {
 		m.Conns[i].FD = fds[i]
+	}
+	for _, fd := range fds[len(m.Conns):] {
+		unix.Close(fd) // a kind this build does not know
 	}
 	return m, nil
 }

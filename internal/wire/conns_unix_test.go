@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/handoff-go/handoff/internal/fds"
 )
@@ -95,7 +96,7 @@ func TestConnChannel(t *testing.T) {
 }
 
 func TestDecodeConnMsg(t *testing.T) {
-	for _, bad := range []string{"", "take", "take\nbad:name\n", "what\n", "ack\nx\n", "ack\n-1\n", "ack\n1",
+	for _, bad := range []string{"", "take", "take\nbad:name\n", "Wh at\n", "\n", "ack\nx\n", "ack\n-1\n", "ack\n1",
 		"conn\n0\n", "conn\n1\ntcp/a\n1\n5\nabc", "conn\n1\ntcp/a\n1\n0\nextra", "conn\n2\ntcp/a\n1\n0\n",
 		"ack\n123456789012345678901\n", "conn\n65\n"} {
 		_, err := decodeConnMsg([]byte(bad), 0)
@@ -105,7 +106,11 @@ func TestDecodeConnMsg(t *testing.T) {
 	assert.Error(t, err, "a connection without its descriptor")
 	_, err = decodeConnMsg([]byte("ack\n7\n"), 1)
 	assert.Error(t, err, "a descriptor with an answer")
-	m, err := decodeConnMsg([]byte("conn\n1\ntcp/a\n7\n19\nstate\nwith\nnewlines"), 1)
+	// A later protocol's kind is not an error: it comes alone.
+	m, err := decodeConnMsg([]byte("later\nwhat: ever\n\x00"), 2)
+	require.NoError(t, err)
+	assert.Equal(t, ConnMsg{Kind: "later"}, m)
+	m, err = decodeConnMsg([]byte("conn\n1\ntcp/a\n7\n19\nstate\nwith\nnewlines"), 1)
 	require.NoError(t, err)
 	assert.Equal(t, "state\nwith\nnewlines", string(m.Conns[0].State))
 }
@@ -192,4 +197,26 @@ func BenchmarkConnChannel(b *testing.B) {
 			syscall.Close(c.FD)
 		}
 	}
+}
+
+// A message of a kind this build does not know, from a later build, is
+// passed over with what it carried closed; the channel goes on.
+func TestConnChannelLaterKinds(t *testing.T) {
+	parent, child := connChannelPair(t)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer w.Close()
+	_, _, err = parent.c.WriteMsgUnix([]byte("later\nwhat: ever\n"), unix.UnixRights(int(r.Fd())), nil)
+	require.NoError(t, err)
+	r.Close()
+	require.NoError(t, parent.Send(ConnMsg{Kind: ConnAck, IDs: []uint64{7}}))
+
+	m, err := child.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, ConnMsg{Kind: "later"}, m)
+	m, err = child.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, ConnMsg{Kind: ConnAck, IDs: []uint64{7}}, m)
+	_, err = w.Write([]byte{1})
+	assert.ErrorIs(t, err, syscall.EPIPE, "the descriptor that came with it was closed")
 }
