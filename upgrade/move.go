@@ -56,6 +56,10 @@ type moves struct {
 	// wrapped, on a key that moves, and not found unmovable.
 	candidates tracker
 	passing    tracker // moved connections not yet answered for
+	// injected counts the connections queued on inject that Serve has
+	// not taken yet (taken: its ConnState hook saw them new): the drain,
+	// which counts HTTP connections from that hook, waits for them too.
+	injected tracker
 	// What became of the moved connections: taken by the new generation,
 	// kept (it refused, or could not be asked), or given back because it
 	// died in the middle of the move.
@@ -115,7 +119,7 @@ func (m *moves) start(srv *http.Server) {
 	if r := m.u.receiver; r != nil {
 		for name, k := range m.keys {
 			r.register(name, func(c net.Conn, state []byte) bool {
-				return m.inject.push(m.newConn(c, k, state, true, false))
+				return m.injectConn(m.newConn(c, k, state, true, false))
 			})
 		}
 	}
@@ -215,8 +219,38 @@ func (m *moves) keepAlive(c *movableConn, began time.Time) bool {
 func (m *moves) waitMoved(ctx context.Context) error { return m.candidates.wait(ctx) }
 
 // waitPassed waits for the new generation's answers to the connections
-// passed; what it refused has been served here again by then.
-func (m *moves) waitPassed(ctx context.Context) { m.passing.wait(ctx) }
+// passed; what it refused, or took and died with, is served here again by
+// then: queued for Serve, and taken by it.
+func (m *moves) waitPassed(ctx context.Context) {
+	if m.passing.wait(ctx) == nil {
+		m.injected.wait(ctx)
+	}
+}
+
+// injectConn queues c for Serve, counted in injected until Serve takes it
+// (state) or it closes; false if the listener is closed.
+func (m *moves) injectConn(c *movableConn) bool {
+	c.mu.Lock()
+	c.queued = true
+	c.mu.Unlock()
+	m.injected.add(nil)
+	if !m.inject.push(c) {
+		m.taken(c)
+		return false
+	}
+	return true
+}
+
+// taken stops counting c as queued for Serve, once.
+func (m *moves) taken(c *movableConn) {
+	c.mu.Lock()
+	queued := c.queued
+	c.queued = false
+	c.mu.Unlock()
+	if queued {
+		m.injected.release(nil)
+	}
+}
 
 // closeFresh closes the connections that arrived idle and never spoke:
 // net/http counts them as new, which Shutdown leaves for 5 seconds.
@@ -247,7 +281,7 @@ func (m *moves) closed(c *movableConn) {
 func (m *moves) pass(c *movableConn) {
 	p := c.k.target.Load()
 	serveHere := func(raw net.Conn) {
-		if !m.inject.push(m.newConn(raw, c.k, nil, true, true)) {
+		if !m.injectConn(m.newConn(raw, c.k, nil, true, true)) {
 			raw.Close()
 		}
 	}
@@ -281,6 +315,9 @@ func (m *moves) release() {
 func (m *moves) state(c net.Conn, s http.ConnState) {
 	if mc, ok := c.(*movableConn); ok {
 		mc.setState(s)
+		if s == http.StateNew {
+			m.taken(mc) // counted by the drain's own hook by now
+		}
 	}
 }
 
@@ -319,6 +356,7 @@ type movableConn struct {
 	carried    []byte
 	fresh      bool      // arrived idle from elsewhere and has not spoken yet
 	freshSince time.Time // when it arrived
+	queued     bool      // on inject, not yet taken by Serve (moves.injected)
 	want       time.Time // the read deadline net/http asked for
 	wantAt     time.Time // when it asked
 	closeOnce  sync.Once
@@ -454,6 +492,7 @@ func (c *movableConn) SetDeadline(t time.Time) error {
 // Close passes a moved connection on, and closes any other.
 func (c *movableConn) Close() error {
 	var err error
+	c.m.taken(c) // closed while queued for Serve: inject's Close
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		moved := c.moved
