@@ -61,6 +61,8 @@ type pendingPass struct {
 	lost  func(net.Conn)
 	done  func(error)
 	timer *time.Timer // patience
+	// sent: its message is being sent, or was; the child may have it.
+	sent bool
 }
 
 // heldConn is a passed connection kept until release.
@@ -119,6 +121,13 @@ func (p *passer) send() {
 // message (it holds its own reference to each descriptor once sent). One
 // closed before it is sent, by a pass that gave up waiting, is left out.
 func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
+	p.mu.Lock()
+	for _, c := range batch {
+		if pp := p.pending[c.ID]; pp != nil {
+			pp.sent = true
+		}
+	}
+	p.mu.Unlock()
 	for len(batch) > 0 {
 		err := fds.Pin(conns, func(raw []int) error {
 			for i, fd := range raw {
@@ -180,7 +189,7 @@ func (p *passer) settle(pp *pendingPass, took bool) {
 	case pp.lost == nil:
 		p.mu.Unlock()
 		pp.c.Close()
-	case p.closed:
+	case p.held == nil:
 		// It took the connection and died before this end heard of it
 		// again: the connection is this generation's once more.
 		p.mu.Unlock()
@@ -197,26 +206,7 @@ func (p *passer) read() {
 	for {
 		m, err := p.ch.Recv()
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				p.log.Warn("connection channel to the new generation broke", slog.Any("error", err))
-			}
-			p.mu.Lock()
-			p.closed = true
-			unanswered := make([]*pendingPass, 0, len(p.pending))
-			for id := range p.pending {
-				unanswered = p.takePendingLocked(id, unanswered)
-			}
-			held := p.held
-			p.held = nil
-			p.signal()
-			close(p.done)
-			p.mu.Unlock()
-			for _, pp := range unanswered {
-				p.settle(pp, false)
-			}
-			for _, h := range held {
-				h.lost(h.c) // the child died with it: serve it here again
-			}
+			p.broke(err)
 			return
 		}
 		for _, c := range m.Conns {
@@ -238,6 +228,56 @@ func (p *passer) read() {
 		for _, pp := range answered {
 			p.settle(pp, m.Kind == wire.ConnAck)
 		}
+	}
+}
+
+// broke ends the passes when the channel ends with err. At its end (EOF,
+// or this end closed) the child is gone, having exited or died: what it
+// took, and what it was sent and did not answer for, is served here
+// again. A message this build cannot read leaves a child that is alive
+// and may be serving: what it took, or may have been sent, stays its own
+// (ours is closed), lest two processes read one connection; only what was
+// never sent is served here again.
+func (p *passer) broke(err error) {
+	gone := !errors.Is(err, wire.ErrConnMsg)
+	switch {
+	case gone && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+		p.log.Warn("connection channel to the new generation broke", slog.Any("error", err))
+	case !gone:
+		p.log.Warn("connection channel to the new generation broke; what it was sent is left to it", slog.Any("error", err))
+	}
+	p.mu.Lock()
+	p.closed = true
+	var refused, left []*pendingPass
+	for id, pp := range p.pending {
+		if !gone && pp.sent {
+			left = p.takePendingLocked(id, left)
+		} else {
+			refused = p.takePendingLocked(id, refused)
+		}
+	}
+	var held map[uint64]heldConn
+	if gone {
+		held = p.held
+		p.held = nil
+	}
+	p.signal()
+	close(p.done)
+	p.mu.Unlock()
+	if !gone {
+		p.ch.Close() // the child's receiver sees its end
+	}
+	// What it took first: settling the rest may end the drain, which waits
+	// only for the passes, and what lost then hands to a server that has
+	// stopped is closed.
+	for _, h := range held {
+		h.lost(h.c) // the child died with it: serve it here again
+	}
+	for _, pp := range refused {
+		p.settle(pp, false)
+	}
+	for _, pp := range left {
+		p.leave(pp)
 	}
 }
 
@@ -330,6 +370,12 @@ func (p *passer) giveUp(pp *pendingPass, patience time.Duration) {
 	delete(p.pending, pp.id)
 	p.mu.Unlock()
 	p.log.Warn("the new generation did not answer for a connection passed to it; leaving it there", slog.Duration("waited", patience))
+	p.leave(pp)
+}
+
+// leave ends a pass without an answer, leaving the connection to the
+// child, which has it or may have it: ours is closed.
+func (p *passer) leave(pp *pendingPass) {
 	// Close waits while the sender has the conn pinned, in a send that a
 	// frozen child may never let finish.
 	go pp.c.Close()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"syscall"
 	"testing"
@@ -221,4 +222,85 @@ func TestPasserOutcomes(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	assert.Error(t, p.start("k", conn(), nil, time.Minute, nil, func(error) {}), "after the child's end closed")
+}
+
+// TestPasserChildSaysGarbage: a child that says what this build cannot
+// read is alive, and may be serving what it took: that stays its own, as
+// does what it was sent, and nothing is served twice; only what was never
+// sent comes back.
+func TestPasserChildSaysGarbage(t *testing.T) {
+	parentCh, childFile, err := wire.ConnPair()
+	require.NoError(t, err)
+	child, err := wire.OpenConnChannel(childFile)
+	require.NoError(t, err)
+	defer child.Close()
+	raw, err := net.FileConn(childFile) // the child's end, to say garbage on
+	childFile.Close()
+	require.NoError(t, err)
+	defer raw.Close()
+	p := newPasser(parentCh, slog.New(slog.DiscardHandler))
+	defer p.close()
+	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnTake, Key: "k"}))
+	require.True(t, p.awaitTake("k", time.Now().Add(10*time.Second)))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var clients []net.Conn
+	outcomes := make(chan error, 2)
+	lost := make(chan net.Conn, 2)
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		defer c.Close()
+		clients = append(clients, c)
+		s, err := ln.Accept()
+		require.NoError(t, err)
+		require.NoError(t, p.start("k", s, nil, time.Minute, func(c net.Conn) { lost <- c }, func(err error) { outcomes <- err }))
+	}
+	var ids []uint64
+	var fds []int
+	for len(fds) < 2 {
+		m := recvWithin(t, child, 10*time.Second)
+		for _, c := range m.Conns {
+			ids, fds = append(ids, c.ID), append(fds, c.FD)
+		}
+	}
+	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnAck, IDs: ids[:1]}))
+	require.NoError(t, <-outcomes, "taken")
+
+	// Garbage: an answer whose id is no number.
+	_, err = raw.Write([]byte("ack\nseven\n"))
+	require.NoError(t, err)
+	select {
+	case err := <-outcomes:
+		assert.NoError(t, err, "sent and unanswered: left to the child")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pass sent and unanswered did not end")
+	}
+	p.release()
+	select {
+	case c := <-lost:
+		t.Fatalf("%v given back to serve here, while the child may serve it", c.LocalAddr())
+	case <-time.After(100 * time.Millisecond):
+	}
+	// Both connections are the child's alone now: the client reaches the
+	// child's copy, and once the child closes it the client sees the end,
+	// so this process holds none.
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "moved")
+		moved, err := net.FileConn(f)
+		f.Close()
+		require.NoError(t, err)
+		_, err = clients[i].Write([]byte{'a' + byte(i)})
+		require.NoError(t, err)
+		var b [1]byte
+		_, err = io.ReadFull(moved, b[:])
+		require.NoError(t, err)
+		assert.Equal(t, byte('a'+i), b[0])
+		moved.Close()
+		require.NoError(t, clients[i].SetReadDeadline(time.Now().Add(10*time.Second)))
+		_, err = clients[i].Read(b[:])
+		assert.ErrorIs(t, err, io.EOF, "connection %d: no copy left in this process", i)
+	}
 }

@@ -9,8 +9,9 @@ import (
 	"strconv"
 )
 
-// errConnMsg is a message on the connection channel that is none.
-var errConnMsg = errors.New("malformed message on the connection channel")
+// ErrConnMsg is a message on the connection channel that is none: the
+// other end is there, saying what this build cannot read.
+var ErrConnMsg = errors.New("malformed message on the connection channel")
 
 // maxConnMsg bounds one message.
 const maxConnMsg = maxBatchBytes + MaxConnState + MaxBatch*320 + 64
@@ -73,7 +74,7 @@ func decodeConnMsg(b []byte, nfds int) (ConnMsg, error) {
 		return l, true
 	}
 	bad := func(what string) (ConnMsg, error) {
-		return ConnMsg{}, fmt.Errorf("%w: %s", errConnMsg, what)
+		return ConnMsg{}, fmt.Errorf("%w: %s", ErrConnMsg, what)
 	}
 	kind, ok := line()
 	if !ok {

@@ -127,7 +127,7 @@ func (ch *ConnChannel) recv(buf, oob []byte) (ConnMsg, error) {
 		return ConnMsg{}, io.EOF // SOCK_SEQPACKET: the other end closed
 	case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0:
 		closeAll()
-		return ConnMsg{}, fmt.Errorf("%w: truncated", errConnMsg)
+		return ConnMsg{}, fmt.Errorf("%w: truncated", ErrConnMsg)
 	}
 	m, err := decodeConnMsg(buf[:n], len(fds))
 	if err != nil {
