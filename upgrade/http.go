@@ -90,7 +90,7 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 			u.log.Warn("connections still busy at the drain deadline did not move", slog.Int("connections", mv.candidates.active()))
 		}
 		mv.waitPassed(ctx)
-		mv.release()
+		mv.release(ctx)
 	}
 	gctx, gcancel := context.WithDeadline(ctx, start.Add(u.opts.IdleGrace))
 	conns.wait(gctx)

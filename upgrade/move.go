@@ -305,10 +305,13 @@ func (m *moves) pass(c *movableConn) {
 }
 
 // release lets go of the connections moved: the new generation has them.
-func (m *moves) release() {
+// If it died since the answers came, what it took is served here again,
+// and release returns once Serve has taken it.
+func (m *moves) release(ctx context.Context) {
 	if p := m.u.successorPasser(); p != nil {
 		p.release()
 	}
+	m.injected.wait(ctx)
 }
 
 // state follows net/http's view of a connection.

@@ -40,6 +40,9 @@ type passer struct {
 	// generation keeps until release: if the child dies meanwhile (in the
 	// middle of the move), each is given back to its lost func.
 	held map[uint64]heldConn
+	// handingBack counts a hand-back of held connections in progress
+	// (broke, the child having died); release waits for it.
+	handingBack sync.WaitGroup
 }
 
 // queuedConn is a connection waiting to be sent. Its descriptor is read
@@ -61,8 +64,10 @@ type pendingPass struct {
 	lost  func(net.Conn)
 	done  func(error)
 	timer *time.Timer // patience
-	// sent: its message is being sent, or was; the child may have it.
-	sent bool
+	// sending: taken from the queue, its send not yet over (sendBatch
+	// settles it if the channel breaks meanwhile); sent: the child has it,
+	// or had it.
+	sending, sent bool
 }
 
 // heldConn is a passed connection kept until release.
@@ -105,6 +110,9 @@ func (p *passer) send() {
 			for len(p.queue) > 0 && wire.Fits(batch, p.queue[0].State) {
 				batch = append(batch, p.queue[0].PassedConn)
 				conns = append(conns, p.queue[0].conn)
+				if pp := p.pending[p.queue[0].ID]; pp != nil {
+					pp.sending = true
+				}
 				p.queue[0] = queuedConn{}
 				p.queue = p.queue[1:]
 			}
@@ -120,14 +128,10 @@ func (p *passer) send() {
 // sendBatch sends the connections of batch, whose conns are conns, in one
 // message (it holds its own reference to each descriptor once sent). One
 // closed before it is sent, by a pass that gave up waiting, is left out.
+// What could not be sent is refused; what was sent waits for its answer,
+// or, if the channel broke while it was sent (broke leaves those to this
+// send), is left to the child.
 func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
-	p.mu.Lock()
-	for _, c := range batch {
-		if pp := p.pending[c.ID]; pp != nil {
-			pp.sent = true
-		}
-	}
-	p.mu.Unlock()
 	for len(batch) > 0 {
 		err := fds.Pin(conns, func(raw []int) error {
 			for i, fd := range raw {
@@ -145,6 +149,21 @@ func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
 		if err != nil {
 			p.log.Warn("could not pass connections to the new generation", slog.Any("error", err))
 			p.answer(batch, false)
+			return
+		}
+		p.mu.Lock()
+		var left []*pendingPass
+		for _, c := range batch {
+			if pp := p.pending[c.ID]; pp != nil {
+				pp.sending, pp.sent = false, true
+				if p.closed { // broke while this was sent: no answer comes
+					left = p.takePendingLocked(c.ID, left)
+				}
+			}
+		}
+		p.mu.Unlock()
+		for _, pp := range left {
+			p.leave(pp)
 		}
 		return
 	}
@@ -250,9 +269,14 @@ func (p *passer) broke(err error) {
 	p.closed = true
 	var refused, left []*pendingPass
 	for id, pp := range p.pending {
-		if !gone && pp.sent {
+		switch {
+		case gone:
+			refused = p.takePendingLocked(id, refused)
+		case pp.sending:
+			// Its send settles it: left if it went, refused if not.
+		case pp.sent:
 			left = p.takePendingLocked(id, left)
-		} else {
+		default:
 			refused = p.takePendingLocked(id, refused)
 		}
 	}
@@ -260,6 +284,10 @@ func (p *passer) broke(err error) {
 	if gone {
 		held = p.held
 		p.held = nil
+		if len(held) > 0 {
+			p.handingBack.Add(1) // release waits until they are served here
+			defer p.handingBack.Done()
+		}
 	}
 	p.signal()
 	close(p.done)
@@ -383,6 +411,8 @@ func (p *passer) leave(pp *pendingPass) {
 }
 
 // release closes the connections the child took: they are its alone.
+// If the child died before, it returns once what it took has been handed
+// back to be served here (lost), so that the drain can wait for that.
 func (p *passer) release() {
 	p.mu.Lock()
 	held := p.held
@@ -391,6 +421,7 @@ func (p *passer) release() {
 	for _, h := range held {
 		h.c.Close()
 	}
+	p.handingBack.Wait()
 }
 
 func (p *passer) close() { p.ch.Close() }

@@ -267,7 +267,12 @@ func TestPasserChildSaysGarbage(t *testing.T) {
 		}
 	}
 	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnAck, IDs: ids[:1]}))
-	require.NoError(t, <-outcomes, "taken")
+	select {
+	case err := <-outcomes:
+		require.NoError(t, err, "taken")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pass answered for did not end")
+	}
 
 	// Garbage: an answer whose id is no number.
 	_, err = raw.Write([]byte("ack\nseven\n"))
@@ -277,6 +282,18 @@ func TestPasserChildSaysGarbage(t *testing.T) {
 		assert.NoError(t, err, "sent and unanswered: left to the child")
 	case <-time.After(10 * time.Second):
 		t.Fatal("the pass sent and unanswered did not end")
+	}
+	// This end closed its side: the child's receiver sees the end.
+	done := make(chan error, 1)
+	go func() {
+		_, err := child.Recv()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, io.EOF)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the channel stayed open after the garbage")
 	}
 	p.release()
 	select {

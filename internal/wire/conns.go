@@ -1,5 +1,7 @@
 package wire
 
+import "errors"
+
 // CtlConns is the control file of the connection channel (protocol
 // version 3): a SOCK_SEQPACKET socket pair on which a parent passes live
 // connections to its child, the descriptors attached to the messages.
@@ -27,6 +29,10 @@ const (
 	MaxBatch      = 64
 	maxBatchBytes = 64 << 10
 )
+
+// ErrConnMsg is a message on the connection channel that is none: the
+// other end is there, saying what this build cannot read.
+var ErrConnMsg = errors.New("malformed message on the connection channel")
 
 // The kinds of message on the connection channel.
 const (

@@ -9,10 +9,6 @@ import (
 	"strconv"
 )
 
-// ErrConnMsg is a message on the connection channel that is none: the
-// other end is there, saying what this build cannot read.
-var ErrConnMsg = errors.New("malformed message on the connection channel")
-
 // maxConnMsg bounds one message.
 const maxConnMsg = maxBatchBytes + MaxConnState + MaxBatch*320 + 64
 
