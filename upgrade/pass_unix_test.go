@@ -23,14 +23,8 @@ import (
 // for a chunk at a time, each chunk before any of it is handed over, and
 // every one handed over serves.
 func TestReceiveAnswersInChunks(t *testing.T) {
-	parent, childFile, err := wire.ConnPair()
-	require.NoError(t, err)
-	defer parent.Close()
-	child, err := wire.OpenConnChannel(childFile)
-	childFile.Close()
-	require.NoError(t, err)
+	parent, child, _ := connChannels(t)
 	r := newReceiver(child, slog.New(slog.DiscardHandler))
-	defer child.Close()
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -85,6 +79,22 @@ func TestReceiveAnswersInChunks(t *testing.T) {
 	}
 }
 
+// connChannels returns both ends of a connection channel, and the child's
+// end once more as a plain connection, all closed at the end of the test.
+func connChannels(t *testing.T) (parent, child *wire.ConnChannel, raw net.Conn) {
+	parent, childFile, err := wire.ConnPair()
+	require.NoError(t, err)
+	defer childFile.Close()
+	t.Cleanup(func() { parent.Close() })
+	child, err = wire.OpenConnChannel(childFile)
+	require.NoError(t, err)
+	t.Cleanup(func() { child.Close() })
+	raw, err = net.FileConn(childFile)
+	require.NoError(t, err)
+	t.Cleanup(func() { raw.Close() })
+	return parent, child, raw
+}
+
 // recvWithin receives a message on ch, failing the test if none comes
 // within d. A receive still waiting ends when ch is closed.
 func recvWithin(t *testing.T, ch *wire.ConnChannel, d time.Duration) wire.ConnMsg {
@@ -113,13 +123,8 @@ func recvWithin(t *testing.T, ch *wire.ConnChannel, d time.Duration) wire.ConnMs
 // child that does not answer within patience; and passes waiting for an
 // answer are not a goroutine each.
 func TestPasserOutcomes(t *testing.T) {
-	parentCh, childFile, err := wire.ConnPair()
-	require.NoError(t, err)
-	child, err := wire.OpenConnChannel(childFile)
-	childFile.Close()
-	require.NoError(t, err)
+	parentCh, child, raw := connChannels(t)
 	p := newPasser(parentCh, slog.New(slog.DiscardHandler))
-	defer p.close()
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -199,6 +204,7 @@ func TestPasserOutcomes(t *testing.T) {
 
 	// The child dies: the one it took comes back, the rest are refused.
 	child.Close()
+	raw.Close()
 	select {
 	case c := <-lost:
 		assert.Same(t, conns[0], c, "the one it took")
@@ -229,17 +235,8 @@ func TestPasserOutcomes(t *testing.T) {
 // does what it was sent, and nothing is served twice; only what was never
 // sent comes back.
 func TestPasserChildSaysGarbage(t *testing.T) {
-	parentCh, childFile, err := wire.ConnPair()
-	require.NoError(t, err)
-	child, err := wire.OpenConnChannel(childFile)
-	require.NoError(t, err)
-	defer child.Close()
-	raw, err := net.FileConn(childFile) // the child's end, to say garbage on
-	childFile.Close()
-	require.NoError(t, err)
-	defer raw.Close()
+	parentCh, child, raw := connChannels(t) // raw: the child's end, to say garbage on
 	p := newPasser(parentCh, slog.New(slog.DiscardHandler))
-	defer p.close()
 	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnTake, Key: "k"}))
 	require.True(t, p.awaitTake("k", time.Now().Add(10*time.Second)))
 

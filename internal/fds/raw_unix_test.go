@@ -19,15 +19,7 @@ import (
 // listeners and files alike: each names its own socket or file, and none
 // is a copy (no descriptor was opened).
 func TestRawGivesTheDescriptors(t *testing.T) {
-	var conns []syscall.Conn
-	var ports []int
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer ln.Close()
-		conns = append(conns, ln.(*net.TCPListener))
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
+	conns, ports := listeners(t, 3)
 	f, err := os.Open(os.DevNull)
 	require.NoError(t, err)
 	defer f.Close()
@@ -143,15 +135,7 @@ func BenchmarkStart(b *testing.B) {
 // descriptor, naming its socket, until f returns; one closed before is named by a ClosedError, and f
 // does not run.
 func TestPinHoldsThemOpen(t *testing.T) {
-	var conns []syscall.Conn
-	var ports []int
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer ln.Close()
-		conns = append(conns, ln.(*net.TCPListener))
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
+	conns, ports := listeners(t, 3)
 	want, err := Raw(conns)
 	require.NoError(t, err)
 	open := countFDs(t)
@@ -184,4 +168,19 @@ func TestPinHoldsThemOpen(t *testing.T) {
 	assert.Equal(t, 1, ce.Index)
 	assert.False(t, ran)
 	assert.ErrorIs(t, Pin(conns[2:], func([]int) error { return os.ErrInvalid }), os.ErrInvalid, "f's error")
+}
+
+// listeners returns n TCP listeners on loopback, closed at the end of the
+// test, and their ports.
+func listeners(t *testing.T, n int) ([]syscall.Conn, []int) {
+	var conns []syscall.Conn
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		t.Cleanup(func() { ln.Close() })
+		conns = append(conns, ln.(*net.TCPListener))
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return conns, ports
 }
