@@ -219,37 +219,24 @@ func (m *moves) keepAlive(c *movableConn, began time.Time) bool {
 func (m *moves) waitMoved(ctx context.Context) error { return m.candidates.wait(ctx) }
 
 // waitPassed waits for the new generation's answers to the connections
-// passed; what it refused, or took and died with, is served here again by
-// then: queued for Serve, and taken by it.
-func (m *moves) waitPassed(ctx context.Context) {
-	if m.passing.wait(ctx) == nil {
-		m.injected.wait(ctx)
-	}
-}
+// passed; what it refused is queued to be served here again by then
+// (release waits for Serve to take it).
+func (m *moves) waitPassed(ctx context.Context) { m.passing.wait(ctx) }
 
 // injectConn queues c for Serve, counted in injected until Serve takes it
-// (state) or it closes; false if the listener is closed.
+// (setState) or it closes; false if the listener is closed.
 func (m *moves) injectConn(c *movableConn) bool {
 	c.mu.Lock()
 	c.queued = true
 	c.mu.Unlock()
 	m.injected.add(nil)
 	if !m.inject.push(c) {
-		m.taken(c)
+		c.mu.Lock()
+		c.unqueueLocked()
+		c.mu.Unlock()
 		return false
 	}
 	return true
-}
-
-// taken stops counting c as queued for Serve, once.
-func (m *moves) taken(c *movableConn) {
-	c.mu.Lock()
-	queued := c.queued
-	c.queued = false
-	c.mu.Unlock()
-	if queued {
-		m.injected.release(nil)
-	}
 }
 
 // closeFresh closes the connections that arrived idle and never spoke:
@@ -305,8 +292,8 @@ func (m *moves) pass(c *movableConn) {
 }
 
 // release lets go of the connections moved: the new generation has them.
-// If it died since the answers came, what it took is served here again,
-// and release returns once Serve has taken it.
+// What it refused, or took and died with (even after its last answer), is
+// served here again: release returns once Serve has taken all of it.
 func (m *moves) release(ctx context.Context) {
 	if p := m.u.successorPasser(); p != nil {
 		p.release()
@@ -318,9 +305,6 @@ func (m *moves) release(ctx context.Context) {
 func (m *moves) state(c net.Conn, s http.ConnState) {
 	if mc, ok := c.(*movableConn); ok {
 		mc.setState(s)
-		if s == http.StateNew {
-			m.taken(mc) // counted by the drain's own hook by now
-		}
 	}
 }
 
@@ -495,10 +479,10 @@ func (c *movableConn) SetDeadline(t time.Time) error {
 // Close passes a moved connection on, and closes any other.
 func (c *movableConn) Close() error {
 	var err error
-	c.m.taken(c) // closed while queued for Serve: inject's Close
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		moved := c.moved
+		c.unqueueLocked() // closed while queued for Serve: inject's Close
 		c.mu.Unlock()
 		if moved {
 			// Counted as passing before it stops counting as a
@@ -536,8 +520,20 @@ func (c *movableConn) setState(s http.ConnState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.state = s
-	if s == http.StateHijacked {
+	switch s {
+	case http.StateNew:
+		c.unqueueLocked() // Serve took it; the drain's own hook counted it first
+	case http.StateHijacked:
 		c.setUnmovableLocked()
+	}
+}
+
+// unqueueLocked stops counting c as queued for Serve (moves.injected),
+// once; c.mu is held.
+func (c *movableConn) unqueueLocked() {
+	if c.queued {
+		c.queued = false
+		c.m.injected.release(nil)
 	}
 }
 
