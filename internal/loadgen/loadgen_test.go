@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,25 @@ func run(t *testing.T, cfg Config) Stats {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), load)
 	defer cancel()
+	st, err := Run(ctx, cfg)
+	require.NoError(t, err)
+	t.Logf("%v mode: %v", cfg.Mode, st)
+	return st
+}
+
+// runFor runs cfg until k results came (or 20 s passed, for a test that
+// then fails): for what a loaded machine may not do often in 300 ms, such
+// as TLS handshakes in a race build.
+func runFor(t *testing.T, cfg Config, k int32) Stats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var results atomic.Int32
+	cfg.OnResult = func(Result) {
+		if results.Add(1) >= k {
+			cancel()
+		}
+	}
 	st, err := Run(ctx, cfg)
 	require.NoError(t, err)
 	t.Logf("%v mode: %v", cfg.Mode, st)
@@ -74,7 +94,7 @@ func TestRunTLS(t *testing.T) {
 	trusted := srv.Client().Transport.(*http.Transport).TLSClientConfig
 	for _, mode := range []Mode{NewConn, KeepAlive} {
 		t.Run(mode.String(), func(t *testing.T) {
-			st := run(t, Config{Addr: addr, Clients: 4, Mode: mode, TLS: trusted})
+			st := runFor(t, Config{Addr: addr, Clients: 4, Mode: mode, TLS: trusted}, 20)
 			assert.Positive(t, st.Requests)
 			assert.Zero(t, st.Failed)
 			assert.Equal(t, map[string]int64{"hello": st.Requests}, st.Bodies)
@@ -86,7 +106,7 @@ func TestRunTLS(t *testing.T) {
 		})
 	}
 	t.Run("untrusted", func(t *testing.T) {
-		st := run(t, Config{Addr: addr, Clients: 2, TLS: &tls.Config{}})
+		st := runFor(t, Config{Addr: addr, Clients: 2, TLS: &tls.Config{}}, 4)
 		assert.Positive(t, st.Failed)
 		assert.Equal(t, st.Requests, st.Failed)
 		assert.Equal(t, map[string]int64{"tls: certificate not verified": st.Failed}, st.Errors)
