@@ -2,7 +2,10 @@
 
 package wire
 
-import "os"
+import (
+	"os"
+	"time"
+)
 
 // ConnChannel is one end of the connection channel; connections move
 // between generations only where unix SOCK_SEQPACKET sockets carry
@@ -17,6 +20,9 @@ func OpenConnChannel(*os.File) (*ConnChannel, error) { return nil, ErrNotSupport
 
 // Send returns ErrNotSupported.
 func (*ConnChannel) Send(ConnMsg) error { return ErrNotSupported }
+
+// SendBy returns ErrNotSupported.
+func (*ConnChannel) SendBy(ConnMsg, time.Time) error { return ErrNotSupported }
 
 // Recv returns ErrNotSupported.
 func (*ConnChannel) Recv() (ConnMsg, error) { return ConnMsg{}, ErrNotSupported }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -66,7 +67,13 @@ func OpenConnChannel(f *os.File) (*ConnChannel, error) {
 // Send sends m, with the descriptors of its connections attached; the
 // caller keeps them open and closes them when it likes (the message holds
 // its own references).
-func (ch *ConnChannel) Send(m ConnMsg) error {
+func (ch *ConnChannel) Send(m ConnMsg) error { return ch.SendBy(m, time.Time{}) }
+
+// SendBy is Send, giving up at deadline (none if zero) while the other end
+// reads nothing and the channel is full: the error then wraps
+// os.ErrDeadlineExceeded. A message goes whole or not at all
+// (SOCK_SEQPACKET), so one that timed out was not sent.
+func (ch *ConnChannel) SendBy(m ConnMsg, deadline time.Time) error {
 	b, err := m.encode()
 	if err != nil {
 		return err
@@ -81,6 +88,9 @@ func (ch *ConnChannel) Send(m ConnMsg) error {
 	}
 	ch.wmu.Lock()
 	defer ch.wmu.Unlock()
+	if err := ch.c.SetWriteDeadline(deadline); err != nil {
+		return fmt.Errorf("connection channel: send %s: %w", m.Kind, err)
+	}
 	if _, _, err := ch.c.WriteMsgUnix(b, oob, nil); err != nil {
 		return fmt.Errorf("connection channel: send %s: %w", m.Kind, err)
 	}

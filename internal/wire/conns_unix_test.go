@@ -9,6 +9,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -219,4 +220,42 @@ func TestConnChannelLaterKinds(t *testing.T) {
 	assert.Equal(t, ConnMsg{Kind: ConnAck, IDs: []uint64{7}}, m)
 	_, err = w.Write([]byte{1})
 	assert.ErrorIs(t, err, syscall.EPIPE, "the descriptor that came with it was closed")
+}
+
+// TestSendByGivesUp: a send to an end that reads nothing gives up at its
+// deadline once the channel is full, and what timed out was not sent: the
+// reader, reading at last, gets every message sent before it and the next
+// one sent, and no other.
+func TestSendByGivesUp(t *testing.T) {
+	parent, child := connChannelPair(t)
+	devNull, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer devNull.Close()
+	batch := make([]PassedConn, MaxBatch)
+	for i := range batch {
+		batch[i] = PassedConn{Key: "tcp/127.0.0.1%3A8080", ID: uint64(i), FD: int(devNull.Fd())}
+	}
+	sent := 0
+	for ; ; sent++ {
+		require.Less(t, sent, 10000, "the channel never filled")
+		err := parent.SendBy(ConnMsg{Kind: ConnConn, Conns: batch}, time.Now().Add(50*time.Millisecond))
+		if err != nil {
+			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+			break
+		}
+	}
+	require.Positive(t, sent)
+	t.Logf("%d messages of %d went before the channel was full", sent, MaxBatch)
+	for range sent {
+		m, err := child.Recv()
+		require.NoError(t, err)
+		assert.Len(t, m.Conns, MaxBatch)
+		for _, c := range m.Conns {
+			syscall.Close(c.FD)
+		}
+	}
+	require.NoError(t, parent.Send(ConnMsg{Kind: ConnAck, IDs: []uint64{7}}), "no deadline left behind")
+	m, err := child.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, ConnMsg{Kind: ConnAck, IDs: []uint64{7}}, m, "the message that timed out is not there")
 }
