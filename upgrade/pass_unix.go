@@ -22,6 +22,22 @@ import (
 // errRefused: the new generation was asked and refused this one.
 var errRefused = errors.New("the new generation refused the connection")
 
+// sendPatience bounds how long a message of connections waits to go into
+// a connection channel that is full: the new generation reads nothing (it
+// is frozen, stopped by a debugger, starved of CPU). A healthy one reads
+// the next message within milliseconds of adopting the last. After that,
+// nothing more is passed to it: what was not sent is served here again,
+// instead of waiting out the drain for a child that may never read it.
+const sendPatience = 2 * time.Second
+
+// passWindow bounds the passes sent and not yet answered. The kernel
+// queues about 6,000 connections in a connection channel nobody reads
+// (93 full messages here), each stuck with a child that is frozen until
+// it reads again; with the window, 256 at most are, and the rest are
+// served here after sendPatience without an answer. A healthy child
+// answers 8 at a time as it adopts them, which keeps the window moving.
+const passWindow = 4 * wire.MaxBatch
+
 // passer passes live connections to the child this generation started.
 type passer struct {
 	ch  *wire.ConnChannel
@@ -31,11 +47,20 @@ type passer struct {
 	taken   map[string]bool
 	changed chan struct{} // closed, and replaced, when taken or closed change
 	closed  bool          // the child's end is closed: an older build, or it exited
-	nextID  uint64
-	pending map[uint64]*pendingPass // passes waiting for the child's answer
-	queue   []queuedConn            // to send
-	kick    chan struct{}           // has a token while queue may be non-empty
-	done    chan struct{}           // closed once the child's end has closed
+	// stalled: a send waited sendPatience for the child to read; nothing
+	// more is sent, and what was not sent is served here again.
+	stalled      bool
+	sendPatience time.Duration
+	// inflight counts the pending passes sending or sent, at most window;
+	// answered counts the answers, so that the sender can tell a child
+	// that reads slowly from one that reads nothing.
+	inflight, window int
+	answered         uint64
+	nextID           uint64
+	pending          map[uint64]*pendingPass // passes waiting for the child's answer
+	queue            []queuedConn            // to send
+	kick             chan struct{}           // has a token while queue may be non-empty
+	done             chan struct{}           // closed once the child's end has closed
 	// held are the connections the child took, whose descriptors this
 	// generation keeps until release: if the child dies meanwhile (in the
 	// middle of the move), each is given back to its lost func.
@@ -65,9 +90,10 @@ type pendingPass struct {
 	done  func(error)
 	timer *time.Timer // patience
 	// sending: taken from the queue, its send not yet over (sendBatch
-	// settles it if the channel breaks meanwhile); sent: the child has it,
-	// or had it.
-	sending, sent bool
+	// settles it if the channel breaks, or its patience runs out,
+	// meanwhile); sent: the child has it, or had it; expired: its patience
+	// ran out while it was sent.
+	sending, sent, expired bool
 }
 
 // heldConn is a passed connection kept until release.
@@ -77,7 +103,7 @@ type heldConn struct {
 }
 
 func newPasser(ch *wire.ConnChannel, log *slog.Logger) *passer {
-	p := &passer{ch: ch, log: log, taken: map[string]bool{}, changed: make(chan struct{}),
+	p := &passer{ch: ch, log: log, taken: map[string]bool{}, changed: make(chan struct{}), sendPatience: sendPatience, window: passWindow,
 		pending: map[uint64]*pendingPass{}, held: map[uint64]heldConn{},
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.read()
@@ -85,11 +111,34 @@ func newPasser(ch *wire.ConnChannel, log *slog.Logger) *passer {
 	return p
 }
 
-// send sends what pass queues, as many connections in a message as fit.
+// send sends what pass queues, as many connections in a message as fit
+// and the window has room for. While the window is full, it waits for
+// answers; when none has come for sendPatience, the child reads nothing
+// and the passer stalls.
 func (p *passer) send() {
+	var waiting *time.Timer // runs while the window is full and passes wait
+	var since uint64        // p.answered when it began
+	defer func() {
+		if waiting != nil {
+			waiting.Stop()
+		}
+	}()
 	for {
+		var timeout <-chan time.Time
+		if waiting != nil {
+			timeout = waiting.C
+		}
 		select {
 		case <-p.kick:
+		case <-timeout:
+			waiting = nil
+			p.mu.Lock()
+			stuck := p.answered == since && p.fullLocked()
+			p.mu.Unlock()
+			if stuck {
+				p.stall()
+				continue
+			}
 		case <-p.done:
 			p.mu.Lock()
 			p.queue = nil // their passes were answered false
@@ -107,37 +156,66 @@ func (p *passer) send() {
 			p.mu.Lock()
 			var batch []wire.PassedConn
 			var conns []syscall.Conn
-			for len(p.queue) > 0 && wire.Fits(batch, p.queue[0].State) {
-				batch = append(batch, p.queue[0].PassedConn)
-				conns = append(conns, p.queue[0].conn)
-				if pp := p.pending[p.queue[0].ID]; pp != nil {
-					pp.sending = true
+			if !p.fullLocked() {
+				for len(p.queue) > 0 && p.inflight < p.window && wire.Fits(batch, p.queue[0].State) {
+					// A pass no longer pending gave up before it was sent,
+					// and is served here: it must not reach the child too.
+					if pp := p.pending[p.queue[0].ID]; pp != nil {
+						pp.sending = true
+						p.inflight++
+						batch = append(batch, p.queue[0].PassedConn)
+						conns = append(conns, p.queue[0].conn)
+					}
+					p.queue[0] = queuedConn{}
+					p.queue = p.queue[1:]
 				}
-				p.queue[0] = queuedConn{}
-				p.queue = p.queue[1:]
 			}
+			full := len(batch) == 0 && p.fullLocked()
+			answered := p.answered
 			p.mu.Unlock()
-			if len(batch) == 0 {
-				break
+			if len(batch) > 0 {
+				p.sendBatch(batch, conns)
+				continue
 			}
-			p.sendBatch(batch, conns)
+			switch {
+			case !full:
+				if waiting != nil {
+					waiting.Stop()
+					waiting = nil
+				}
+			case waiting == nil || answered != since:
+				// Full: wait for answers, sendPatience from the last.
+				if waiting != nil {
+					waiting.Stop()
+				}
+				waiting, since = time.NewTimer(p.sendPatience), answered
+			}
+			break
 		}
 	}
+}
+
+// fullLocked reports whether passes wait for room in the window: for a
+// whole message's, not 8 at a time as answers come. p.mu is held.
+func (p *passer) fullLocked() bool {
+	return len(p.queue) > 0 && p.window-p.inflight < min(len(p.queue), wire.MaxBatch, p.window)
 }
 
 // sendBatch sends the connections of batch, whose conns are conns, in one
 // message (it holds its own reference to each descriptor once sent). One
 // closed before it is sent, by a pass that gave up waiting, is left out.
 // What could not be sent is refused; what was sent waits for its answer,
-// or, if the channel broke while it was sent (broke leaves those to this
-// send), is left to the child.
+// or, if the channel broke or its patience ran out while it was sent
+// (broke and giveUp leave those to this send), is left to the child. A
+// send the child does not make room for within sendPatience is not sent,
+// and stalls the passer.
 func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
 	for len(batch) > 0 {
 		err := fds.Pin(conns, func(raw []int) error {
 			for i, fd := range raw {
 				batch[i].FD = fd
 			}
-			return p.ch.Send(wire.ConnMsg{Kind: wire.ConnConn, Conns: batch})
+			return p.ch.SendBy(wire.ConnMsg{Kind: wire.ConnConn, Conns: batch}, time.Now().Add(p.sendPatience))
 		})
 		var closed *fds.ClosedError
 		if errors.As(err, &closed) {
@@ -145,6 +223,11 @@ func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
 			batch = slices.Delete(batch, closed.Index, closed.Index+1)
 			conns = slices.Delete(conns, closed.Index, closed.Index+1)
 			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			p.answer(batch, false)
+			p.stall()
+			return
 		}
 		if err != nil {
 			p.log.Warn("could not pass connections to the new generation", slog.Any("error", err))
@@ -156,7 +239,9 @@ func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
 		for _, c := range batch {
 			if pp := p.pending[c.ID]; pp != nil {
 				pp.sending, pp.sent = false, true
-				if p.closed { // broke while this was sent: no answer comes
+				// Broke while this was sent: no answer comes. Or gave up
+				// waiting while it was sent: the child has it.
+				if p.closed || pp.expired {
 					left = p.takePendingLocked(c.ID, left)
 				}
 			}
@@ -166,6 +251,32 @@ func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
 			p.leave(pp)
 		}
 		return
+	}
+}
+
+// stall stops passing connections to a child that stopped reading them:
+// what is queued, or comes later, is refused (served here); what was sent
+// waits for its answer, as before, the channel staying open for it.
+func (p *passer) stall() {
+	p.mu.Lock()
+	if p.stalled || p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.stalled = true
+	var refused []*pendingPass
+	for id, pp := range p.pending {
+		if !pp.sent && !pp.sending {
+			refused = p.takePendingLocked(id, refused)
+		}
+	}
+	p.queue = nil
+	p.signal()
+	p.mu.Unlock()
+	p.log.Warn("the new generation reads no more connections; serving the rest here",
+		slog.Duration("waited", p.sendPatience), slog.Int("refused", len(refused)))
+	for _, pp := range refused {
+		p.settle(pp, false)
 	}
 }
 
@@ -182,6 +293,16 @@ func (p *passer) answer(batch []wire.PassedConn, took bool) {
 	}
 }
 
+// forgetLocked removes pp from pending, and from the window if it was
+// in it; p.mu is held.
+func (p *passer) forgetLocked(pp *pendingPass) {
+	delete(p.pending, pp.id)
+	if pp.sending || pp.sent {
+		p.inflight--
+		p.answered++
+	}
+}
+
 // takePendingLocked removes the pass id from pending, if it is still
 // there, and appends it to to; p.mu is held.
 func (p *passer) takePendingLocked(id uint64, to []*pendingPass) []*pendingPass {
@@ -189,7 +310,7 @@ func (p *passer) takePendingLocked(id uint64, to []*pendingPass) []*pendingPass 
 	if !ok {
 		return to
 	}
-	delete(p.pending, id)
+	p.forgetLocked(pp)
 	pp.timer.Stop()
 	return append(to, pp)
 }
@@ -244,9 +365,20 @@ func (p *passer) read() {
 			}
 		}
 		p.mu.Unlock()
+		if len(answered) > 0 {
+			p.wake() // the window has room
+		}
 		for _, pp := range answered {
 			p.settle(pp, m.Kind == wire.ConnAck)
 		}
+	}
+}
+
+// wake wakes the sender.
+func (p *passer) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -322,13 +454,13 @@ func (p *passer) awaitTake(key string, deadline time.Time) bool {
 	defer t.Stop()
 	for {
 		p.mu.Lock()
-		taken, closed, changed := p.taken[key], p.closed, p.changed
+		taken, closed, changed := p.taken[key], p.closed || p.stalled, p.changed
 		p.mu.Unlock()
 		switch {
-		case taken:
-			return true
 		case closed:
 			return false
+		case taken:
+			return true
 		}
 		select {
 		case <-changed:
@@ -370,6 +502,9 @@ func (p *passer) start(key string, c net.Conn, state []byte, patience time.Durat
 	case p.closed:
 		p.mu.Unlock()
 		return fmt.Errorf("%w: it has exited, or is an older build", errNotTaken)
+	case p.stalled:
+		p.mu.Unlock()
+		return fmt.Errorf("%w: it stopped reading the connections passed to it", errNotTaken)
 	case !p.taken[key]:
 		p.mu.Unlock()
 		return errNotTaken
@@ -381,22 +516,31 @@ func (p *passer) start(key string, c net.Conn, state []byte, patience time.Durat
 	p.pending[id] = pp
 	p.queue = append(p.queue, queuedConn{PassedConn: wire.PassedConn{Key: key, ID: id, State: state}, conn: sc})
 	p.mu.Unlock()
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
+	p.wake()
 	return nil
 }
 
-// giveUp ends a pass whose patience ran out before an answer came.
+// giveUp ends a pass whose patience ran out before an answer came: one
+// sent is left to the child, one never sent is refused (served here), and
+// one being sent is settled by its send.
 func (p *passer) giveUp(pp *pendingPass, patience time.Duration) {
 	p.mu.Lock()
 	if p.pending[pp.id] != pp {
 		p.mu.Unlock()
 		return // answered meanwhile
 	}
-	delete(p.pending, pp.id)
+	if pp.sending {
+		pp.expired = true
+		p.mu.Unlock()
+		return
+	}
+	p.forgetLocked(pp) // the sender skips it if it is still queued
 	p.mu.Unlock()
+	if !pp.sent {
+		p.log.Debug("a connection waited its patience to be sent to the new generation; serving it here", slog.Duration("waited", patience))
+		p.settle(pp, false)
+		return
+	}
 	p.log.Warn("the new generation did not answer for a connection passed to it; leaving it there", slog.Duration("waited", patience))
 	p.leave(pp)
 }

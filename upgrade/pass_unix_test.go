@@ -3,6 +3,7 @@
 package upgrade
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -184,9 +185,12 @@ func TestPasserOutcomes(t *testing.T) {
 		t.Fatalf("pass %d was not sent", i)
 		return 0
 	}
-	// One more, which the child never answers for; whether it was sent
-	// before its patience ran out or not, it is left there.
-	begin(waiting+2, 50*time.Millisecond)
+	// One more, which the child is sent and never answers for: it is left
+	// there once its patience runs out.
+	begin(waiting+2, time.Second)
+	m := recvWithin(t, child, 10*time.Second)
+	require.Len(t, m.Conns, 1)
+	syscall.Close(m.Conns[0].FD)
 	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnAck, IDs: []uint64{idOf(0)}}))
 	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnNack, IDs: []uint64{idOf(1)}}))
 	got := map[int]error{}
@@ -317,4 +321,152 @@ func TestPasserChildSaysGarbage(t *testing.T) {
 		_, err = clients[i].Read(b[:])
 		assert.ErrorIs(t, err, io.EOF, "connection %d: no copy left in this process", i)
 	}
+}
+
+// TestPasserStalls: a child that reads nothing is sent one window of
+// connections, no more; the rest are served here once no answer has come
+// for sendPatience, and so is any later one. What was sent stays the
+// child's, to be answered for when it reads again. A child that reads
+// slowly, answering within sendPatience each time, is passed every one.
+func TestPasserStalls(t *testing.T) {
+	const window, n = wire.MaxBatch, 10 * wire.MaxBatch
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	conn := func() net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	type outcome struct {
+		id  int
+		err error
+	}
+	setup := func(t *testing.T, patience time.Duration) (*passer, *wire.ConnChannel, chan outcome) {
+		parentCh, child, _ := connChannels(t)
+		p := newPasser(parentCh, slog.New(slog.DiscardHandler))
+		p.window, p.sendPatience = window, patience
+		require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnTake, Key: "k"}))
+		require.True(t, p.awaitTake("k", time.Now().Add(10*time.Second)))
+		outcomes := make(chan outcome, n)
+		conns := make([]net.Conn, n)
+		for i := range conns {
+			conns[i] = conn()
+		}
+		for i, c := range conns {
+			require.NoError(t, p.start("k", c, nil, time.Minute, nil, func(err error) { outcomes <- outcome{i, err} }))
+		}
+		return p, child, outcomes
+	}
+	// receive reads the child's messages until it has k connections, and
+	// answers for each message, delay after it came.
+	receive := func(child *wire.ConnChannel, k int, delay time.Duration) (map[uint64]bool, error) {
+		got := map[uint64]bool{}
+		for len(got) < k {
+			m, err := child.Recv()
+			if err != nil {
+				return got, err
+			}
+			var ids []uint64
+			for _, c := range m.Conns {
+				if got[c.ID] {
+					return got, fmt.Errorf("connection %d sent twice", c.ID)
+				}
+				got[c.ID] = true
+				ids = append(ids, c.ID)
+				syscall.Close(c.FD)
+			}
+			time.Sleep(delay)
+			if err := child.Send(wire.ConnMsg{Kind: wire.ConnAck, IDs: ids}); err != nil {
+				return got, err
+			}
+		}
+		return got, nil
+	}
+	collect := func(t *testing.T, outcomes chan outcome, k int) map[int]error {
+		got := map[int]error{}
+		for len(got) < k {
+			select {
+			case o := <-outcomes:
+				_, twice := got[o.id]
+				require.False(t, twice, "pass %d ended twice", o.id)
+				got[o.id] = o.err
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d of %d passes ended", len(got), k)
+			}
+		}
+		return got
+	}
+
+	t.Run("frozen", func(t *testing.T) {
+		p, child, outcomes := setup(t, 100*time.Millisecond)
+		// The sender sends what is queued when it runs, so the window may
+		// hold fewer than window when it stalls: what is refused is
+		// counted, in the outcomes that come before the child reads.
+		require.Eventually(t, func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.stalled
+		}, 10*time.Second, 10*time.Millisecond, "never stalled")
+		assert.ErrorIs(t, p.start("k", conn(), nil, time.Minute, nil, func(error) { t.Error("done called for a pass never begun") }), errNotTaken)
+		assert.False(t, p.awaitTake("k", time.Now().Add(time.Second)))
+		refused := map[int]error{}
+		for quiet := false; !quiet; {
+			select {
+			case o := <-outcomes:
+				_, twice := refused[o.id]
+				require.False(t, twice, "pass %d ended twice", o.id)
+				refused[o.id] = o.err
+			case <-time.After(500 * time.Millisecond):
+				quiet = true
+			}
+		}
+		for id, err := range refused {
+			assert.ErrorIs(t, err, errRefused, "pass %d, never sent", id)
+		}
+		sentN := n - len(refused)
+		require.True(t, sentN >= 1 && sentN <= window, "%d sent, window %d", sentN, window)
+
+		// It reads again: it has what was sent, and none of what was refused.
+		received := make(chan map[uint64]bool, 1)
+		go func() {
+			sent, err := receive(child, sentN, 0)
+			assert.NoError(t, err)
+			received <- sent
+		}()
+		var sent map[uint64]bool
+		select {
+		case sent = <-received:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the child read fewer than the %d connections not refused", sentN)
+		}
+		for id := range sent {
+			_, both := refused[int(id)]
+			assert.False(t, both, "pass %d both sent and refused", id)
+		}
+		for id, err := range collect(t, outcomes, sentN) {
+			assert.NoError(t, err, "pass %d, taken", id)
+		}
+		select {
+		case o := <-outcomes:
+			t.Fatalf("pass %d ended twice", o.id)
+		case <-time.After(50 * time.Millisecond):
+		}
+	})
+
+	t.Run("slow", func(t *testing.T) {
+		_, child, outcomes := setup(t, 300*time.Millisecond)
+		go func() {
+			if _, err := receive(child, n, 100*time.Millisecond); err != nil {
+				t.Error(err)
+			}
+		}()
+		for id, err := range collect(t, outcomes, n) {
+			assert.NoError(t, err, "pass %d", id)
+		}
+	})
 }
