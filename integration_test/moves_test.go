@@ -4,6 +4,7 @@ package integration_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -484,6 +485,101 @@ func TestNewGenerationDiesMidMove(t *testing.T) {
 	wg.Wait()
 	t.Logf("after the new generation died mid-move: %v; %s", by, movedSummary(s.Log()))
 	assert.Equal(t, map[string]int{fmt.Sprintf("version=v1 pid=%d", old): n}, by, "every connection answered once, by the old generation")
+}
+
+// TestNewGenerationFreezesMidMove: the new generation stops (SIGSTOP, as
+// a debugger or a starved container would) after 500 of 2,000 idle
+// connections have moved to it. The old generation does not leave the
+// rest queued to a process that reads nothing: while it is stopped, all
+// but those it took or was sent (one window) are answered by the old
+// one. Once it runs again, it answers those, so every connection is
+// answered once, by one generation or the other.
+func TestNewGenerationFreezesMidMove(t *testing.T) {
+	dir := t.TempDir()
+	freezing := filepath.Join(dir, "freezes-mid-move")
+	require.NoError(t, harness.Build(t.Context(), "./integration_test/testdata/faulty", "freezes-mid-move", freezing, "freezeAfterConns=500", "version=v2"))
+	s := startServer(t, bins.v1, "", "-drain-timeout", "60s", "-idle-grace", "30s")
+	old, err := s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	const n, took = 2000, 500
+	conns := make([]*kaConn, n)
+	for i := range conns {
+		k, err := dialKA(s.addr)
+		require.NoError(t, err)
+		conns[i] = k
+		_, _, err = k.do("/")
+		require.NoError(t, err)
+	}
+	defer func() {
+		for _, k := range conns {
+			k.close()
+		}
+	}()
+	require.NoError(t, harness.Install(freezing, s.bin))
+	require.NoError(t, syscall.Kill(old, syscall.SIGHUP))
+	child, err := s.WaitPID(t.Context(), old)
+	require.NoError(t, err)
+	defer syscall.Kill(child, syscall.SIGCONT)
+	require.Eventually(t, func() bool { return procState(child) == "T" }, 20*time.Second, 10*time.Millisecond,
+		"the new generation stops after %d connections", took)
+
+	v1 := fmt.Sprintf("version=v1 pid=%d", old)
+	var mu sync.Mutex
+	by := map[string]int{}
+	var wg sync.WaitGroup
+	for _, k := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A long deadline: some wait for the stopped generation.
+			k.c.SetDeadline(time.Now().Add(time.Minute))
+			_, err := fmt.Fprintf(k.c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+			body := ""
+			if err == nil {
+				body, _, err = k.read()
+			}
+			what := body
+			if err != nil {
+				what = errKind(err)
+			} else if extra, _ := k.extra(); extra != "" {
+				what = "answered twice: " + extra
+			}
+			mu.Lock()
+			by[what]++
+			mu.Unlock()
+		}()
+	}
+	// The old generation serves what it never sent once the stopped one
+	// has read nothing for a while (seconds).
+	byOld := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return by[v1]
+	}
+	const window = 256 + 64 // sent, unanswered; and one message being adopted
+	assert.Eventually(t, func() bool { return byOld() >= n-took-window }, 30*time.Second, 50*time.Millisecond,
+		"while the new generation is stopped, the old one answers all but those it has")
+	whileStopped := byOld()
+	require.Equal(t, "T", procState(child), "still stopped")
+	require.NoError(t, syscall.Kill(child, syscall.SIGCONT))
+	wg.Wait()
+	t.Logf("answered by the old generation while the new one was stopped: %d of %d; after it ran again: %v; %s", whileStopped, n, by, movedSummary(s.Log()))
+	assert.Equal(t, n, by[v1]+by[fmt.Sprintf("version=v2 pid=%d", child)], "every connection answered once, by one generation or the other: %v", by)
+}
+
+// procState returns the state letter of pid in /proc (R, S, T, Z...), or
+// "" if it cannot be read.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return ""
+	}
+	return string(b[i+2])
 }
 
 // extra returns what arrives on k after an answer within 50 ms: nothing,

@@ -6,6 +6,8 @@
 //	-X main.failReason=text       report "failed: text" instead of ready
 //	-X main.dieAfterConns=100     say ready, then exit 4 once 100 connections
 //	                              came (moved from the old generation, say)
+//	-X main.freezeAfterConns=100  the same, but stop (SIGSTOP) instead: a
+//	                              frozen process, until SIGCONT
 //	-X main.unhealthy=yes         serve, but answer GET /healthz with 503
 //
 // It accepts httpserver's flags, since it is started with httpserver's
@@ -24,18 +26,20 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/handoff-go/handoff/upgrade"
 )
 
 var (
-	version       = "faulty"
-	startDelay    = "0s"
-	dieAfterReady = "0s"
-	failReason    = ""
-	dieAfterConns = "0"
-	unhealthy     = ""
+	version          = "faulty"
+	startDelay       = "0s"
+	dieAfterReady    = "0s"
+	failReason       = ""
+	dieAfterConns    = "0"
+	freezeAfterConns = "0"
+	unhealthy        = ""
 )
 
 func main() {
@@ -110,6 +114,15 @@ func main() {
 			if s == http.StateNew && conns.Add(1) == int64(n) {
 				fmt.Fprintf(os.Stderr, "panic: faulty: died after %d connections\n", n)
 				os.Exit(4)
+			}
+		}
+	}
+	if n, _ := strconv.Atoi(freezeAfterConns); n > 0 {
+		var conns atomic.Int64
+		srv.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew && conns.Add(1) == int64(n) {
+				fmt.Fprintf(os.Stderr, "faulty: stopping after %d connections\n", n)
+				syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 			}
 		}
 	}
