@@ -52,8 +52,9 @@ type passer struct {
 	stalled      bool
 	sendPatience time.Duration
 	// inflight counts the pending passes sending or sent, at most window;
-	// answered counts the answers, so that the sender can tell a child
-	// that reads slowly from one that reads nothing.
+	// answered counts the child's messages of answers (nothing else ends
+	// a pass that says the child reads), so that the sender can tell a
+	// child that reads slowly from one that reads nothing.
 	inflight, window int
 	answered         uint64
 	nextID           uint64
@@ -132,11 +133,7 @@ func (p *passer) send() {
 		case <-p.kick:
 		case <-timeout:
 			waiting = nil
-			p.mu.Lock()
-			stuck := p.answered == since && p.fullLocked()
-			p.mu.Unlock()
-			if stuck {
-				p.stall()
+			if p.stall(&since) {
 				continue
 			}
 		case <-p.done:
@@ -196,8 +193,14 @@ func (p *passer) send() {
 }
 
 // fullLocked reports whether passes wait for room in the window: for a
-// whole message's, not 8 at a time as answers come. p.mu is held.
+// whole message's, not 8 at a time as answers come. Passes that gave up
+// before they were sent are dropped from the queue's head first, so as
+// not to count as waiting. p.mu is held.
 func (p *passer) fullLocked() bool {
+	for len(p.queue) > 0 && p.pending[p.queue[0].ID] == nil {
+		p.queue[0] = queuedConn{}
+		p.queue = p.queue[1:]
+	}
 	return len(p.queue) > 0 && p.window-p.inflight < min(len(p.queue), wire.MaxBatch, p.window)
 }
 
@@ -226,7 +229,7 @@ func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			p.answer(batch, false)
-			p.stall()
+			p.stall(nil)
 			return
 		}
 		if err != nil {
@@ -256,12 +259,14 @@ func (p *passer) sendBatch(batch []wire.PassedConn, conns []syscall.Conn) {
 
 // stall stops passing connections to a child that stopped reading them:
 // what is queued, or comes later, is refused (served here); what was sent
-// waits for its answer, as before, the channel staying open for it.
-func (p *passer) stall() {
+// waits for its answer, as before, the channel staying open for it. With
+// silentSince, only if the child has answered nothing since p.answered was
+// that, and passes still wait for room. It reports whether it stalled.
+func (p *passer) stall(silentSince *uint64) bool {
 	p.mu.Lock()
-	if p.stalled || p.closed {
+	if p.stalled || p.closed || silentSince != nil && (p.answered != *silentSince || !p.fullLocked()) {
 		p.mu.Unlock()
-		return
+		return false
 	}
 	p.stalled = true
 	var refused []*pendingPass
@@ -278,6 +283,7 @@ func (p *passer) stall() {
 	for _, pp := range refused {
 		p.settle(pp, false)
 	}
+	return true
 }
 
 // answer gives the passes of batch their answer.
@@ -299,7 +305,6 @@ func (p *passer) forgetLocked(pp *pendingPass) {
 	delete(p.pending, pp.id)
 	if pp.sending || pp.sent {
 		p.inflight--
-		p.answered++
 	}
 }
 
@@ -359,6 +364,9 @@ func (p *passer) read() {
 			p.taken[m.Key] = true
 			p.signal()
 		case wire.ConnAck, wire.ConnNack:
+			// The child reads: even an answer for a pass given up on
+			// says so.
+			p.answered++
 			answered = make([]*pendingPass, 0, len(m.IDs))
 			for _, id := range m.IDs {
 				answered = p.takePendingLocked(id, answered)
@@ -536,6 +544,9 @@ func (p *passer) giveUp(pp *pendingPass, patience time.Duration) {
 	}
 	p.forgetLocked(pp) // the sender skips it if it is still queued
 	p.mu.Unlock()
+	if pp.sent {
+		p.wake() // the window has room
+	}
 	if !pp.sent {
 		p.log.Debug("a connection waited its patience to be sent to the new generation; serving it here", slog.Duration("waited", patience))
 		p.settle(pp, false)

@@ -458,6 +458,46 @@ func TestPasserStalls(t *testing.T) {
 		}
 	})
 
+	// Passes that expire once sent make room in the window, but are no
+	// answer: the child keeps reading nothing, so the passer still stalls,
+	// sendPatience after the window first filled, instead of sending a
+	// window more each time passes expire.
+	t.Run("frozen while sent passes expire", func(t *testing.T) {
+		parentCh, child, _ := connChannels(t)
+		p := newPasser(parentCh, slog.New(slog.DiscardHandler))
+		const window, waves = 16, 30
+		p.window, p.sendPatience = window, time.Second
+		require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnTake, Key: "k"}))
+		require.True(t, p.awaitTake("k", time.Now().Add(10*time.Second)))
+		outcomes := make(chan outcome, window*waves)
+		started := 0
+		for w := 0; w < waves; w++ {
+			for range window {
+				i := started
+				if err := p.start("k", conn(), nil, 300*time.Millisecond, nil, func(err error) { outcomes <- outcome{i, err} }); err != nil {
+					require.ErrorIs(t, err, errNotTaken)
+					continue
+				}
+				started++
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		left := 0
+		for id, err := range collect(t, outcomes, started) {
+			if err == nil {
+				left++ // sent, and left to the child after its patience
+			} else {
+				assert.ErrorIs(t, err, errRefused, "pass %d", id)
+			}
+		}
+		t.Logf("%d passes of %d started, %d of them sent and left, the rest served here", started, window*waves, left)
+		p.mu.Lock()
+		stalled := p.stalled
+		p.mu.Unlock()
+		assert.True(t, stalled, "passes expiring in the child count as answers")
+		assert.Less(t, started, window*waves, "passes still begun once the child read nothing for sendPatience")
+	})
+
 	t.Run("slow", func(t *testing.T) {
 		_, child, outcomes := setup(t, 300*time.Millisecond)
 		go func() {
