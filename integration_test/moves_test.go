@@ -426,36 +426,45 @@ func TestTenThousandIdleConnections(t *testing.T) {
 	assert.Empty(t, errs, "second requests on the same connections")
 }
 
+// upgradeMidMove starts v1 with flags, opens n idle keep-alive
+// connections to it (each answered once, closed at the test's end), and
+// upgrades it to the faulty build of version with the -X settings vars: it
+// returns once the new generation is in the pidfile.
+func upgradeMidMove(t *testing.T, n int, version string, vars []string, flags ...string) (s *server, old, child int, conns []*kaConn) {
+	t.Helper()
+	faulty := filepath.Join(t.TempDir(), "faulty")
+	require.NoError(t, harness.Build(t.Context(), "./integration_test/testdata/faulty", version, faulty, vars...))
+	s = startServer(t, bins.v1, "", flags...)
+	old, err := s.WaitPID(t.Context(), 0)
+	require.NoError(t, err)
+	conns = make([]*kaConn, 0, n)
+	t.Cleanup(func() {
+		for _, k := range conns {
+			k.close()
+		}
+	})
+	for range n {
+		k, err := dialKA(s.addr)
+		require.NoError(t, err)
+		conns = append(conns, k)
+		_, _, err = k.do("/")
+		require.NoError(t, err)
+	}
+	require.NoError(t, harness.Install(faulty, s.bin))
+	require.NoError(t, syscall.Kill(old, syscall.SIGHUP))
+	child, err = s.WaitPID(t.Context(), old)
+	require.NoError(t, err)
+	return s, old, child, conns
+}
+
 // TestNewGenerationDiesMidMove: the new generation dies after 500 of 2,000
 // idle connections have moved to it. Each connection is then served by
 // one process or the other: every one gets one answer, from the old
 // generation, which served them on (those the dead one took are given
 // back to it).
 func TestNewGenerationDiesMidMove(t *testing.T) {
-	dir := t.TempDir()
-	dying := filepath.Join(dir, "dies-mid-move")
-	require.NoError(t, harness.Build(t.Context(), "./integration_test/testdata/faulty", "dies-mid-move", dying, "dieAfterConns=500"))
-	s := startServer(t, bins.v1, "", "-drain-timeout", "30s", "-idle-grace", "20s")
-	old, err := s.WaitPID(t.Context(), 0)
-	require.NoError(t, err)
 	const n = 2000
-	conns := make([]*kaConn, n)
-	for i := range conns {
-		k, err := dialKA(s.addr)
-		require.NoError(t, err)
-		conns[i] = k
-		_, _, err = k.do("/")
-		require.NoError(t, err)
-	}
-	defer func() {
-		for _, k := range conns {
-			k.close()
-		}
-	}()
-	require.NoError(t, harness.Install(dying, s.bin))
-	require.NoError(t, syscall.Kill(old, syscall.SIGHUP))
-	child, err := s.WaitPID(t.Context(), old)
-	require.NoError(t, err)
+	s, old, child, conns := upgradeMidMove(t, n, "dies-mid-move", []string{"dieAfterConns=500"}, "-drain-timeout", "30s", "-idle-grace", "20s")
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, harness.WaitGone(ctx, child), "the new generation dies after 500 connections")
@@ -495,30 +504,8 @@ func TestNewGenerationDiesMidMove(t *testing.T) {
 // one. Once it runs again, it answers those, so every connection is
 // answered once, by one generation or the other.
 func TestNewGenerationFreezesMidMove(t *testing.T) {
-	dir := t.TempDir()
-	freezing := filepath.Join(dir, "freezes-mid-move")
-	require.NoError(t, harness.Build(t.Context(), "./integration_test/testdata/faulty", "freezes-mid-move", freezing, "freezeAfterConns=500", "version=v2"))
-	s := startServer(t, bins.v1, "", "-drain-timeout", "60s", "-idle-grace", "30s")
-	old, err := s.WaitPID(t.Context(), 0)
-	require.NoError(t, err)
 	const n, took = 2000, 500
-	conns := make([]*kaConn, n)
-	for i := range conns {
-		k, err := dialKA(s.addr)
-		require.NoError(t, err)
-		conns[i] = k
-		_, _, err = k.do("/")
-		require.NoError(t, err)
-	}
-	defer func() {
-		for _, k := range conns {
-			k.close()
-		}
-	}()
-	require.NoError(t, harness.Install(freezing, s.bin))
-	require.NoError(t, syscall.Kill(old, syscall.SIGHUP))
-	child, err := s.WaitPID(t.Context(), old)
-	require.NoError(t, err)
+	s, old, child, conns := upgradeMidMove(t, n, "v2", []string{"freezeAfterConns=500"}, "-drain-timeout", "60s", "-idle-grace", "30s")
 	defer syscall.Kill(child, syscall.SIGCONT)
 	require.Eventually(t, func() bool { return procState(child) == "T" }, 20*time.Second, 10*time.Millisecond,
 		"the new generation stops after %d connections", took)

@@ -96,6 +96,23 @@ func connChannels(t *testing.T) (parent, child *wire.ConnChannel, raw net.Conn) 
 	return parent, child, raw
 }
 
+// tcpConns returns a func that makes a loopback TCP connection and returns
+// its server end; both ends are closed at the test's end.
+func tcpConns(t *testing.T) func() net.Conn {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	return func() net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+}
+
 // recvWithin receives a message on ch, failing the test if none comes
 // within d. A receive still waiting ends when ch is closed.
 func recvWithin(t *testing.T, ch *wire.ConnChannel, d time.Duration) wire.ConnMsg {
@@ -127,18 +144,7 @@ func TestPasserOutcomes(t *testing.T) {
 	parentCh, child, raw := connChannels(t)
 	p := newPasser(parentCh, slog.New(slog.DiscardHandler))
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	conn := func() net.Conn {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		require.NoError(t, err)
-		t.Cleanup(func() { c.Close() })
-		s, err := ln.Accept()
-		require.NoError(t, err)
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
+	conn := tcpConns(t)
 
 	assert.ErrorIs(t, p.start("k", conn(), nil, time.Minute, nil, func(error) { t.Error("done called for a pass never begun") }), errNotTaken)
 	require.NoError(t, child.Send(wire.ConnMsg{Kind: wire.ConnTake, Key: "k"}))
@@ -330,18 +336,7 @@ func TestPasserChildSaysGarbage(t *testing.T) {
 // slowly, answering within sendPatience each time, is passed every one.
 func TestPasserStalls(t *testing.T) {
 	const window, n = wire.MaxBatch, 10 * wire.MaxBatch
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	conn := func() net.Conn {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		require.NoError(t, err)
-		t.Cleanup(func() { c.Close() })
-		s, err := ln.Accept()
-		require.NoError(t, err)
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
+	conn := tcpConns(t)
 	type outcome struct {
 		id  int
 		err error
