@@ -97,7 +97,6 @@ func Inherit() (*Inherited, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Inherited{byName: make(map[string][]*entry, len(names)), files: make([]*entry, len(names))}
 	// Check every descriptor before wrapping any in an *os.File: wrapping
 	// a non-blocking socket starts the runtime's poller, whose epoll and
 	// wake-up descriptors take the lowest free numbers — exactly the ones
@@ -112,16 +111,23 @@ func Inherit() (*Inherited, error) {
 		}
 		return nil, fmt.Errorf("%w: descriptor %d (%q) is not open: %w", ErrMalformed, firstFD+bad, names[bad], err)
 	}
-	// Files are wrapped in an *os.File only when taken: wrapping registers
-	// a non-blocking descriptor with the poller, which is most of the cost
-	// of adopting a thousand descriptors nobody may ask for.
+	return inherited(firstFD, names), nil
+}
+
+// inherited returns the Inherited of the descriptors from first on, one
+// per name, proved open. Files are wrapped in an *os.File only when
+// taken: wrapping registers a non-blocking descriptor with the poller,
+// which is most of the cost of adopting a thousand descriptors nobody may
+// ask for.
+func inherited(first int, names []string) *Inherited {
+	in := &Inherited{byName: make(map[string][]*entry, len(names)), files: make([]*entry, len(names))}
 	// One allocation for the entries and one for the lists of one entry
 	// that most names have, not one each.
 	entries := make([]entry, len(names))
 	lists := make([]*entry, len(names))
 	for i, name := range names {
 		e := &entries[i]
-		*e = entry{name: name, fd: firstFD + i}
+		*e = entry{name: name, fd: first + i}
 		in.files[i] = e
 		if list := in.byName[name]; list != nil {
 			in.byName[name] = append(list, e)
@@ -130,7 +136,7 @@ func Inherit() (*Inherited, error) {
 			in.byName[name] = lists[i : i+1 : i+1]
 		}
 	}
-	return in, nil
+	return in
 }
 
 // Names returns the names of the files not yet taken, in descriptor order.
