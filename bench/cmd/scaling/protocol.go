@@ -12,14 +12,16 @@ import (
 // child's lines never interleave):
 //
 //	parent ns=<Upgrade took> before=<fds> after=<fds> closed=<fds> start=<wall ns> end=<wall ns>
-//	child pid=<pid> fds=<fds> main=<wall ns> adopted=<wall ns>
+//	child pid=<pid> fds=<fds> main=<wall ns> adopted=<wall ns> returned=<wall ns>
 //
 // before counts the parent's descriptors before it listened, after those
 // once Upgrade returned, closed those once it closed its listeners again;
 // start and end are the wall clock at the call of Upgrade and its return.
 // fds counts the child's descriptors once it is ready; main is the wall
 // clock when its main function began, adopted when it had taken all its
-// listeners, just before Ready. The wall clock is the one clock both
+// listeners, just before Ready, returned when its library's Ready had
+// returned (after the parent's Upgrade, perhaps: what the library does
+// after it says live). The wall clock is the one clock both
 // processes share; it splits an upgrade into its phases to within a few
 // microseconds.
 const (
@@ -36,8 +38,8 @@ type parentReport struct {
 
 // childReport is the child's line.
 type childReport struct {
-	pid, fds      int
-	main, adopted time.Time
+	pid, fds                int
+	main, adopted, returned time.Time
 }
 
 func (r parentReport) String() string {
@@ -46,8 +48,8 @@ func (r parentReport) String() string {
 }
 
 func (r childReport) String() string {
-	return fmt.Sprintf("%s pid=%d fds=%d main=%d adopted=%d\n", lineChild,
-		r.pid, r.fds, r.main.UnixNano(), r.adopted.UnixNano())
+	return fmt.Sprintf("%s pid=%d fds=%d main=%d adopted=%d returned=%d\n", lineChild,
+		r.pid, r.fds, r.main.UnixNano(), r.adopted.UnixNano(), r.returned.UnixNano())
 }
 
 // report is one line of the protocol, parsed.
@@ -113,11 +115,12 @@ func parseLines(lines []string) (p parentReport, c *childReport, err error) {
 				start: time.Unix(0, v[4]), end: time.Unix(0, v[5])}
 			gotParent = true
 		case lineChild:
-			v, err := r.need("pid", "fds", "main", "adopted")
+			v, err := r.need("pid", "fds", "main", "adopted", "returned")
 			if err != nil {
 				return p, c, err
 			}
-			c = &childReport{pid: int(v[0]), fds: int(v[1]), main: time.Unix(0, v[2]), adopted: time.Unix(0, v[3])}
+			c = &childReport{pid: int(v[0]), fds: int(v[1]), main: time.Unix(0, v[2]), adopted: time.Unix(0, v[3]),
+				returned: time.Unix(0, v[4])}
 		}
 	}
 	if !gotParent {
@@ -129,11 +132,12 @@ func parseLines(lines []string) (p parentReport, c *childReport, err error) {
 // phases splits an upgrade, by the wall clock, into the time until the
 // child's main began (fork, exec, the runtime's start), the time the
 // child took to adopt its listeners, and the rest (Ready's exchange until
-// Upgrade returned).
+// Upgrade returned); and, on the child's side alone, its call of Ready.
 type phases struct {
-	start, adopt, ready time.Duration
+	start, adopt, ready, readyCall time.Duration
 }
 
 func splitPhases(p parentReport, c childReport) phases {
-	return phases{start: c.main.Sub(p.start), adopt: c.adopted.Sub(c.main), ready: p.end.Sub(c.adopted)}
+	return phases{start: c.main.Sub(p.start), adopt: c.adopted.Sub(c.main), ready: p.end.Sub(c.adopted),
+		readyCall: c.returned.Sub(c.adopted)}
 }

@@ -13,7 +13,8 @@ var (
 	t0      = time.Unix(1700000000, 0)
 	parentR = parentReport{took: 9 * time.Millisecond, before: 7, after: 1009, closed: 9,
 		start: t0, end: t0.Add(9 * time.Millisecond)}
-	childR = childReport{pid: 77, fds: 1006, main: t0.Add(3 * time.Millisecond), adopted: t0.Add(7 * time.Millisecond)}
+	childR = childReport{pid: 77, fds: 1006, main: t0.Add(3 * time.Millisecond), adopted: t0.Add(7 * time.Millisecond),
+		returned: t0.Add(10 * time.Millisecond)}
 )
 
 func TestReportRoundTrip(t *testing.T) {
@@ -23,7 +24,7 @@ func TestReportRoundTrip(t *testing.T) {
 	assert.True(t, p.start.Equal(parentR.start) && p.end.Equal(parentR.end))
 	p.start, p.end = parentR.start, parentR.end
 	assert.Equal(t, parentR, p)
-	assert.True(t, c.main.Equal(childR.main) && c.adopted.Equal(childR.adopted))
+	assert.True(t, c.main.Equal(childR.main) && c.adopted.Equal(childR.adopted) && c.returned.Equal(childR.returned))
 	assert.Equal(t, 77, c.pid)
 	assert.Equal(t, 1006, c.fds)
 }
@@ -54,6 +55,6 @@ func TestParseLinesErrors(t *testing.T) {
 }
 
 func TestSplitPhases(t *testing.T) {
-	assert.Equal(t, phases{start: 3 * time.Millisecond, adopt: 4 * time.Millisecond, ready: 2 * time.Millisecond},
+	assert.Equal(t, phases{start: 3 * time.Millisecond, adopt: 4 * time.Millisecond, ready: 2 * time.Millisecond, readyCall: 3 * time.Millisecond},
 		splitPhases(parentR, childR))
 }

@@ -35,16 +35,17 @@ func latencyTable(r Results) *table {
 func phaseTable(r Results) *table {
 	t := &table{
 		title:  "Where the time goes, p50 / p90 of each phase on its own (by the wall clock the processes share)",
-		header: []string{"fds", "handoff start", "handoff adopt", "handoff ready", "tableflip start", "tableflip adopt", "tableflip ready"},
+		header: []string{"fds", "handoff start", "handoff adopt", "handoff ready", "handoff Ready call", "tableflip start", "tableflip adopt", "tableflip ready", "tableflip Ready call"},
 		notes: []string{
 			"start: Upgrade called → the child's main begins (fork, exec, Go runtime start); adopt: the child's New and Listen calls; ready: the child's Ready → Upgrade returns in the parent",
+			"Ready call: the child's Ready called → returned, in the child alone; what a library does there after saying live (handoff: room in the descriptor table for the next upgrade, the control socket) delays the program's next step, not Upgrade",
 		},
 	}
 	cells := func(p *Phases) []string {
 		if p == nil {
-			return []string{"–", "–", "–"}
+			return []string{"–", "–", "–", "–"}
 		}
-		return []string{fmtPair(p.Start), fmtPair(p.Adopt), fmtPair(p.Ready)}
+		return []string{fmtPair(p.Start), fmtPair(p.Adopt), fmtPair(p.Ready), fmtPair(p.ReadyCall)}
 	}
 	for _, p := range r.Latency {
 		t.add(append(append([]string{fmt.Sprint(p.FDs)}, cells(p.Handoff.Phases)...), cells(p.Tableflip.Phases)...)...)

@@ -43,11 +43,14 @@ type Series struct {
 // Phases summarize where an upgrade's time goes: until the child's main
 // began (fork, exec, the Go runtime's start), while it adopted its
 // listeners (the library's New and Listen calls), and from then until the
-// parent's Upgrade returned (Ready's exchange, and the parent waking up).
+// parent's Upgrade returned (Ready's exchange, and the parent waking up);
+// and the child's call of its library's Ready, to its return in the
+// child, which may come after the parent's Upgrade returned.
 type Phases struct {
-	Start Summary `json:"start"`
-	Adopt Summary `json:"adopt"`
-	Ready Summary `json:"ready"`
+	Start     Summary `json:"start"`
+	Adopt     Summary `json:"adopt"`
+	Ready     Summary `json:"ready"`
+	ReadyCall Summary `json:"ready_call"`
 }
 
 // LatencyPoint is the time from the parent's Upgrade call to its return,

@@ -144,16 +144,17 @@ func steadyFDs() (int, error) {
 	return n, err
 }
 
-// childReady reports a ready child, which had adopted its listeners at
-// adopted, then waits (through wait, its library's WaitForParent) until
+// childReady reports a ready child, called as its library's Ready
+// returned; it had adopted its listeners at adopted. Then it waits (through wait, its library's WaitForParent) until
 // the parent has exited, so that the child never competes with the
 // measurement and the driver, a subreaper, reaps it.
 func childReady(ctx context.Context, adopted time.Time, wait func(context.Context) error) error {
+	returned := time.Now()
 	fds, err := countFDs()
 	if err != nil {
 		return err
 	}
-	r := childReport{pid: os.Getpid(), fds: fds, main: mainStart, adopted: adopted}
+	r := childReport{pid: os.Getpid(), fds: fds, main: mainStart, adopted: adopted, returned: returned}
 	if _, err := os.Stdout.WriteString(r.String()); err != nil {
 		return err
 	}

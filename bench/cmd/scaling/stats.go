@@ -96,9 +96,10 @@ func (r Range) MarshalJSON() ([]byte, error) {
 
 // summarizePhases summarizes each phase on its own.
 func summarizePhases(ps []phases) *Phases {
-	var start, adopt, ready []time.Duration
+	var start, adopt, ready, call []time.Duration
 	for _, p := range ps {
 		start, adopt, ready = append(start, p.start), append(adopt, p.adopt), append(ready, p.ready)
+		call = append(call, p.readyCall)
 	}
-	return &Phases{Start: Summarize(start), Adopt: Summarize(adopt), Ready: Summarize(ready)}
+	return &Phases{Start: Summarize(start), Adopt: Summarize(adopt), Ready: Summarize(ready), ReadyCall: Summarize(call)}
 }

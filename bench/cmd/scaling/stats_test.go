@@ -82,9 +82,10 @@ func TestMedianMemory(t *testing.T) {
 }
 
 func TestSummarizePhases(t *testing.T) {
-	p := summarizePhases([]phases{{ms(1), ms(10), ms(100)}, {ms(3), ms(30), ms(300)}, {ms(2), ms(20), ms(200)}})
+	p := summarizePhases([]phases{{ms(1), ms(10), ms(100), ms(4)}, {ms(3), ms(30), ms(300), ms(6)}, {ms(2), ms(20), ms(200), ms(5)}})
 	assert.Equal(t, ms(2), p.Start.P50)
 	assert.Equal(t, ms(20), p.Adopt.P50)
 	assert.Equal(t, ms(300), p.Ready.P90)
 	assert.Equal(t, 3, p.Ready.N)
+	assert.Equal(t, ms(5), p.ReadyCall.P50)
 }
