@@ -111,3 +111,45 @@ func (p percentiles) report(b *testing.B) {
 	b.ReportMetric(float64(p[len(p)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(p[len(p)*9/10].Nanoseconds()), "p90-ns")
 }
+
+// BenchmarkPrepare measures the parent's part of an upgrade before the
+// fork: Upgrade called → the process about to start, with everything
+// the child is given made (its stdio, the stderr pipe, the readiness and
+// connection channels, the program's descriptor, the environment). The
+// start itself is replaced by a failure, so the same Upgrader, warm,
+// upgrades again; what the failure undoes is not timed.
+func BenchmarkPrepare(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run("fds="+strconv.Itoa(n), func(b *testing.B) {
+			files := make([]*os.File, n)
+			for i := range files {
+				r, w, err := os.Pipe()
+				require.NoError(b, err)
+				w.Close()
+				files[i] = r
+				defer r.Close()
+			}
+			u, err := New(Options{})
+			require.NoError(b, err)
+			defer u.Stop()
+			for i, f := range files {
+				_, err := u.File(fileName(i), func() (*os.File, error) { return f, nil })
+				require.NoError(b, err)
+			}
+			require.NoError(b, u.Ready())
+			var p percentiles
+			defer func() { p.report(b) }()
+			var t0 time.Time
+			startProcess = func(string, []string, *syscall.ProcAttr, int, []syscall.Conn) (int, error) {
+				p.add(time.Since(t0))
+				return 0, syscall.ENOEXEC
+			}
+			defer func() { startProcess = start }()
+			b.ResetTimer()
+			for range b.N {
+				t0 = time.Now()
+				require.Error(b, u.Upgrade(b.Context()))
+			}
+		})
+	}
+}

@@ -116,28 +116,25 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 		h.Files[i] = f.name
 	}
 	attr.Files = attr.Files[:first+len(files)] // set by start
-	ctl, childCtl, err := wire.Pair()
+	ctl, childCtl, err := wire.PairFD()
 	if err != nil {
 		return fail(err)
 	}
-	defer childCtl.Close()
+	toClose = append(toClose, childCtl)
 	defer func() {
 		if err != nil {
 			ctl.Close()
 		}
 	}()
-	childCtlFD, err := fds.Dup(childCtl)
+	// The files this upgrade made or opened for the child go as they
+	// are, not as copies (a dup and a close fewer each): nothing else
+	// holds them, and they stay open here until it has started.
+	keepFD, err := ownFD(pr)
 	if err != nil {
 		return fail(err)
 	}
-	toClose = append(toClose, childCtlFD)
-	keepFD, err := fds.Dup(pr)
-	if err != nil {
-		return fail(err)
-	}
-	toClose = append(toClose, keepFD)
 	h.Control = []string{wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe}
-	attr.Files = append(attr.Files, uintptr(childCtlFD), uintptr(origStderr), uintptr(keepFD))
+	attr.Files = append(attr.Files, uintptr(childCtl), uintptr(origStderr), uintptr(keepFD))
 	// What the child reads at start: the application's state, the TLS
 	// session ticket keys.
 	if len(l.sections) > 0 {
@@ -146,42 +143,35 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 			return fail(err)
 		}
 		defer f.Close()
-		fd, err := fds.Dup(f)
+		fd, err := ownFD(f)
 		if err != nil {
 			return fail(err)
 		}
-		toClose = append(toClose, fd)
 		h.Control = append(h.Control, wire.CtlCarry)
 		attr.Files = append(attr.Files, uintptr(fd))
 	}
 	// The connection channel, where the platform has one: a child of an
 	// older build closes it, and this end reads EOF.
-	conns, childConns, connsErr := wire.ConnPair()
+	conns, childConns, connsErr := wire.ConnPairFD()
 	if connsErr == nil {
-		defer childConns.Close()
+		toClose = append(toClose, childConns)
 		defer func() {
 			if err != nil {
 				conns.Close()
 			}
 		}()
-		fd, err := fds.Dup(childConns)
-		if err != nil {
-			return fail(err)
-		}
-		toClose = append(toClose, fd)
 		h.Control = append(h.Control, wire.CtlConns)
-		attr.Files = append(attr.Files, uintptr(fd))
+		attr.Files = append(attr.Files, uintptr(childConns))
 	}
 	// The program itself, started from this descriptor: the kernel opens
 	// /proc/self/fd/N of the forked process, which is the file opened and
 	// checked, whatever is at the path now.
 	path := l.path
 	if fromDescriptor(l.prog) {
-		fd, err := fds.Dup(l.prog)
+		fd, err := ownFD(l.prog)
 		if err != nil {
 			return fail(err)
 		}
-		toClose = append(toClose, fd)
 		h.Control = append(h.Control, wire.CtlExe)
 		attr.Files = append(attr.Files, uintptr(fd))
 		path = "/proc/self/fd/" + strconv.Itoa(len(attr.Files)-1)
@@ -244,6 +234,16 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 		c.pass = newPasser(conns, u.log)
 	}
 	return c, nil
+}
+
+// ownFD returns the descriptor behind f, which the caller keeps open
+// until the process it is handed to has started.
+func ownFD(f *os.File) (int, error) {
+	raw, err := fds.Raw([]syscall.Conn{f})
+	if err != nil {
+		return -1, err
+	}
+	return raw[0], nil
 }
 
 // watchProcess returns the child started as pid, and reaps it when it
@@ -416,14 +416,7 @@ func (u *Upgrader) killStarted(pid int) {
 // be registered with its poller, since Ready replaces fd 2).
 func stderrPipe() (r *os.File, w int, err error) {
 	var p [2]int
-	syscall.ForkLock.RLock()
-	err = syscall.Pipe(p[:])
-	if err == nil {
-		syscall.CloseOnExec(p[0])
-		syscall.CloseOnExec(p[1])
-	}
-	syscall.ForkLock.RUnlock()
-	if err != nil {
+	if err := pipeCloexec(p[:]); err != nil {
 		return nil, -1, os.NewSyscallError("pipe", err)
 	}
 	if err := syscall.SetNonblock(p[0], true); err != nil {

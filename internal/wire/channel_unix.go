@@ -23,11 +23,23 @@ const maxMessage = len("failed: ") + MaxReason + 1
 // the caller closes its copy of child once the program has started, or the
 // parent end never sees the channel close.
 func Pair() (parent, child *os.File, err error) {
-	fds, err := socketpair()
+	parent, fd, err := PairFD()
 	if err != nil {
 		return nil, nil, err
 	}
-	return os.NewFile(uintptr(fds[0]), "readiness-parent"), os.NewFile(uintptr(fds[1]), "readiness-child"), nil
+	return parent, os.NewFile(uintptr(fd), "readiness-child"), nil
+}
+
+// PairFD is [Pair] with the child's end a bare descriptor, for a caller
+// that only hands it to the program it starts: wrapped in an *os.File it
+// would be registered with this process's poller, and deregistered again
+// at its close, for nothing. The caller closes it with syscall.Close.
+func PairFD() (parent *os.File, child int, err error) {
+	fds, err := socketpair()
+	if err != nil {
+		return nil, -1, err
+	}
+	return os.NewFile(uintptr(fds[0]), "readiness-parent"), fds[1], nil
 }
 
 // Ready tells the parent that this generation is ready.

@@ -15,6 +15,9 @@ type ConnChannel struct{}
 // ConnPair returns ErrNotSupported here.
 func ConnPair() (*ConnChannel, *os.File, error) { return nil, nil, ErrNotSupported }
 
+// ConnPairFD returns ErrNotSupported here.
+func ConnPairFD() (*ConnChannel, int, error) { return nil, -1, ErrNotSupported }
+
 // OpenConnChannel returns ErrNotSupported here.
 func OpenConnChannel(*os.File) (*ConnChannel, error) { return nil, ErrNotSupported }
 

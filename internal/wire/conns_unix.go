@@ -35,18 +35,28 @@ type ConnChannel struct {
 // child is handed to the program it starts (close the caller's copy once
 // it has started).
 func ConnPair() (parent *ConnChannel, child *os.File, err error) {
+	parent, fd, err := ConnPairFD()
+	if err != nil {
+		return nil, nil, err
+	}
+	return parent, os.NewFile(uintptr(fd), "conns-child"), nil
+}
+
+// ConnPairFD is [ConnPair] with the child's end a bare descriptor (see
+// [PairFD]); the caller closes it with syscall.Close.
+func ConnPairFD() (parent *ConnChannel, child int, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
-		return nil, nil, os.NewSyscallError("socketpair", err)
+		return nil, -1, os.NewSyscallError("socketpair", err)
 	}
 	pf := os.NewFile(uintptr(fds[0]), "conns-parent")
 	defer pf.Close() // FileConn made its own copy
 	ch, err := OpenConnChannel(pf)
 	if err != nil {
 		unix.Close(fds[1])
-		return nil, nil, err
+		return nil, -1, err
 	}
-	return ch, os.NewFile(uintptr(fds[1]), "conns-child"), nil
+	return ch, fds[1], nil
 }
 
 // OpenConnChannel makes a channel of f, a child's control file; f may be
