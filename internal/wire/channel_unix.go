@@ -271,6 +271,13 @@ func (l *Lines) WaitLive(ctx context.Context) error {
 	return malformed(line) // "ready" again
 }
 
+// Buffered reports whether the reads so far brought the next line whole
+// (or more than any message can be): the next call returns without
+// reading, or waiting.
+func (l *Lines) Buffered() bool {
+	return bytes.IndexByte(l.buf, '\n') >= 0 || len(l.buf) >= maxMessage
+}
+
 // line reads the next line, keeping what follows it for the next call.
 func (l *Lines) line(ctx context.Context) ([]byte, error) {
 	stop := interruptOnDone(ctx, l.f)
