@@ -33,7 +33,12 @@ func TestStartSizesChildTable(t *testing.T) {
 		conns = append(conns, l.(*net.TCPListener))
 	}
 	n := len(conns)
-	require.Greater(t, reach(3+n, n), boundary, "enough listeners to cross the boundary")
+	if reach(3+n, n) <= boundary {
+		// The child's files are packed from 3, this process's are not:
+		// with many descriptors open before the test, the child's
+		// table would fit anyway, and the test would prove nothing.
+		t.Skipf("this process had too many descriptors open (%d listeners reach %d, under the boundary %d)", n, reach(3+n, n), boundary)
+	}
 	null, err := os.Open(os.DevNull)
 	require.NoError(t, err)
 	defer null.Close()

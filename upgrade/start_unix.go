@@ -51,7 +51,7 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	fail := func(err error) (*child, error) {
 		return nil, &ChildError{Stage: StageStart, Err: err}
 	}
-	var toClose []int // our copies of what the child gets
+	var toClose []int // what the child gets and this process does not keep
 	defer func() {
 		for _, fd := range toClose {
 			syscall.Close(fd)
@@ -128,7 +128,7 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	}()
 	// The files this upgrade made or opened for the child go as they
 	// are, not as copies (a dup and a close fewer each): nothing else
-	// holds them, and they stay open here until it has started.
+	// closes them, and they stay open here until it has started.
 	keepFD, err := ownFD(pr)
 	if err != nil {
 		return fail(err)
@@ -367,8 +367,9 @@ var startProcess = start
 // the caller checks with fds.Open that none was closed meanwhile.
 //
 // With many files, a close-on-exec descriptor is kept open at the reach
-// of the child's files while it starts (this process's reserveFDs made
-// room for it). The fork copies a table that fits it and exec keeps that
+// of the child's files while it starts (this process's reserveFDs has
+// made room for it, unless the child gets more control files than reach
+// spares, many older generations alive, say). The fork copies a table that fits it and exec keeps that
 // table, so the child's own reserveFDs finds room. Without it a child
 // handed 1000 sockets started with 1024 slots and grew them just after
 // it went live: its Ready took 10 ms (p50) instead of 0.4, and every
