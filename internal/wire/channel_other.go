@@ -72,3 +72,6 @@ func (l *Lines) Wait(ctx context.Context) error { return ErrNotSupported }
 
 // WaitLive is not supported on this platform.
 func (l *Lines) WaitLive(ctx context.Context) error { return ErrNotSupported }
+
+// Buffered reports false: nothing is ever read here.
+func (l *Lines) Buffered() bool { return false }
