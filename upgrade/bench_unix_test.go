@@ -36,14 +36,7 @@ func BenchmarkForeignChild(b *testing.B) {
 // benchUpgrade times Upgrade() with n handed-over descriptors, a fresh
 // Upgrader per iteration, and reports percentiles.
 func benchUpgrade(b *testing.B, n int, opts Options) {
-	files := make([]*os.File, n)
-	for i := range files {
-		r, w, err := os.Pipe()
-		require.NoError(b, err)
-		w.Close()
-		files[i] = r
-		defer r.Close()
-	}
+	files := handedPipes(b, n)
 	var p percentiles
 	defer func() { p.report(b) }()
 	b.ResetTimer()
@@ -69,6 +62,20 @@ func benchUpgrade(b *testing.B, n int, opts Options) {
 		u.Stop()
 		b.StartTimer()
 	}
+}
+
+// handedPipes returns n files to hand over: read ends of pipes whose
+// write ends are closed, closed again when b ends.
+func handedPipes(b *testing.B, n int) []*os.File {
+	files := make([]*os.File, n)
+	for i := range files {
+		r, w, err := os.Pipe()
+		require.NoError(b, err)
+		w.Close()
+		files[i] = r
+		b.Cleanup(func() { r.Close() })
+	}
+	return files
 }
 
 // BenchmarkBareExec is the floor for BenchmarkUpgrade: fork and exec the
@@ -122,14 +129,7 @@ func (p percentiles) report(b *testing.B) {
 func BenchmarkPrepare(b *testing.B) {
 	for _, n := range []int{1, 1000} {
 		b.Run("fds="+strconv.Itoa(n), func(b *testing.B) {
-			files := make([]*os.File, n)
-			for i := range files {
-				r, w, err := os.Pipe()
-				require.NoError(b, err)
-				w.Close()
-				files[i] = r
-				defer r.Close()
-			}
+			files := handedPipes(b, n)
 			u, err := New(Options{})
 			require.NoError(b, err)
 			defer u.Stop()
