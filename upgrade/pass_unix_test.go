@@ -83,8 +83,9 @@ func TestReceiveAnswersInChunks(t *testing.T) {
 // connChannels returns both ends of a connection channel, and the child's
 // end once more as a plain connection, all closed at the end of the test.
 func connChannels(t *testing.T) (parent, child *wire.ConnChannel, raw net.Conn) {
-	parent, childFile, err := wire.ConnPair()
+	parent, fd, err := wire.ConnPairFD()
 	require.NoError(t, err)
+	childFile := os.NewFile(uintptr(fd), "conns-child")
 	defer childFile.Close()
 	t.Cleanup(func() { parent.Close() })
 	child, err = wire.OpenConnChannel(childFile)

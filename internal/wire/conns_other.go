@@ -12,9 +12,6 @@ import (
 // descriptors (Linux, FreeBSD).
 type ConnChannel struct{}
 
-// ConnPair returns ErrNotSupported here.
-func ConnPair() (*ConnChannel, *os.File, error) { return nil, nil, ErrNotSupported }
-
 // ConnPairFD returns ErrNotSupported here.
 func ConnPairFD() (*ConnChannel, int, error) { return nil, -1, ErrNotSupported }
 

@@ -31,19 +31,10 @@ type ConnChannel struct {
 	roob []byte
 }
 
-// ConnPair returns a connection channel: parent stays with the caller,
-// child is handed to the program it starts (close the caller's copy once
-// it has started).
-func ConnPair() (parent *ConnChannel, child *os.File, err error) {
-	parent, fd, err := ConnPairFD()
-	if err != nil {
-		return nil, nil, err
-	}
-	return parent, os.NewFile(uintptr(fd), "conns-child"), nil
-}
-
-// ConnPairFD is [ConnPair] with the child's end a bare descriptor (see
-// [PairFD]); the caller closes it with syscall.Close.
+// ConnPairFD returns a connection channel: parent stays with the caller;
+// child, a bare close-on-exec descriptor (see [PairFD]), is handed to the
+// program it starts, and the caller closes its copy with syscall.Close
+// once that has started.
 func ConnPairFD() (parent *ConnChannel, child int, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {

@@ -19,11 +19,7 @@ import (
 )
 
 func TestConnChannel(t *testing.T) {
-	parent, childFile, err := ConnPair()
-	require.NoError(t, err)
-	child, err := OpenConnChannel(childFile)
-	require.NoError(t, err)
-	childFile.Close()
+	parent, child := connChannelPair(t)
 
 	require.NoError(t, child.Send(ConnMsg{Kind: ConnTake, Key: "tcp/127.0.0.1%3A0"}))
 	m, err := parent.Recv()
@@ -164,8 +160,9 @@ func TestConnChannelMessagesKeepTheirOwn(t *testing.T) {
 // connChannelPair returns both ends of a connection channel, closed at the
 // end of the test.
 func connChannelPair(t testing.TB) (parent, child *ConnChannel) {
-	parent, childFile, err := ConnPair()
+	parent, fd, err := ConnPairFD()
 	require.NoError(t, err)
+	childFile := os.NewFile(uintptr(fd), "conns-child")
 	child, err = OpenConnChannel(childFile)
 	childFile.Close()
 	require.NoError(t, err)
