@@ -59,7 +59,7 @@ func SHA256File(f *os.File) error {
 // descriptor where the platform can (see startFrom), so that a file
 // replaced at the path after the check never runs.
 func (u *Upgrader) openProgram() (*os.File, error) {
-	f, err := os.Open(u.next.path)
+	f, err := openRead(u.next.path)
 	if err != nil {
 		return nil, &ChildError{Stage: StageStart, Err: fmt.Errorf("open the program: %w (is the new build installed there? Options.Path names it)", err)}
 	}
