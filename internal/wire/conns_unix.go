@@ -36,7 +36,12 @@ type ConnChannel struct {
 // program it starts, and the caller closes its copy with syscall.Close
 // once that has started.
 func ConnPairFD() (parent *ConnChannel, child int, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	// Made blocking: os.NewFile then leaves both ends out of the
+	// runtime's poller (a non-blocking end is registered when wrapped and
+	// deregistered when closed), and net.FileConn makes its own copy
+	// non-blocking. The child's end becomes so when its own FileConn
+	// copies it, whatever its build.
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, -1, os.NewSyscallError("socketpair", err)
 	}
