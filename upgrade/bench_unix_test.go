@@ -3,6 +3,11 @@
 package upgrade
 
 import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -153,6 +158,56 @@ func BenchmarkPrepare(b *testing.B) {
 				t0 = time.Now()
 				require.ErrorIs(b, u.Upgrade(b.Context()), syscall.ENOEXEC)
 			}
+		})
+	}
+}
+
+// BenchmarkServe sends keep-alive requests one at a time on one
+// connection to a hello-world server served by Serve, and by srv.Serve on
+// the same kind of listener: the difference, per op, is what Serve adds to
+// a request (its connection wrapper, the handler's count, the state hook).
+// The client's own work is in both.
+func BenchmarkServe(b *testing.B) {
+	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello\n") })
+	for _, via := range []string{"Serve", "srv.Serve"} {
+		b.Run(via, func(b *testing.B) {
+			u, err := New(Options{Logger: slog.New(slog.DiscardHandler)})
+			require.NoError(b, err)
+			ln, err := u.Listen(b.Context(), "tcp", "127.0.0.1:0")
+			require.NoError(b, err)
+			require.NoError(b, u.Ready())
+			srv := &http.Server{Handler: hello, IdleTimeout: time.Minute, ReadHeaderTimeout: time.Minute}
+			served := make(chan error, 1)
+			go func() {
+				if via == "Serve" {
+					served <- u.Serve(srv, ln)
+				} else {
+					served <- srv.Serve(ln)
+				}
+			}()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			require.NoError(b, err)
+			r := bufio.NewReader(c)
+			req := []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				resp, err := http.ReadResponse(r, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			b.StopTimer()
+			c.Close()
+			if via != "Serve" {
+				srv.Close()
+			}
+			u.Stop()
+			<-served
 		})
 	}
 }
