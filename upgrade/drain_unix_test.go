@@ -222,6 +222,45 @@ func TestTracker(t *testing.T) {
 	assert.Equal(t, 0, tr.active())
 }
 
+// TestTrackerConcurrent: counted without a lock, a tracker's wait still
+// returns only once all work is released, however the releases and new
+// work race with it, and a wait that has begun is woken by the last.
+func TestTrackerConcurrent(t *testing.T) {
+	for round := range 200 {
+		var tr tracker
+		const n = 8
+		var released atomic.Int32
+		for range n {
+			tr.add(nil)
+		}
+		waited := make(chan int32)
+		go func() {
+			require.NoError(t, tr.wait(t.Context()))
+			waited <- released.Load()
+		}()
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if i%2 == 0 { // work that comes and goes meanwhile
+					tr.add(nil)
+					tr.release(nil)
+				}
+				released.Add(1)
+				tr.release(nil)
+			}()
+		}
+		wg.Wait()
+		select {
+		case got := <-waited:
+			require.Equal(t, int32(n), got, "round %d: wait returned with work in flight", round)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: wait was not woken by the last release (%d in flight)", round, tr.active())
+		}
+	}
+}
+
 // TestServeHTTPHijacked: a hijacked connection (a WebSocket, say) is
 // drained too: its handler returns when Exit is closed, and one that does
 // not is cut at the drain deadline.
@@ -511,4 +550,17 @@ func TestHijackedSessionsReleased(t *testing.T) {
 	open.SetReadDeadline(time.Now().Add(2 * time.Second))
 	_, err := open.Read(make([]byte, 1))
 	assert.Error(t, err, "the open session was cut at the deadline, not left")
+}
+
+// BenchmarkTracker counts requests in and out from every CPU at once, as
+// Serve counts each request's handler.
+func BenchmarkTracker(b *testing.B) {
+	var tr tracker
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tr.add(nil)
+			tr.release(nil)
+		}
+	})
 }

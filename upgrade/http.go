@@ -31,7 +31,8 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 		handler = http.DefaultServeMux
 	}
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer handlers.hold()()
+		handlers.add(nil)
+		defer handlers.release(nil)
 		dw := &drainWriter{ResponseWriter: w, draining: &draining, hijacked: &hijacked,
 			mv: mv, conn: movableOf(r.Context()), began: time.Now()}
 		handler.ServeHTTP(dw, r)

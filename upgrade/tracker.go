@@ -4,45 +4,54 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // tracker counts in-flight work and open connections, so that a drain can
 // wait for them with a deadline and cut what is left. The zero value is
 // ready to use; it is safe for concurrent use.
+//
+// Counting takes no lock: every request a server handles is counted in
+// and out, and a mutex shared by all of them is taken by every CPU twice
+// a request. The lock guards the connections kept for closeConns and the
+// wait's channel, which exists only while a wait waits.
 type tracker struct {
-	mu    sync.Mutex
-	n     int
-	conns map[net.Conn]struct{}
-	zero  chan struct{} // closed when n drops to 0; nil while n == 0
+	n       atomic.Int64
+	waiting atomic.Int32 // waits under way: the release that ends n wakes them
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	zero    chan struct{} // closed when n drops to 0 while a wait waits
 }
 
 // add counts one unit of work, and c, if not nil, as a connection that
 // closeConns may cut; release it exactly once.
 func (t *tracker) add(c net.Conn) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.n == 0 {
-		t.zero = make(chan struct{})
-	}
-	t.n++
+	t.n.Add(1)
 	if c != nil {
+		t.mu.Lock()
 		if t.conns == nil {
 			t.conns = make(map[net.Conn]struct{})
 		}
 		t.conns[c] = struct{}{}
+		t.mu.Unlock()
 	}
 }
 
 func (t *tracker) release(c net.Conn) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if c != nil {
+		t.mu.Lock()
 		delete(t.conns, c)
+		t.mu.Unlock()
 	}
-	t.n--
-	if t.n == 0 {
-		close(t.zero)
-		t.zero = nil
+	// A wait counts itself in waiting before it reads n, and this reads
+	// waiting after n: one of the two sees the other.
+	if t.n.Add(-1) == 0 && t.waiting.Load() > 0 {
+		t.mu.Lock()
+		if t.zero != nil && t.n.Load() == 0 {
+			close(t.zero)
+			t.zero = nil
+		}
+		t.mu.Unlock()
 	}
 }
 
@@ -55,20 +64,22 @@ func (t *tracker) hold() (release func()) {
 }
 
 // active returns the number of units and connections in flight.
-func (t *tracker) active() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.n
-}
+func (t *tracker) active() int { return int(t.n.Load()) }
 
 // wait blocks until nothing is in flight, or returns ctx.Err().
 func (t *tracker) wait(ctx context.Context) error {
+	t.waiting.Add(1)
+	defer t.waiting.Add(-1)
 	t.mu.Lock()
-	zero := t.zero
-	t.mu.Unlock()
-	if zero == nil {
+	if t.n.Load() == 0 {
+		t.mu.Unlock()
 		return nil
 	}
+	if t.zero == nil {
+		t.zero = make(chan struct{})
+	}
+	zero := t.zero
+	t.mu.Unlock()
 	select {
 	case <-zero:
 		return nil
