@@ -34,7 +34,7 @@ func (u *Upgrader) serveHTTP(srv *http.Server, lns []net.Listener) error {
 		handlers.add(nil)
 		defer handlers.release(nil)
 		dw := &drainWriter{ResponseWriter: w, draining: &draining, hijacked: &hijacked,
-			mv: mv, conn: movableOf(r.Context()), began: time.Now()}
+			mv: mv, conn: movableOf(r.Context()), beforeDrain: mv.drainStart.Load() == 0}
 		handler.ServeHTTP(dw, r)
 		dw.mark() // a handler that wrote nothing gets an empty 200 after it returns
 	})
@@ -134,14 +134,17 @@ type drainWriter struct {
 	hijacked *tracker
 	mv       *moves
 	conn     *movableConn // nil unless the connection may move
-	began    time.Time    // when the request came to its handler
-	marked   bool
+	// beforeDrain: the request came to its handler before the drain
+	// began (read from the drain's start, not the clock: the time of
+	// every request costs, the flag almost nothing).
+	beforeDrain bool
+	marked      bool
 }
 
 func (w *drainWriter) mark() {
 	if !w.marked {
 		w.marked = true
-		if w.draining.Load() && !w.mv.keepAlive(w.conn, w.began) {
+		if w.draining.Load() && !w.mv.keepAlive(w.conn, w.beforeDrain) {
 			w.Header().Set("Connection", "close")
 		}
 	}
@@ -173,6 +176,16 @@ func (w *drainWriter) WriteHeader(code int) {
 func (w *drainWriter) Write(p []byte) (int, error) {
 	w.mark()
 	return w.ResponseWriter.Write(p)
+}
+
+// WriteString keeps net/http's path for io.WriteString, which writes the
+// string without copying it into a new slice first.
+func (w *drainWriter) WriteString(s string) (int, error) {
+	w.mark()
+	if sw, ok := w.ResponseWriter.(io.StringWriter); ok {
+		return sw.WriteString(s)
+	}
+	return w.ResponseWriter.Write([]byte(s))
 }
 
 // Flush lets handlers that stream keep doing so through the wrapper.

@@ -195,11 +195,11 @@ func (m *moves) begin(deadline time.Time) bool {
 	return any
 }
 
-// keepAlive reports whether a response on c, to a request that began at
-// began, should keep the connection alive during the drain rather than
-// end it with "Connection: close": c may move once it is idle, unless it
-// keeps bringing new requests past IdleGrace.
-func (m *moves) keepAlive(c *movableConn, began time.Time) bool {
+// keepAlive reports whether a response on c, to a request that came
+// before the drain began or not, should keep the connection alive during
+// the drain rather than end it with "Connection: close": c may move once
+// it is idle, unless it keeps bringing new requests past IdleGrace.
+func (m *moves) keepAlive(c *movableConn, beforeDrain bool) bool {
 	if c == nil {
 		return false
 	}
@@ -211,8 +211,7 @@ func (m *moves) keepAlive(c *movableConn, began time.Time) bool {
 	if c.isUnmovable() {
 		return false
 	}
-	start := time.Unix(0, m.drainStart.Load())
-	return began.Before(start) || time.Since(start) < m.u.opts.IdleGrace
+	return beforeDrain || time.Since(time.Unix(0, m.drainStart.Load())) < m.u.opts.IdleGrace
 }
 
 // waitMoved waits until no connection is left that may move.
