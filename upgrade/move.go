@@ -51,7 +51,12 @@ type moves struct {
 	inject      *injectListener
 	keys        map[string]*moveKey
 
-	drainStart atomic.Int64 // unix nanoseconds; 0 before the drain
+	// drainStart is when the drain began, in nanoseconds after created
+	// (plus one, so that a drain at its first nanosecond is not 0), by
+	// the monotonic clock: a step of the wall clock changes nothing. 0
+	// before the drain.
+	created    time.Time
+	drainStart atomic.Int64
 	// candidates counts the connections that may still move: open,
 	// wrapped, on a key that moves, and not found unmovable.
 	candidates tracker
@@ -91,7 +96,7 @@ func (u *Upgrader) newMoves(srv *http.Server) *moves {
 	if idle == 0 {
 		idle = srv.ReadTimeout
 	}
-	return &moves{u: u, log: u.log, idleTimeout: idle, keys: map[string]*moveKey{}, conns: map[*movableConn]struct{}{}}
+	return &moves{u: u, log: u.log, idleTimeout: idle, keys: map[string]*moveKey{}, conns: map[*movableConn]struct{}{}, created: time.Now()}
 }
 
 // wrap returns ln wrapped if it is a stream listener of this Upgrader's:
@@ -155,7 +160,7 @@ func (m *moves) newConn(c net.Conn, k *moveKey, carried []byte, fresh, unmovable
 // connections that may move alive (for IdleGrace, to requests that came
 // after it) while the new generation is asked whether it takes them.
 func (m *moves) drainBegan() {
-	m.drainStart.Store(time.Now().UnixNano())
+	m.drainStart.Store(int64(time.Since(m.created)) + 1)
 	for _, k := range m.keys {
 		k.phase.Store(phaseDeciding)
 	}
@@ -211,7 +216,7 @@ func (m *moves) keepAlive(c *movableConn, beforeDrain bool) bool {
 	if c.isUnmovable() {
 		return false
 	}
-	return beforeDrain || time.Since(time.Unix(0, m.drainStart.Load())) < m.u.opts.IdleGrace
+	return beforeDrain || time.Duration(int64(time.Since(m.created))+1-m.drainStart.Load()) < m.u.opts.IdleGrace
 }
 
 // waitMoved waits until no connection is left that may move.
