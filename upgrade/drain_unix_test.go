@@ -222,10 +222,18 @@ func TestTracker(t *testing.T) {
 	assert.Equal(t, 0, tr.active())
 }
 
-// TestTrackerConcurrent: counted without a lock, a tracker's wait still
-// returns only once all work is released, however the releases and new
-// work race with it, and a wait that has begun is woken by the last.
+// TestTrackerConcurrent: counted without a lock, a tracker's wait returns
+// only once all work is released, and is woken by the last release when
+// it was already waiting; a wait that timed out meanwhile, leaving its
+// channel behind, and work coming and going on top change neither.
 func TestTrackerConcurrent(t *testing.T) {
+	waitFor := func(cond func() bool) {
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("condition not reached")
+			}
+		}
+	}
 	for round := range 200 {
 		var tr tracker
 		const n = 8
@@ -233,17 +241,23 @@ func TestTrackerConcurrent(t *testing.T) {
 		for range n {
 			tr.add(nil)
 		}
-		waited := make(chan int32)
+		// A wait that gives up first: its channel stays for the next.
+		short, cancel := context.WithTimeout(t.Context(), time.Microsecond)
+		assert.ErrorIs(t, tr.wait(short), context.DeadlineExceeded)
+		cancel()
+		waited := make(chan int32, 1)
+		errs := make(chan error, 1)
 		go func() {
-			require.NoError(t, tr.wait(t.Context()))
+			errs <- tr.wait(t.Context())
 			waited <- released.Load()
 		}()
+		waitFor(func() bool { return tr.waiting.Load() == 1 }) // it waits, or is about to
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if i%2 == 0 { // work that comes and goes meanwhile
+				if i%2 == 0 { // work that comes and goes on top
 					tr.add(nil)
 					tr.release(nil)
 				}
@@ -253,11 +267,13 @@ func TestTrackerConcurrent(t *testing.T) {
 		}
 		wg.Wait()
 		select {
-		case got := <-waited:
-			require.Equal(t, int32(n), got, "round %d: wait returned with work in flight", round)
+		case err := <-errs:
+			require.NoError(t, err)
+			require.Equal(t, int32(n), <-waited, "round %d: wait returned with work in flight", round)
 		case <-time.After(5 * time.Second):
 			t.Fatalf("round %d: wait was not woken by the last release (%d in flight)", round, tr.active())
 		}
+		assert.Equal(t, 0, tr.active())
 	}
 }
 

@@ -14,13 +14,14 @@ import (
 // Counting takes no lock: every request a server handles is counted in
 // and out, and a mutex shared by all of them is taken by every CPU twice
 // a request. The lock guards the connections kept for closeConns and the
-// wait's channel, which exists only while a wait waits.
+// channel a wait waits on, made by the first wait that finds work in
+// flight (one that timed out leaves it to the next).
 type tracker struct {
 	n       atomic.Int64
 	waiting atomic.Int32 // waits under way: the release that ends n wakes them
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
-	zero    chan struct{} // closed when n drops to 0 while a wait waits
+	zero    chan struct{} // a wait's; closed, and forgotten, when n drops to 0
 }
 
 // add counts one unit of work, and c, if not nil, as a connection that
@@ -47,6 +48,9 @@ func (t *tracker) release(c net.Conn) {
 	// waiting after n: one of the two sees the other.
 	if t.n.Add(-1) == 0 && t.waiting.Load() > 0 {
 		t.mu.Lock()
+		// n again, under the lock: work added since the decrement may
+		// have met a wait that made a new channel, which must not be
+		// closed before that work is released.
 		if t.zero != nil && t.n.Load() == 0 {
 			close(t.zero)
 			t.zero = nil
