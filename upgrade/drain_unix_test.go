@@ -277,6 +277,32 @@ func TestTrackerConcurrent(t *testing.T) {
 	}
 }
 
+// TestKeepAlive: during the drain a response keeps a connection that may
+// move alive if its request came before the drain began, or within
+// IdleGrace of it; not past IdleGrace, nor one that cannot move.
+func TestKeepAlive(t *testing.T) {
+	u := &Upgrader{opts: Options{IdleGrace: time.Hour}}
+	m := &moves{u: u, created: time.Now().Add(-3 * time.Hour)}
+	k := &moveKey{name: "tcp/x"}
+	k.phase.Store(phaseMoving)
+	c := &movableConn{k: k, m: m}
+	require.False(t, m.keepAlive(nil, true), "not a movable connection")
+
+	m.drainStart.Store(m.clock()) // the drain begins now
+	assert.True(t, m.keepAlive(c, true), "request before the drain")
+	assert.True(t, m.keepAlive(c, false), "request within IdleGrace of the drain")
+
+	m.drainStart.Store(m.clock() - int64(2*time.Hour)) // it began two hours ago
+	assert.True(t, m.keepAlive(c, true), "request before the drain")
+	assert.False(t, m.keepAlive(c, false), "request past IdleGrace")
+
+	c.setUnmovable()
+	assert.False(t, m.keepAlive(c, true), "a connection that cannot move")
+	k.phase.Store(phaseStaying)
+	c2 := &movableConn{k: k, m: m}
+	assert.False(t, m.keepAlive(c2, true), "a key that stays")
+}
+
 // TestServeHTTPHijacked: a hijacked connection (a WebSocket, say) is
 // drained too: its handler returns when Exit is closed, and one that does
 // not is cut at the drain deadline.

@@ -51,10 +51,7 @@ type moves struct {
 	inject      *injectListener
 	keys        map[string]*moveKey
 
-	// drainStart is when the drain began, in nanoseconds after created
-	// (plus one, so that a drain at its first nanosecond is not 0), by
-	// the monotonic clock: a step of the wall clock changes nothing. 0
-	// before the drain.
+	// drainStart is when the drain began, by clock; 0 before the drain.
 	created    time.Time
 	drainStart atomic.Int64
 	// candidates counts the connections that may still move: open,
@@ -160,7 +157,7 @@ func (m *moves) newConn(c net.Conn, k *moveKey, carried []byte, fresh, unmovable
 // connections that may move alive (for IdleGrace, to requests that came
 // after it) while the new generation is asked whether it takes them.
 func (m *moves) drainBegan() {
-	m.drainStart.Store(int64(time.Since(m.created)) + 1)
+	m.drainStart.Store(m.clock())
 	for _, k := range m.keys {
 		k.phase.Store(phaseDeciding)
 	}
@@ -216,8 +213,13 @@ func (m *moves) keepAlive(c *movableConn, beforeDrain bool) bool {
 	if c.isUnmovable() {
 		return false
 	}
-	return beforeDrain || time.Duration(int64(time.Since(m.created))+1-m.drainStart.Load()) < m.u.opts.IdleGrace
+	return beforeDrain || time.Duration(m.clock()-m.drainStart.Load()) < m.u.opts.IdleGrace
 }
+
+// clock is the time in nanoseconds since m was made, plus one (so that
+// it is never 0, which drainStart keeps for "not begun"), by the
+// monotonic clock: a step of the wall clock changes nothing.
+func (m *moves) clock() int64 { return int64(time.Since(m.created)) + 1 }
 
 // waitMoved waits until no connection is left that may move.
 func (m *moves) waitMoved(ctx context.Context) error { return m.candidates.wait(ctx) }

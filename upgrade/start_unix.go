@@ -369,8 +369,9 @@ var startProcess = start
 // With many files, a close-on-exec descriptor is kept open at the reach
 // of the child's files while it starts (this process's reserveFDs has
 // made room for it, unless the child gets more control files than reach
-// spares, many older generations alive, say). The fork copies a table that fits it and exec keeps that
-// table, so the child's own reserveFDs finds room. Without it a child
+// spares, many older generations alive, say). The fork copies a table
+// that fits it and exec keeps that table, so the child's own reserveFDs
+// finds room. Without it a child
 // handed 1000 sockets started with 1024 slots and grew them just after
 // it went live: its Ready took 10 ms (p50) instead of 0.4, and every
 // accept and dup in it waited meanwhile.
