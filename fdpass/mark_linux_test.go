@@ -15,7 +15,7 @@ import (
 // TestMarkInherited: every descriptor of the range is marked close-on-exec,
 // and one that is not open is named, in both ways of doing it.
 func TestMarkInherited(t *testing.T) {
-	for name, mark := range map[string]func(int, int) (int, error){"poll+close_range": markInherited, "fcntl each": markEach} {
+	for name, mark := range map[string]func(int, int) (int, error){"F_DUPFD+close_range": markInherited, "fcntl each": markEach} {
 		t.Run(name, func(t *testing.T) {
 			var p [2]int
 			require.NoError(t, unix.Pipe(p[:]))
@@ -34,7 +34,7 @@ func TestMarkInherited(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, unix.FD_CLOEXEC, flags&unix.FD_CLOEXEC, "descriptor %d", first+i)
 			}
-			// An O_PATH descriptor is open, though poll cannot see it.
+			// An O_PATH descriptor is open (poll would not see it).
 			path, err := unix.Open("/tmp", unix.O_PATH|unix.O_CLOEXEC, 0)
 			require.NoError(t, err)
 			require.NoError(t, unix.Dup3(path, first+1, 0))
@@ -45,6 +45,10 @@ func TestMarkInherited(t *testing.T) {
 			unix.Close(first + 2)
 			bad, err = mark(first, n)
 			assert.Equal(t, 2, bad, "the one not open")
+			assert.ErrorIs(t, err, unix.EBADF)
+			unix.Close(first)
+			bad, err = mark(first, n)
+			assert.Equal(t, 0, bad, "the first not open")
 			assert.ErrorIs(t, err, unix.EBADF)
 		})
 	}
