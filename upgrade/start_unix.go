@@ -63,38 +63,37 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 		}
 		return syscall.Open(fallback, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	}
-	stdin, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	// What is made new for the child, most often ahead (stockKit). The
+	// child's stderr goes through the kit's pipe until the parent says go,
+	// so that a failed child's last words can be reported; then it
+	// switches to this process's own stderr, handed over as a control
+	// file. Of the kit this process keeps the pipe's read end and its ends
+	// of the channels if the child starts, and nothing if it does not.
+	k, err := u.takeKit()
 	if err != nil {
-		return fail(os.NewSyscallError("open "+os.DevNull, err))
+		return fail(err)
 	}
-	toClose = append(toClose, stdin)
+	defer func() {
+		if err == nil {
+			k.stderrR, k.ctl, k.conns = nil, nil, nil
+		}
+		k.close()
+	}()
 	stdout, err := dupOr(os.Stdout, os.DevNull)
 	if err != nil {
 		return fail(fmt.Errorf("stdout: %w", err))
 	}
 	toClose = append(toClose, stdout)
-	// The child's stderr goes through a pipe until the parent says go, so
-	// that a failed child's last words can be reported; then it switches
-	// to this process's own stderr, handed over as a control file.
 	origStderr, err := dupOr(os.Stderr, os.DevNull)
 	if err != nil {
 		return fail(fmt.Errorf("stderr: %w", err))
 	}
 	toClose = append(toClose, origStderr)
-	pr, pwFD, err := stderrPipe()
-	if err != nil {
-		return fail(fmt.Errorf("stderr pipe: %w", err))
-	}
-	toClose = append(toClose, pwFD)
-	defer func() {
-		if err != nil {
-			pr.Close()
-		}
-	}()
+	pr, ctl := k.stderrR, k.ctl
 
 	// Sized for a thousand handed-over files and what follows them.
 	attr := &syscall.ProcAttr{Dir: u.next.dir, Files: make([]uintptr, 3, 3+len(files)+8+len(elders))}
-	attr.Files[0], attr.Files[1], attr.Files[2] = uintptr(stdin), uintptr(stdout), uintptr(pwFD)
+	attr.Files[0], attr.Files[1], attr.Files[2] = uintptr(k.stdin), uintptr(stdout), uintptr(k.stderrW)
 	h := wire.Handover{Meta: map[string]string{
 		wire.MetaGen:   strconv.Itoa(l.gen),
 		wire.MetaPPID:  strconv.Itoa(os.Getpid()),
@@ -116,16 +115,6 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 		h.Files[i] = f.name
 	}
 	attr.Files = attr.Files[:first+len(files)] // set by start
-	ctl, childCtl, err := wire.PairFD()
-	if err != nil {
-		return fail(err)
-	}
-	toClose = append(toClose, childCtl)
-	defer func() {
-		if err != nil {
-			ctl.Close()
-		}
-	}()
 	// The files this upgrade made or opened for the child go as they
 	// are, not as copies (a dup and a close fewer each): nothing else
 	// closes them, and they stay open here until it has started.
@@ -134,7 +123,7 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 		return fail(err)
 	}
 	h.Control = []string{wire.CtlReady, wire.CtlStderr, wire.CtlStderrPipe}
-	attr.Files = append(attr.Files, uintptr(childCtl), uintptr(origStderr), uintptr(keepFD))
+	attr.Files = append(attr.Files, uintptr(k.childCtl), uintptr(origStderr), uintptr(keepFD))
 	// What the child reads at start: the application's state, the TLS
 	// session ticket keys.
 	if len(l.sections) > 0 {
@@ -152,16 +141,10 @@ func (u *Upgrader) startHandoff(l launch, files []*handed, elders []*elder) (c *
 	}
 	// The connection channel, where the platform has one: a child of an
 	// older build closes it, and this end reads EOF.
-	conns, childConns, connsErr := wire.ConnPairFD()
-	if connsErr == nil {
-		toClose = append(toClose, childConns)
-		defer func() {
-			if err != nil {
-				conns.Close()
-			}
-		}()
+	conns := k.conns
+	if conns != nil {
 		h.Control = append(h.Control, wire.CtlConns)
-		attr.Files = append(attr.Files, uintptr(childConns))
+		attr.Files = append(attr.Files, uintptr(k.childConns))
 	}
 	// The program itself, started from this descriptor: the kernel opens
 	// /proc/self/fd/N of the forked process, which is the file opened and

@@ -76,6 +76,7 @@ func (u *Upgrader) upgrade(ctx context.Context) (control.UpgradeResult, error) {
 		if !errors.Is(err, ErrStopped) {
 			u.sd.failed(err)
 		}
+		u.stockKit() // for the next try
 		return done(err)
 	}
 	u.handOver(c, gen)

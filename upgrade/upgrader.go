@@ -72,6 +72,7 @@ type Upgrader struct {
 	final       bool                   // Stop found this the last generation: its paths go
 	last        *control.UpgradeResult // the last upgrade that ran, for the control socket
 	parked      *park                  // while this generation waits in its rollback window
+	kit         *kit                   // made ahead for the next upgrade (stockKit); nil if none
 	retired     bool                   // the parked parent rolled back: not the last generation
 	rolledBack  string                 // why the parent started this one, rolling back; "" if it did not
 }
@@ -476,6 +477,7 @@ func (u *Upgrader) Ready() error {
 	}
 	close(u.readyC)
 	reserveFDs(handed)
+	u.stockKit()
 	u.serveControl()
 	u.log.Info("ready", slog.Int("pid", os.Getpid()), slog.Int("generation", u.gen))
 	return nil
@@ -581,6 +583,7 @@ func (u *Upgrader) Stop() {
 		u.mu.Unlock()
 		close(u.stopC)
 		u.ahead.closeRest() // before Ready: what the workers adopted is nobody's
+		u.dropKit()
 		if inFlight != nil {
 			select {
 			case <-inFlight:

@@ -1,0 +1,55 @@
+package upgrade
+
+// stockKit makes the next upgrade's kit now, while nothing waits for it,
+// unless there is one or the Upgrader is stopped. It is called once the
+// generation is live (at the end of Ready, after it has taken over) and
+// after an upgrade that failed, so that a signal finds the kit made and
+// the busy old process starts the child sooner. A kit that cannot be
+// made is not reported here: the upgrade makes its own and says what
+// failed.
+func (u *Upgrader) stockKit() {
+	if u.opts.ForeignChild {
+		return // a foreign child is started with none of it
+	}
+	u.mu.Lock()
+	have := u.kit != nil || u.stopped
+	u.mu.Unlock()
+	if have {
+		return
+	}
+	k, err := newKit()
+	if err != nil {
+		return
+	}
+	u.mu.Lock()
+	if u.kit == nil && !u.stopped {
+		u.kit, k = k, nil
+	}
+	u.mu.Unlock()
+	if k != nil {
+		k.close()
+	}
+}
+
+// takeKit returns the kit made ahead, or a new one if there is none.
+func (u *Upgrader) takeKit() (*kit, error) {
+	u.mu.Lock()
+	k := u.kit
+	u.kit = nil
+	u.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	return newKit()
+}
+
+// dropKit closes the kit made ahead, if there is one.
+func (u *Upgrader) dropKit() {
+	u.mu.Lock()
+	k := u.kit
+	u.kit = nil
+	u.mu.Unlock()
+	if k != nil {
+		k.close()
+	}
+}

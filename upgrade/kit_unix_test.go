@@ -1,0 +1,79 @@
+//go:build unix
+
+package upgrade
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+func kitOf(u *Upgrader) *kit {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.kit
+}
+
+// closedFile is what os.File.Fd returns once the file is closed.
+const closedFile = ^uintptr(0)
+
+// TestKit: a generation holds the next upgrade's kit from Ready on, every
+// descriptor of it close-on-exec (a program the server starts meanwhile
+// inherits none); an upgrade starts its child with that kit, not a new
+// one; a failed upgrade leaves a new one for the next try; Stop closes it.
+func TestKit(t *testing.T) {
+	u := newTestUpgrader(t, "crash", Options{})
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	assert.Nil(t, kitOf(u), "none before Ready")
+	require.NoError(t, u.Ready())
+	k := kitOf(u)
+	require.NotNil(t, k, "Ready makes one")
+	fds := []int{k.stdin, k.stderrW, int(k.stderrR.Fd()), int(k.ctl.Fd()), k.childCtl}
+	if k.conns != nil {
+		fds = append(fds, k.childConns)
+	}
+	for _, fd := range fds {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		require.NoError(t, err, "fd %d", fd)
+		assert.NotZero(t, flags&unix.FD_CLOEXEC, "fd %d is close-on-exec", fd)
+	}
+
+	var ce *ChildError
+	require.ErrorAs(t, u.Upgrade(t.Context()), &ce)
+	assert.Equal(t, StageExited, ce.Stage)
+	assert.Equal(t, closedFile, k.ctl.Fd(), "the failed child's channel, the kit's, is closed")
+	next := kitOf(u)
+	require.NotNil(t, next, "a failed upgrade leaves a kit for the next try")
+	assert.NotSame(t, k, next)
+
+	u.Stop()
+	assert.Nil(t, kitOf(u), "Stop drops the kit")
+	assert.Equal(t, closedFile, next.ctl.Fd(), "and closes it")
+	assert.Equal(t, closedFile, next.stderrR.Fd())
+}
+
+// TestKitUsed: the child is started with the kit Ready made: the
+// readiness channel to the successor is the kit's, and a generation that
+// handed over makes no other.
+func TestKitUsed(t *testing.T) {
+	u := newTestUpgrader(t, "ready", Options{})
+	ln, err := u.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	require.NoError(t, u.Ready())
+	k := kitOf(u)
+	require.NotNil(t, k)
+	ctl := k.ctl
+	require.NoError(t, u.Upgrade(t.Context()))
+	u.mu.Lock()
+	succ := u.successor
+	u.mu.Unlock()
+	require.NotNil(t, succ)
+	assert.Same(t, ctl, succ.ctl, "the successor's channel is the kit's")
+	assert.Nil(t, kitOf(u), "none after the hand-over")
+	requireExit(t, u)
+}
