@@ -2,9 +2,10 @@ package upgrade
 
 // stockKit makes the next upgrade's kit now, while nothing waits for it,
 // unless there is one or the Upgrader is stopped. It is called once the
-// generation is live (at the end of Ready, after it has taken over) and
-// after an upgrade that failed, so that a signal finds the kit made and
-// the busy old process starts the child sooner. A kit that cannot be
+// generation is live (at the end of a first generation's Ready, once a
+// new generation's parent has exited) and after an upgrade that failed,
+// so that a signal finds the kit made and the busy old process starts
+// the child sooner; an upgrade before that makes its own. A kit that cannot be
 // made is not reported here: the upgrade makes its own and says what
 // failed.
 func (u *Upgrader) stockKit() {

@@ -13,13 +13,14 @@ import (
 // A kit is what an upgrade makes new for the child it starts, apart from
 // the files it hands over: the child's stdin, the pipe its stderr goes
 // through until go, its readiness channel and its connection channel.
-// Nothing in them depends on the moment, so they are made ahead, when
-// the generation is live, and an upgrade takes them: some twenty system
-// calls fewer between the signal and the fork, three of them registering
-// a descriptor with the poller (56 µs of the 113 from Upgrade to the fork
-// at one socket on an idle 2-CPU VM, 58 µs under load). Each descriptor
-// is close-on-exec until the child is started with it, and a kit is used
-// once: the process keeps seven descriptors more while it serves.
+// Nothing in them depends on the moment, so they are made ahead, once
+// the generation is live (Upgrader.stockKit), and an upgrade takes them:
+// some twenty system calls fewer between the signal and the fork, three
+// of them registering a descriptor with the poller (56 µs of the 113
+// from Upgrade to the fork at one socket on an idle 2-CPU VM, 58 µs under
+// load). Each descriptor is close-on-exec until the child is started with
+// it, and a kit is used once: the process keeps seven descriptors more
+// while it serves.
 type kit struct {
 	stdin      int               // /dev/null, read-only
 	stderrR    *os.File          // ours: what the child writes to stderr until go

@@ -4,6 +4,7 @@ package upgrade
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -76,4 +77,35 @@ func TestKitUsed(t *testing.T) {
 	assert.Same(t, ctl, succ.ctl, "the successor's channel is the kit's")
 	assert.Nil(t, kitOf(u), "none after the hand-over")
 	requireExit(t, u)
+}
+
+// aliveParent is a parent that exits when gone is closed.
+type aliveParent struct {
+	parent
+	c chan struct{}
+}
+
+func (p aliveParent) gone() <-chan struct{} { return p.c }
+
+// TestKitSettled: a new generation makes its kit once its parent has
+// exited, not while it takes over, and none if it is stopped first.
+func TestKitSettled(t *testing.T) {
+	c := make(chan struct{})
+	u := &Upgrader{parent: aliveParent{c: c}, stopC: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		u.settleLater()
+		close(done)
+	}()
+	time.Sleep(20 * time.Millisecond)
+	assert.Nil(t, kitOf(u), "none while the parent lives")
+	close(c)
+	<-done
+	require.NotNil(t, kitOf(u), "made once it has exited")
+	u.dropKit()
+
+	stopped := &Upgrader{parent: aliveParent{c: make(chan struct{})}, stopC: make(chan struct{})}
+	close(stopped.stopC)
+	stopped.settleLater()
+	assert.Nil(t, kitOf(stopped), "none once stopped")
 }
