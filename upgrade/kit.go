@@ -32,18 +32,6 @@ func (u *Upgrader) stockKit() {
 	}
 }
 
-// takeKit returns the kit made ahead, or a new one if there is none.
-func (u *Upgrader) takeKit() (*kit, error) {
-	u.mu.Lock()
-	k := u.kit
-	u.kit = nil
-	u.mu.Unlock()
-	if k != nil {
-		return k, nil
-	}
-	return newKit()
-}
-
 // dropKit closes the kit made ahead, if there is one.
 func (u *Upgrader) dropKit() {
 	u.mu.Lock()

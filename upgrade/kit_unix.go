@@ -31,6 +31,18 @@ type kit struct {
 	childConns int               // the child's end of it; -1 without one
 }
 
+// takeKit returns the kit made ahead, or a new one if there is none.
+func (u *Upgrader) takeKit() (*kit, error) {
+	u.mu.Lock()
+	k := u.kit
+	u.kit = nil
+	u.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	return newKit()
+}
+
 // newKit makes a kit; a platform without a connection channel gives one
 // without it.
 func newKit() (*kit, error) {
