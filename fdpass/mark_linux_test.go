@@ -54,6 +54,36 @@ func TestMarkInherited(t *testing.T) {
 	}
 }
 
+// TestMarkInheritedFast: with every descriptor open, markInherited proves
+// it without the fallback of one fcntl each; with one missing it falls
+// back, which names it.
+func TestMarkInheritedFast(t *testing.T) {
+	slow := 0
+	markSlow = func(first, n int) (int, error) { slow++; return markEach(first, n) }
+	defer func() { markSlow = markEach }()
+	var p [2]int
+	require.NoError(t, unix.Pipe2(p[:], unix.O_CLOEXEC))
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	const first, n = 950, 8
+	for i := range n {
+		require.NoError(t, unix.Dup3(p[0], first+i, 0))
+	}
+	defer func() {
+		for i := range n {
+			unix.Close(first + i)
+		}
+	}()
+	bad, err := markInherited(first, n)
+	require.NoError(t, err)
+	assert.Equal(t, -1, bad)
+	assert.Zero(t, slow, "proved without the fallback")
+	unix.Close(first + 5)
+	bad, _ = markInherited(first, n)
+	assert.Equal(t, 5, bad)
+	assert.Equal(t, 1, slow, "the missing one is named by the fallback")
+}
+
 // rawListener returns a non-blocking TCP socket listening on a port of
 // 127.0.0.1, as a parent hands one over, and its port.
 func rawListener(t *testing.T) (fd, port int) {

@@ -20,7 +20,7 @@ import (
 // from Upgrade to the fork at one socket on an idle 2-CPU VM, 58 µs under
 // load). Each descriptor is close-on-exec until the child is started with
 // it, and a kit is used once: the process keeps seven descriptors more
-// while it serves.
+// while it serves (five where there is no connection channel).
 type kit struct {
 	stdin      int               // /dev/null, read-only
 	stderrR    *os.File          // ours: what the child writes to stderr until go
@@ -37,10 +37,16 @@ func (u *Upgrader) takeKit() (*kit, error) {
 	k := u.kit
 	u.kit = nil
 	u.mu.Unlock()
-	if k != nil {
-		return k, nil
+	if k == nil {
+		return newKit()
 	}
-	return newKit()
+	if k.conns == nil {
+		// Made ahead without one (descriptors short then, say): try again.
+		if conns, child, err := wire.ConnPairFD(); err == nil {
+			k.conns, k.childConns = conns, child
+		}
+	}
+	return k, nil
 }
 
 // newKit makes a kit; a platform without a connection channel gives one

@@ -3,6 +3,7 @@
 package upgrade
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -15,6 +16,14 @@ func kitOf(u *Upgrader) *kit {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.kit
+}
+
+// rawFD returns f's descriptor without changing its mode.
+func rawFD(t *testing.T, f *os.File) int {
+	t.Helper()
+	fd, err := ownFD(f)
+	require.NoError(t, err)
+	return fd
 }
 
 // closedFile is what os.File.Fd returns once the file is closed.
@@ -33,7 +42,8 @@ func TestKit(t *testing.T) {
 	require.NoError(t, u.Ready())
 	k := kitOf(u)
 	require.NotNil(t, k, "Ready makes one")
-	fds := []int{k.stdin, k.stderrW, int(k.stderrR.Fd()), int(k.ctl.Fd()), k.childCtl}
+	// Not by Fd, which would make the non-blocking files blocking.
+	fds := []int{k.stdin, k.stderrW, rawFD(t, k.stderrR), rawFD(t, k.ctl), k.childCtl}
 	if k.conns != nil {
 		fds = append(fds, k.childConns)
 	}
@@ -43,10 +53,11 @@ func TestKit(t *testing.T) {
 		assert.NotZero(t, flags&unix.FD_CLOEXEC, "fd %d is close-on-exec", fd)
 	}
 
+	ctl := k.ctl
 	var ce *ChildError
 	require.ErrorAs(t, u.Upgrade(t.Context()), &ce)
 	assert.Equal(t, StageExited, ce.Stage)
-	assert.Equal(t, closedFile, k.ctl.Fd(), "the failed child's channel, the kit's, is closed")
+	assert.Equal(t, closedFile, ctl.Fd(), "the failed child's channel, the kit's, is closed")
 	next := kitOf(u)
 	require.NotNil(t, next, "a failed upgrade leaves a kit for the next try")
 	assert.NotSame(t, k, next)
@@ -77,6 +88,8 @@ func TestKitUsed(t *testing.T) {
 	assert.Same(t, ctl, succ.ctl, "the successor's channel is the kit's")
 	assert.Nil(t, kitOf(u), "none after the hand-over")
 	requireExit(t, u)
+	u.stockKit() // as a settling or a late Ready would
+	assert.Nil(t, kitOf(u), "a generation that handed over makes none")
 }
 
 // aliveParent is a parent that exits when gone is closed.
@@ -91,7 +104,7 @@ func (p aliveParent) gone() <-chan struct{} { return p.c }
 // exited, not while it takes over, and none if it is stopped first.
 func TestKitSettled(t *testing.T) {
 	c := make(chan struct{})
-	u := &Upgrader{parent: aliveParent{c: c}, stopC: make(chan struct{})}
+	u := &Upgrader{parent: aliveParent{c: c}, stopC: make(chan struct{}), phase: live}
 	done := make(chan struct{})
 	go func() {
 		u.settleLater()
@@ -104,7 +117,7 @@ func TestKitSettled(t *testing.T) {
 	require.NotNil(t, kitOf(u), "made once it has exited")
 	u.dropKit()
 
-	stopped := &Upgrader{parent: aliveParent{c: make(chan struct{})}, stopC: make(chan struct{})}
+	stopped := &Upgrader{parent: aliveParent{c: make(chan struct{})}, stopC: make(chan struct{}), phase: live}
 	close(stopped.stopC)
 	stopped.settleLater()
 	assert.Nil(t, kitOf(stopped), "none once stopped")

@@ -76,7 +76,6 @@ func (u *Upgrader) upgrade(ctx context.Context) (control.UpgradeResult, error) {
 		if !errors.Is(err, ErrStopped) {
 			u.sd.failed(err)
 		}
-		u.stockKit() // for the next try
 		return done(err)
 	}
 	u.handOver(c, gen)
@@ -116,12 +115,16 @@ func (u *Upgrader) begin() ([]*handed, []*elder, error) {
 
 func (u *Upgrader) end() {
 	u.mu.Lock()
-	if u.phase == upgrading {
+	failed := u.phase == upgrading
+	if failed {
 		u.phase = live
 	}
 	close(u.upgradeDone)
 	u.upgradeDone = nil
 	u.mu.Unlock()
+	if failed {
+		u.stockKit() // for the next try
+	}
 }
 
 // record keeps the verdict of the last upgrade that ran, for the control
